@@ -1,0 +1,196 @@
+"""The agent directory: ``model.safetensors`` (weights only) and ``agent.json`` (the card).
+
+Loading never unpickles. Every way a directory can be wrong (missing file, truncated or
+corrupt weights, weights that do not fit the arch, unknown card format, another game) is
+refused with a UserError that names the file and what is wrong. Writes are atomic.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from rl_compress.envs import OBS_SHAPE, resolve_game
+from rl_compress.errors import UserError
+from rl_compress.networks import build_network, count_params
+
+FORMAT = 1
+WEIGHTS = "model.safetensors"
+CARD = "agent.json"
+KINDS = ("teacher", "student")
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temp file in the same folder and a rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        os.chmod(tmp, 0o644)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_json(path: Path, obj: Any) -> None:
+    """Write ``obj`` as indented JSON, atomically."""
+    atomic_write_bytes(Path(path), (json.dumps(obj, indent=2, sort_keys=False) + "\n").encode())
+
+
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+@dataclass
+class Agent:
+    """A loaded agent: its directory, its card and its network (eval mode)."""
+
+    path: Path
+    card: dict[str, Any]
+    net: nn.Module
+
+    @property
+    def game(self) -> str:
+        """ALE ROM id of the game the agent plays."""
+        return str(self.card["game"])
+
+    @property
+    def kind(self) -> str:
+        """``teacher`` or ``student``."""
+        return str(self.card["kind"])
+
+    @property
+    def num_actions(self) -> int:
+        """Size of the action set."""
+        return int(self.card["num_actions"])
+
+
+def make_card(kind: str, game: str, arch: dict[str, Any], net: nn.Module, **extra: Any) -> dict[str, Any]:
+    """A fresh card for ``net``; ``extra`` adds "training", "teacher", "evaluation"..."""
+    if kind not in KINDS:
+        raise UserError(f"agent kind must be one of {KINDS}, got {kind!r}")
+    head = [m for m in net.modules() if isinstance(m, nn.Linear)][-1]
+    card: dict[str, Any] = {
+        "format": FORMAT,
+        "kind": kind,
+        "game": resolve_game(game),
+        "arch": arch,
+        "num_actions": int(head.out_features),
+        "params": count_params(net),
+        "observation": {
+            "shape": list(OBS_SHAPE),
+            "dtype": "uint8",
+            "frame_skip": 4,
+            "max_pool_last_two": True,
+            "resize": "84x84 grey, area",
+            "stack": "channel 0 oldest, 3 newest; zero frames at reset",
+        },
+    }
+    card.update(extra)
+    return card
+
+
+def save_agent(directory: Path, net: nn.Module, card: dict[str, Any]) -> Path:
+    """Write weights then card into ``directory`` (both atomic); returns the directory."""
+    from safetensors.torch import save
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
+    atomic_write_bytes(directory / WEIGHTS, save(tensors, metadata={"format": str(FORMAT)}))
+    atomic_write_json(directory / CARD, card)
+    return directory
+
+
+def read_card(directory: Path) -> dict[str, Any]:
+    """Read and check ``agent.json``; UserError naming the file on any problem."""
+    path = Path(directory) / CARD
+    if not Path(directory).is_dir():
+        raise UserError(f"{directory}: not an agent directory (no such folder)")
+    if not path.is_file():
+        raise UserError(f"{path}: missing (an agent directory holds {CARD} and {WEIGHTS})")
+    try:
+        card = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise UserError(f"{path}: not valid JSON ({e.msg if hasattr(e, 'msg') else e})") from None
+    if not isinstance(card, dict):
+        raise UserError(f"{path}: expected a JSON object")
+    if card.get("format") != FORMAT:
+        raise UserError(f"{path}: unknown card format {card.get('format')!r} (this version reads format {FORMAT})")
+    for key in ("kind", "game", "arch", "num_actions"):
+        if key not in card:
+            raise UserError(f"{path}: missing key {key!r}")
+    if card["kind"] not in KINDS:
+        raise UserError(f"{path}: kind must be one of {KINDS}, got {card['kind']!r}")
+    if not isinstance(card["num_actions"], int) or card["num_actions"] < 1:
+        raise UserError(f"{path}: num_actions must be a positive integer")
+    return card
+
+
+def load_agent(directory: Path, game: str | None = None) -> Agent:
+    """Load an agent directory, refusing anything that does not fit (see module doc).
+
+    ``game``: when given, refuse an agent trained for another game.
+    """
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    directory = Path(directory)
+    card = read_card(directory)
+    card_path = directory / CARD
+    if game is not None and resolve_game(game) != card["game"]:
+        raise UserError(f"{card_path}: agent plays {card['game']!r}, not {resolve_game(game)!r}")
+    try:
+        net = build_network(card["arch"], card["num_actions"])
+    except UserError as e:
+        raise UserError(f"{card_path}: {e}") from None
+    wpath = directory / WEIGHTS
+    if not wpath.is_file():
+        raise UserError(f"{wpath}: missing")
+    try:
+        state = load_file(str(wpath))
+    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+        raise UserError(f"{wpath}: truncated or corrupt safetensors file ({str(e).splitlines()[0]})") from None
+    own = net.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    if missing or unexpected:
+        raise UserError(
+            f"{wpath}: weights do not fit arch {card['arch'].get('name')!r}"
+            f" (missing {missing[:3]}, unexpected {unexpected[:3]})"
+        )
+    for k, v in own.items():
+        if tuple(state[k].shape) != tuple(v.shape):
+            raise UserError(
+                f"{wpath}: weights do not fit arch {card['arch'].get('name')!r}"
+                f" ({k} has shape {list(state[k].shape)}, arch needs {list(v.shape)})"
+            )
+    net.load_state_dict(state)
+    net.eval()
+    return Agent(directory, card, net)
+
+
+def update_card(directory: Path, **entries: Any) -> dict[str, Any]:
+    """Set top-level card entries (e.g. ``evaluation``) and rewrite the card atomically."""
+    card = read_card(directory)
+    card.update(entries)
+    atomic_write_json(Path(directory) / CARD, card)
+    return card

@@ -1,0 +1,221 @@
+"""The ``rl-compress`` command line (design.md fixes the names).
+
+User mistakes raise UserError anywhere below; ``main`` prints them as one line
+``error: ...`` on stderr and exits with code 2, never with a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from rl_compress.errors import UserError
+
+NOT_BUILT = 3  # exit code of subcommands that later issues build
+
+
+def add_config_flags(parser: argparse.ArgumentParser, cls: type, skip: Sequence[str] = ()) -> None:
+    """Add one ``--flag`` per dataclass field (help from the field's metadata, default shown)."""
+    for f in dataclasses.fields(cls):
+        if f.name in skip:
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        help_ = f"{f.metadata.get('help', '')} (default: {f.default})"
+        if f.type in (bool, "bool"):
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help_)
+        else:
+            typ = {"int": int, "float": float, "str": str}.get(str(f.type), str)
+            parser.add_argument(flag, type=typ, default=None, help=help_, metavar=f.name.upper())
+
+
+def config_from_args(cls: type, args: argparse.Namespace, **fixed: Any) -> Any:
+    """Build a config dataclass from parsed flags (unset flags keep the defaults)."""
+    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if getattr(args, f.name, None) is not None}
+    values.update(fixed)
+    return cls(**values)
+
+
+def _positive(name: str, value: int) -> int:
+    if value is None or value <= 0:
+        raise UserError(f"{name} must be a positive integer, got {value}")
+    return value
+
+
+def _emit_json(obj: Any, path: str | None) -> None:
+    """Print JSON to stdout, or write it atomically to ``path``."""
+    from rl_compress.agent import atomic_write_json
+
+    if path:
+        atomic_write_json(Path(path), obj)
+    else:
+        print(json.dumps(obj, indent=2))
+
+
+# ---------------------------------------------------------------- teacher
+def cmd_teacher_train(args: argparse.Namespace) -> int:
+    """Train (or resume) a DQN teacher."""
+    from rl_compress.teacher import TeacherConfig, train_teacher
+
+    from rl_compress.agent import read_card
+
+    fixed = {}
+    if args.resume and args.game is None and (Path(args.out) / "agent.json").exists():
+        fixed["game"] = read_card(Path(args.out))["game"]
+    cfg = config_from_args(TeacherConfig, args, **fixed)
+    command = " ".join(["rl-compress", *sys.argv[1:]]) if sys.argv[0].endswith("rl-compress") else None
+    card = train_teacher(
+        cfg, Path(args.out), resume=args.resume, tensorboard=args.tensorboard, show_progress=not args.quiet, command=command
+    )
+    tr = card["training"]
+    print(f"{args.out}: {tr['steps']} steps, {tr['updates']} updates, {tr['wall_time_s']} s", file=sys.stderr)
+    return 0
+
+
+def cmd_teacher_import(args: argparse.Namespace) -> int:
+    """Import an SB3 / RL Zoo DQN zip."""
+    from rl_compress.sb3_import import import_sb3
+
+    card = import_sb3(Path(args.zip), args.game, Path(args.out))
+    print(f"{args.out}: imported {card['arch']['name']} with {card['params']} params", file=sys.stderr)
+    return 0
+
+
+# ---------------------------------------------------------------- agent tools
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    """Evaluate an agent under the default protocol."""
+    from rl_compress.agent import load_agent, update_card
+    from rl_compress.evaluate import evaluate
+
+    agent = load_agent(Path(args.agent))
+    res = evaluate(agent.net, agent.game, _positive("--episodes", args.episodes), seed=args.seed, show_progress=not args.quiet)
+    res["agent"] = str(args.agent)
+    res["game"] = agent.game
+    if args.write_card:
+        update_card(Path(args.agent), evaluation={k: v for k, v in res.items() if k not in ("agent",)})
+    if args.json:
+        _emit_json(res, args.json)
+    print(f"{agent.game}: mean {res['mean']:.2f} +- {res['std']:.2f} over {res['episodes']} episodes", file=sys.stderr)
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    """Print the card with params and compression ratio."""
+    from rl_compress.agent import load_agent
+
+    agent = load_agent(Path(args.agent))
+    card = dict(agent.card)
+    from rl_compress.networks import count_params
+
+    card["params"] = count_params(agent.net)
+    teacher_params = (card.get("teacher") or {}).get("params")
+    card["compression"] = (
+        {"teacher_params": teacher_params, "ratio": card["params"] / teacher_params} if teacher_params else None
+    )
+    card["path"] = str(agent.path)
+    _emit_json(card, args.json)
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    """Export to ONNX or TorchScript."""
+    from rl_compress.agent import load_agent
+    from rl_compress.export import export
+
+    agent = load_agent(Path(args.agent))
+    export(agent.net, args.format, Path(args.out))
+    print(f"{args.out}: {args.format} model, uint8 [B,4,84,84] -> float32 [B,{agent.num_actions}]", file=sys.stderr)
+    return 0
+
+
+def _not_built(what: str) -> Callable[[argparse.Namespace], int]:
+    def run(args: argparse.Namespace) -> int:
+        print(f"error: `rl-compress {what}` is not built yet", file=sys.stderr)
+        return NOT_BUILT
+
+    return run
+
+
+# ---------------------------------------------------------------- parser
+def build_parser() -> argparse.ArgumentParser:
+    """The full argument parser."""
+    from rl_compress.teacher import TeacherConfig
+
+    p = argparse.ArgumentParser(
+        prog="rl-compress",
+        description="Train DQN teachers on Atari, compress them into tiny global-max-pool students, see where they look.",
+    )
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    teacher = sub.add_parser("teacher", help="train or import DQN teachers")
+    tsub = teacher.add_subparsers(dest="teacher_command", metavar="ACTION", required=True)
+    tr = tsub.add_parser("train", help="train a Nature-DQN teacher (resumable)")
+    tr.add_argument("--out", required=True, help="agent directory to write (checkpoints go there too)")
+    tr.add_argument("--resume", action="store_true", help="continue the run in --out")
+    tr.add_argument("--tensorboard", type=Path, default=None, help="TensorBoard log directory")
+    tr.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_config_flags(tr, TeacherConfig)
+    tr.set_defaults(func=cmd_teacher_train)
+    ti = tsub.add_parser("import", help="import a stable-baselines3 / RL Zoo DQN zip")
+    ti.add_argument("zip", help="SB3 .zip file")
+    ti.add_argument("--game", required=True, help="game the model plays")
+    ti.add_argument("--out", required=True, help="agent directory to write")
+    ti.set_defaults(func=cmd_teacher_import)
+
+    d = sub.add_parser("distill", help="distill a student from a teacher (Actor-Mimic)")
+    d.set_defaults(func=_not_built("distill"))
+
+    ev = sub.add_parser("evaluate", help="evaluate an agent under the default protocol")
+    ev.add_argument("agent", help="agent directory")
+    ev.add_argument("--episodes", type=int, default=30, help="whole games to play (default: 30)")
+    ev.add_argument("--seed", type=int, default=0, help="seed of the envs and of epsilon (default: 0)")
+    ev.add_argument("--json", default=None, help="write the result (per-episode scores) to this JSON file")
+    ev.add_argument("--write-card", action="store_true", help="store the result as the card's evaluation")
+    ev.add_argument("--quiet", action="store_true", help="no progress bar")
+    ev.set_defaults(func=cmd_evaluate)
+
+    rec = sub.add_parser("record", help="record a video with attention overlay")
+    rec.set_defaults(func=_not_built("record"))
+    loc = sub.add_parser("localize", help="attention maps and peaks to a .npz")
+    loc.set_defaults(func=_not_built("localize"))
+
+    ex = sub.add_parser("export", help="export an agent to ONNX or TorchScript")
+    ex.add_argument("agent", help="agent directory")
+    ex.add_argument("--format", required=True, choices=["onnx", "torchscript"], help="output format")
+    ex.add_argument("--out", required=True, help="file to write")
+    ex.set_defaults(func=cmd_export)
+
+    info = sub.add_parser("info", help="print an agent's card with params and compression ratio (JSON)")
+    info.add_argument("agent", help="agent directory")
+    info.add_argument("--json", default=None, help="write to this file instead of stdout")
+    info.set_defaults(func=cmd_info)
+
+    bench = sub.add_parser("bench", help="speed benchmarks (ratios against a baseline, same run)")
+    bench.add_argument("what", choices=["teacher", "distill", "inference", "localize"])
+    bench.add_argument("--json", default=None, help="write results to this JSON file")
+    bench.set_defaults(func=_not_built("bench"))
+
+    exp = sub.add_parser("experiment", help="run or report a study grid")
+    exp.set_defaults(func=_not_built("experiment"))
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``rl-compress`` console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

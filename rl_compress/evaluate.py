@@ -1,0 +1,115 @@
+"""Evaluation under the fixed protocol of design.md, episodes run in parallel envs.
+
+Protocol: ALE v5 rules (sticky actions p = 0.25, minimal action set), an episode is one
+whole game (life losses do not end it), at most 108,000 frames, raw unclipped score, up to
+30 no-op starts, epsilon-greedy with epsilon 0.001.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from rl_compress.envs import EnvConfig, make_vector_env, resolve_game
+from rl_compress.errors import UserError
+from rl_compress.progress import progress_bar
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """The evaluation protocol; its dict goes into every result and card."""
+
+    sticky: float = 0.25
+    """Sticky-action probability."""
+    noop_max: int = 30
+    """Up to this many no-ops at the start of each game."""
+    max_frames: int = 108_000
+    """Frames after which a game is cut off."""
+    epsilon: float = 0.001
+    """Probability of a uniformly random action."""
+    full_action_space: bool = False
+    """The minimal action set of the game."""
+    episode: str = "game over (life loss does not end it)"
+    """What ends an episode."""
+    score: str = "raw, unclipped"
+    """What is summed."""
+
+    def env_config(self) -> EnvConfig:
+        """The env settings that implement this protocol."""
+        return EnvConfig(sticky=self.sticky, noop_max=self.noop_max, max_frames=self.max_frames, clip_rewards=False)
+
+
+DEFAULT_PROTOCOL = Protocol()
+
+
+def evaluate(
+    net: nn.Module,
+    game: str,
+    episodes: int,
+    seed: int = 0,
+    protocol: Protocol = DEFAULT_PROTOCOL,
+    max_envs: int = 16,
+    show_progress: bool = False,
+) -> dict[str, Any]:
+    """Play ``episodes`` whole games with ``net`` (greedy with protocol epsilon).
+
+    Env i of the vector env is seeded with seed + i and plays a fixed share of the
+    episodes, so the result does not favour short games and is the same for the same seed.
+    Returns {"protocol", "episodes", "seed", "mean", "std", "scores", "lengths", "truncated"}.
+    """
+    if episodes < 1:
+        raise UserError(f"--episodes must be >= 1, got {episodes}")
+    game = resolve_game(game)
+    k = min(episodes, max_envs)
+    quota = np.full(k, episodes // k, dtype=np.int64)
+    quota[: episodes % k] += 1
+    env = make_vector_env(game, k, protocol.env_config())
+    rng = np.random.default_rng(seed)
+    scores: list[list[float]] = [[] for _ in range(k)]
+    lengths: list[list[int]] = [[] for _ in range(k)]
+    truncs: list[list[bool]] = [[] for _ in range(k)]
+    ret = np.zeros(k, dtype=np.float64)
+    length = np.zeros(k, dtype=np.int64)
+    net.eval()
+    try:
+        obs, _ = env.reset(seed=seed)
+        with progress_bar(show_progress) as bar, torch.inference_mode():
+            task = bar.add_task(f"evaluate {game}", total=episodes, info="")
+            done_before = np.zeros(k, dtype=bool)
+            while any(len(s) < q for s, q in zip(scores, quota)):
+                greedy = net(torch.from_numpy(obs)).argmax(1).numpy()
+                explore = rng.random(k) < protocol.epsilon
+                actions = np.where(explore, rng.integers(0, env.single_action_space.n, k), greedy)
+                obs, reward, term, trunc, _ = env.step(actions.astype(np.int64))
+                # a step right after an episode's end is the env's reset step (reward 0)
+                ret += np.where(done_before, 0.0, reward)
+                length += ~done_before
+                done = term | trunc
+                for i in np.flatnonzero(done & ~done_before):
+                    if len(scores[i]) < quota[i]:
+                        scores[i].append(float(ret[i]))
+                        lengths[i].append(int(length[i]))
+                        truncs[i].append(bool(trunc[i] and not term[i]))
+                        bar.advance(task)
+                        flat = [s for ss in scores for s in ss]
+                        bar.update(task, info=f"mean {np.mean(flat):.1f}")
+                    ret[i] = 0.0
+                    length[i] = 0
+                done_before = done
+    finally:
+        env.close()
+    all_scores = [s for ss in scores for s in ss]
+    return {
+        "protocol": asdict(protocol),
+        "episodes": episodes,
+        "seed": seed,
+        "mean": float(np.mean(all_scores)),
+        "std": float(np.std(all_scores)),
+        "scores": all_scores,
+        "lengths": [n for nn_ in lengths for n in nn_],
+        "truncated": sum(t for tt in truncs for t in tt),
+    }

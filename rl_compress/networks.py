@@ -1,0 +1,81 @@
+"""Networks and the registry that rebuilds any of them from an agent card's "arch".
+
+Every network takes the uint8 [B,4,84,84] stack and scales it by 1/255 inside, so that the
+exported model and the agent see the same input. ``features`` returns the penultimate
+representation (the teacher's 512-d layer) used by feature regression.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from rl_compress.errors import UserError
+
+ArchSpec = dict[str, Any]
+
+
+def conv_out(size: int, kernel: int, stride: int) -> int:
+    """Spatial size after a valid (unpadded) convolution."""
+    return (size - kernel) // stride + 1
+
+
+class NatureDQN(nn.Module):
+    """Mnih et al. 2015: conv 32@8x8/4, 64@4x4/2, 64@3x3/1, FC 512, one Q-value per action."""
+
+    def __init__(self, num_actions: int, channels: tuple[int, int, int] = (32, 64, 64), hidden: int = 512) -> None:
+        super().__init__()
+        c1, c2, c3 = channels
+        self.conv = nn.Sequential(
+            nn.Conv2d(4, c1, 8, stride=4),
+            nn.ReLU(),
+            nn.Conv2d(c1, c2, 4, stride=2),
+            nn.ReLU(),
+            nn.Conv2d(c2, c3, 3, stride=1),
+            nn.ReLU(),
+        )
+        side = conv_out(conv_out(conv_out(84, 8, 4), 4, 2), 3, 1)
+        self.fc = nn.Sequential(nn.Flatten(), nn.Linear(c3 * side * side, hidden), nn.ReLU())
+        self.head = nn.Linear(hidden, num_actions)
+
+    def features(self, obs: torch.Tensor) -> torch.Tensor:
+        """The penultimate (hidden) layer for a uint8 [B,4,84,84] batch."""
+        return self.fc(self.conv(obs.float() * (1.0 / 255.0)))
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        """Q-values float32 [B,A] for a uint8 [B,4,84,84] batch."""
+        return self.head(self.features(obs))
+
+
+def _build_nature_dqn(arch: ArchSpec, num_actions: int) -> nn.Module:
+    channels = tuple(int(c) for c in arch.get("channels", (32, 64, 64)))
+    if len(channels) != 3:
+        raise UserError(f"nature_dqn arch needs 3 channel widths, got {list(channels)}")
+    return NatureDQN(num_actions, channels, int(arch.get("hidden", 512)))  # type: ignore[arg-type]
+
+
+BUILDERS: dict[str, Callable[[ArchSpec, int], nn.Module]] = {
+    "nature_dqn": _build_nature_dqn,
+}
+
+
+def teacher_arch() -> ArchSpec:
+    """The arch card entry of the Nature-DQN teacher."""
+    return {"name": "nature_dqn", "channels": [32, 64, 64], "hidden": 512}
+
+
+def build_network(arch: ArchSpec, num_actions: int) -> nn.Module:
+    """Rebuild a network from an agent card's "arch" entry; UserError for unknown names."""
+    name = arch.get("name") if isinstance(arch, dict) else None
+    if name not in BUILDERS:
+        raise UserError(f"unknown network arch {name!r}; known: {', '.join(sorted(BUILDERS))}")
+    if num_actions < 1:
+        raise UserError(f"num_actions must be >= 1, got {num_actions}")
+    return BUILDERS[name](arch, num_actions)
+
+
+def count_params(net: nn.Module) -> int:
+    """Number of trainable parameters."""
+    return sum(p.numel() for p in net.parameters() if p.requires_grad)

@@ -1,0 +1,411 @@
+"""DQN teacher training (Nature DQN, Double DQN and n-step returns available), top to bottom.
+
+Acting is batched over K environments of the C++ vector env; the env steps on its own
+threads while the learner updates (send, update, recv). The replay ratio is fixed per env
+step: ``train_freq`` env steps per gradient update, whatever K is. Checkpoints are written
+atomically every ``checkpoint_every`` env steps and on SIGINT / SIGTERM; ``--resume``
+restores weights, target, optimizer, step counter, epsilon, RNG states, TensorBoard step and
+(when ``replay.npz`` is beside the checkpoint) the replay memory.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import time
+from collections import deque
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from rl_compress.agent import CARD, make_card, read_card, save_agent
+from rl_compress.envs import EnvConfig, make_vector_env, num_actions, resolve_game
+from rl_compress.errors import UserError
+from rl_compress.evaluate import DEFAULT_PROTOCOL, evaluate
+from rl_compress.networks import build_network, teacher_arch
+from rl_compress.progress import progress_bar
+from rl_compress.replay import FrameReplay
+
+CHECKPOINT = "checkpoint.pt"
+REPLAY = "replay.npz"
+RETURNS = "returns.csv"
+
+
+def _h(text: str, **kw: Any) -> Any:
+    return field(metadata={"help": text}, **kw)
+
+
+@dataclass
+class TeacherConfig:
+    """Every number of a teacher run; the whole dict is stored in the card and TensorBoard."""
+
+    game: str = _h("ALE game name or alias", default="pong")
+    steps: int = _h("total env steps (agent steps, 4 frames each) to train to", default=2_000_000)
+    seed: int = _h("seed of envs, exploration and network init", default=1)
+    envs: int = _h("environments stepped together", default=8)
+    buffer_size: int = _h("replay memory in transitions (frames stored once)", default=100_000)
+    learning_starts: int = _h("env steps of random play before the first update", default=20_000)
+    train_freq: int = _h("env steps per gradient update (replay ratio = batch / train_freq)", default=4)
+    batch_size: int = _h("transitions per update", default=32)
+    lr: float = _h("Adam learning rate", default=1e-4)
+    adam_eps: float = _h("Adam epsilon", default=1.5e-4)
+    gamma: float = _h("discount", default=0.99)
+    n_step: int = _h("n-step returns", default=3)
+    double: bool = _h("Double DQN targets", default=False)
+    target_update: int = _h("env steps between target network copies", default=2_000)
+    eps_start: float = _h("initial exploration epsilon", default=1.0)
+    eps_end: float = _h("final exploration epsilon", default=0.01)
+    eps_decay: int = _h("env steps of linear epsilon decay after learning_starts", default=100_000)
+    max_grad_norm: float = _h("gradient clipping norm (0 = off)", default=10.0)
+    sticky: float = _h("sticky-action probability while training", default=0.25)
+    life_loss_terminal: bool = _h("treat a life loss as terminal for bootstrapping", default=True)
+    checkpoint_every: int = _h("env steps between checkpoints", default=25_000)
+    eval_every: int = _h("env steps between evaluations (0 = off)", default=100_000)
+    eval_episodes: int = _h("episodes per evaluation (default protocol)", default=5)
+    save_replay: bool = _h("save the replay memory with each checkpoint (for exact resume)", default=True)
+    threads: int = _h("torch threads (0 = all cores)", default=0)
+
+
+def git_commit() -> str | None:
+    """The current git commit of the source tree, if any."""
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True, text=True, timeout=5
+        )
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def epsilon_at(cfg: TeacherConfig, step: int) -> float:
+    """Linear decay from eps_start to eps_end over eps_decay steps after learning_starts."""
+    frac = min(max(step - cfg.learning_starts, 0) / max(cfg.eps_decay, 1), 1.0)
+    return cfg.eps_start + frac * (cfg.eps_end - cfg.eps_start)
+
+
+def td_update(
+    online: nn.Module,
+    target: nn.Module,
+    opt: torch.optim.Optimizer,
+    batch: Any,
+    double: bool,
+    max_grad_norm: float,
+) -> tuple[float, float]:
+    """One DQN update (Huber loss on n-step targets); returns (loss, mean Q of taken actions)."""
+    obs = torch.from_numpy(batch.obs)
+    next_obs = torch.from_numpy(batch.next_obs)
+    actions = torch.from_numpy(batch.actions)
+    with torch.no_grad():
+        q_next = target(next_obs)
+        if double:
+            best = online(next_obs).argmax(1, keepdim=True)
+            v_next = q_next.gather(1, best).squeeze(1)
+        else:
+            v_next = q_next.max(1).values
+        y = torch.from_numpy(batch.returns) + torch.from_numpy(batch.discounts) * v_next
+    q = online(obs).gather(1, actions[:, None]).squeeze(1)
+    loss = F.smooth_l1_loss(q, y)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    if max_grad_norm > 0:
+        nn.utils.clip_grad_norm_(online.parameters(), max_grad_norm)
+    opt.step()
+    return float(loss.detach()), float(q.detach().mean())
+
+
+def make_optimizer(params: Any, cfg: TeacherConfig) -> torch.optim.Optimizer:
+    """Adam (fused where the build supports it on CPU)."""
+    try:
+        return torch.optim.Adam(params, lr=cfg.lr, eps=cfg.adam_eps, fused=True)
+    except (RuntimeError, TypeError):
+        return torch.optim.Adam(params, lr=cfg.lr, eps=cfg.adam_eps)
+
+
+def check_config(cfg: TeacherConfig) -> None:
+    """Refuse impossible numbers with one line each."""
+    cfg.game = resolve_game(cfg.game)
+    positive = ["steps", "envs", "buffer_size", "train_freq", "batch_size", "n_step", "target_update"]
+    for name in positive:
+        if getattr(cfg, name) <= 0:
+            raise UserError(f"--{name.replace('_', '-')} must be positive, got {getattr(cfg, name)}")
+    if not 0 < cfg.gamma <= 1:
+        raise UserError(f"--gamma must be in (0, 1], got {cfg.gamma}")
+    if cfg.lr <= 0:
+        raise UserError(f"--lr must be positive, got {cfg.lr}")
+    if cfg.buffer_size < cfg.envs * (cfg.n_step + 8):
+        raise UserError(f"--buffer-size {cfg.buffer_size} is too small for {cfg.envs} envs")
+
+
+class _StopFlag:
+    """Turns SIGINT / SIGTERM into a flag so the loop can checkpoint and stop cleanly."""
+
+    def __init__(self) -> None:
+        self.stop = False
+        self._old: dict[int, Any] = {}
+
+    def __enter__(self) -> "_StopFlag":
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.stop = True
+
+    def __exit__(self, *exc: Any) -> None:
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+
+def _prepare_out(out: Path, cfg: TeacherConfig, resume: bool, arch: dict[str, Any]) -> dict[str, Any] | None:
+    """Check ``out`` against --resume; returns the checkpoint to resume from, if any."""
+    has_run = (out / CHECKPOINT).exists() or (out / CARD).exists()
+    if not resume:
+        if has_run:
+            raise UserError(f"{out}: already holds a run; pass --resume to continue it or choose another --out")
+        return None
+    if not (out / CHECKPOINT).exists():
+        raise UserError(f"{out / CHECKPOINT}: missing, nothing to resume")
+    card = read_card(out)
+    if card["game"] != cfg.game:
+        raise UserError(f"{out}: run is for game {card['game']!r}, not {cfg.game!r}")
+    if card["arch"] != arch:
+        raise UserError(f"{out}: run has arch {card['arch']}, not {arch}")
+    try:
+        ckpt = torch.load(out / CHECKPOINT, weights_only=True)
+    except Exception as e:  # noqa: BLE001 - any unreadable checkpoint is one user-facing error
+        raise UserError(f"{out / CHECKPOINT}: unreadable checkpoint ({str(e).splitlines()[0][:120]})") from None
+    return ckpt
+
+
+def train_teacher(
+    cfg: TeacherConfig,
+    out: Path,
+    resume: bool = False,
+    tensorboard: Path | None = None,
+    arch: dict[str, Any] | None = None,
+    show_progress: bool = True,
+    command: str | None = None,
+) -> dict[str, Any]:
+    """Train a DQN agent into the agent directory ``out``; returns the final card.
+
+    ``arch`` defaults to the Nature-DQN teacher; a student arch trains the from-scratch
+    baseline of the same size.
+    """
+    from torch.utils.tensorboard import SummaryWriter
+
+    check_config(cfg)
+    arch = arch or teacher_arch()
+    out = Path(out)
+    ckpt = _prepare_out(out, cfg, resume, arch)
+    if ckpt is not None:
+        saved = json.loads(ckpt["config"])
+        # the numbers that shape the run stay those of the run; steps and bookkeeping may change
+        keep = {"steps", "checkpoint_every", "eval_every", "eval_episodes", "save_replay", "threads"}
+        for k, v in saved.items():
+            if k not in keep and hasattr(cfg, k):
+                setattr(cfg, k, v)
+    if cfg.threads > 0:
+        torch.set_num_threads(cfg.threads)
+    n_act = num_actions(cfg.game)
+    torch.manual_seed(cfg.seed)
+    online = build_network(arch, n_act)
+    target = build_network(arch, n_act)
+    opt = make_optimizer(online.parameters(), cfg)
+    rng = np.random.default_rng(cfg.seed)
+    step = 0
+    updates = 0
+    wall_before = 0.0
+    if ckpt is not None:
+        online.load_state_dict(ckpt["online"])
+        target.load_state_dict(ckpt["target"])
+        opt.load_state_dict(ckpt["optimizer"])
+        step = int(ckpt["step"])
+        updates = int(ckpt["updates"])
+        wall_before = float(ckpt["wall_time"])
+        rng.bit_generator.state = json.loads(ckpt["np_rng"])
+        torch.set_rng_state(ckpt["torch_rng"])
+    else:
+        target.load_state_dict(online.state_dict())
+    target.eval()
+    if step >= cfg.steps:
+        raise UserError(f"{out}: run is already at {step} steps; ask for more than that with --steps")
+
+    out.mkdir(parents=True, exist_ok=True)
+    k = cfg.envs
+    env = make_vector_env(cfg.game, k, EnvConfig(sticky=cfg.sticky, noop_max=30, clip_rewards=False))
+    replay = FrameReplay(cfg.buffer_size, k, cfg.n_step, cfg.gamma)
+    replay_restored = ckpt is not None and (out / REPLAY).exists() and replay.load(out / REPLAY)
+    # updates start after learning_starts; a resume without its replay memory refills it first
+    warmup_until = cfg.learning_starts if ckpt is None else step + (0 if replay_restored else cfg.learning_starts)
+    writer = SummaryWriter(str(tensorboard), purge_step=step if ckpt is not None else None) if tensorboard else None
+    if writer is not None and ckpt is None:
+        writer.add_text("config", "```\n" + json.dumps(asdict(cfg), indent=2) + "\n```", 0)
+    returns_log = open(out / RETURNS, "a", newline="")
+    log = csv.writer(returns_log)
+    if returns_log.tell() == 0:
+        log.writerow(["step", "return", "length", "wall_time"])
+
+    # a new episode begins in every env: seed the envs so that a resumed run differs from the first
+    obs, info = env.reset(seed=int(cfg.seed * 1000 + step))
+    replay.add_frames(obs[:, -1], np.ones(k, dtype=bool))
+    lives = info["lives"].copy()
+    ep_ret = np.zeros(k)
+    ep_len = np.zeros(k, dtype=np.int64)
+    just_done = np.zeros(k, dtype=bool)
+    recent: deque[float] = deque(maxlen=20)
+    last_eval: dict[str, Any] | None = json.loads(ckpt["last_eval"]) if ckpt is not None else None
+    update_debt = 0.0
+    loss_v = q_v = float("nan")
+    t_start = time.time()
+    sps_t, sps_step = time.time(), step
+    next_ckpt = (step // cfg.checkpoint_every + 1) * cfg.checkpoint_every
+    next_eval = (step // cfg.eval_every + 1) * cfg.eval_every if cfg.eval_every else None
+    last_target = step - step % cfg.target_update
+
+    def save(final: bool = False) -> dict[str, Any]:
+        training = {
+            "config": asdict(cfg),
+            "steps": step,
+            "updates": updates,
+            "wall_time_s": round(wall_before + time.time() - t_start, 1),
+            "git_commit": git_commit(),
+            "command": command or f"rl-compress teacher train --game {cfg.game} --steps {cfg.steps} --out {out}",
+            "last_eval": last_eval,
+            "finished": final,
+        }
+        card = make_card("teacher" if arch["name"] == "nature_dqn" else "student", cfg.game, arch, online)
+        card["training"] = training
+        if (out / CARD).exists():
+            old = read_card(out)
+            if "evaluation" in old:
+                card["evaluation"] = old["evaluation"]
+        state = {
+            "online": online.state_dict(),
+            "target": target.state_dict(),
+            "optimizer": opt.state_dict(),
+            "step": step,
+            "updates": updates,
+            "wall_time": wall_before + time.time() - t_start,
+            "np_rng": json.dumps(rng.bit_generator.state),
+            "torch_rng": torch.get_rng_state(),
+            "config": json.dumps(asdict(cfg)),
+            "last_eval": json.dumps(last_eval),
+        }
+        tmp = out / f".{CHECKPOINT}.tmp"
+        torch.save(state, tmp)
+        os.replace(tmp, out / CHECKPOINT)
+        if cfg.save_replay:
+            replay.save(out / REPLAY)
+        save_agent(out, online, card)
+        returns_log.flush()
+        _plot_curve(out)
+        return card
+
+    try:
+        with _StopFlag() as flag, progress_bar(show_progress) as bar:
+            task = bar.add_task(f"teacher {cfg.game}", total=cfg.steps, completed=step, info="")
+            while step < cfg.steps and not flag.stop:
+                eps = epsilon_at(cfg, step)
+                with torch.no_grad():
+                    greedy = online(torch.from_numpy(obs)).argmax(1).numpy()
+                explore = rng.random(k) < eps
+                actions = np.where(explore, rng.integers(0, n_act, k), greedy).astype(np.int64)
+                env.send(actions)
+                # learn while the emulators run
+                if step >= warmup_until and len(replay) > cfg.batch_size:
+                    update_debt += k / cfg.train_freq
+                    while update_debt >= 1.0:
+                        loss_v, q_v = td_update(
+                            online, target, opt, replay.sample(cfg.batch_size, rng), cfg.double, cfg.max_grad_norm
+                        )
+                        updates += 1
+                        update_debt -= 1.0
+                obs, reward, term, trunc, info = env.recv()
+                step += k
+                # record transitions: envs that just reset return the reset frame instead
+                live = ~just_done
+                life_lost = (info["lives"] < lives) & cfg.life_loss_terminal
+                lives = info["lives"].copy()
+                replay.record_step(obs, actions, np.sign(reward).astype(np.float32), term | life_lost, just_done)
+                ep_ret += np.where(live, reward, 0.0)
+                ep_len += live
+                done = (term | trunc) & live
+                for i in np.flatnonzero(done):
+                    recent.append(float(ep_ret[i]))
+                    log.writerow([step, float(ep_ret[i]), int(ep_len[i]), round(wall_before + time.time() - t_start, 1)])
+                    if writer is not None:
+                        writer.add_scalar("charts/episodic_return", ep_ret[i], step)
+                        writer.add_scalar("charts/episodic_length", ep_len[i], step)
+                    ep_ret[i] = 0.0
+                    ep_len[i] = 0
+                just_done = done
+                if step - last_target >= cfg.target_update:
+                    target.load_state_dict(online.state_dict())
+                    last_target = step - step % cfg.target_update
+                if step - sps_step >= 2_000:
+                    sps = (step - sps_step) / (time.time() - sps_t)
+                    sps_t, sps_step = time.time(), step
+                    if writer is not None:
+                        writer.add_scalar("charts/SPS", sps, step)
+                        writer.add_scalar("charts/epsilon", eps, step)
+                        if updates:
+                            writer.add_scalar("losses/td_loss", loss_v, step)
+                            writer.add_scalar("losses/q_mean", q_v, step)
+                    mean = f"{np.mean(recent):.1f}" if recent else "-"
+                    bar.update(task, completed=step, info=f"{sps:.0f} sps  eps {eps:.2f}  return(20) {mean}")
+                if next_eval is not None and step >= next_eval:
+                    next_eval += cfg.eval_every
+                    res = evaluate(online, cfg.game, cfg.eval_episodes, seed=10_000, protocol=DEFAULT_PROTOCOL)
+                    last_eval = {"step": step, "mean": res["mean"], "std": res["std"], "episodes": res["episodes"]}
+                    if writer is not None:
+                        writer.add_scalar("eval/return_mean", res["mean"], step)
+                if step >= next_ckpt:
+                    next_ckpt += cfg.checkpoint_every
+                    save()
+            card = save(final=step >= cfg.steps)
+    finally:
+        env.close()
+        returns_log.close()
+        if writer is not None:
+            writer.close()
+    return card
+
+
+def _plot_curve(out: Path) -> None:
+    """Draw returns.csv as learning_curve.png (env steps vs return, raw and smoothed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    path = out / RETURNS
+    rows = path.read_text().splitlines()[1:] if path.exists() else []
+    if len(rows) < 2:
+        return
+    data = np.array([[float(x) for x in r.split(",")[:2]] for r in rows])
+    if data.shape[0] < 2:
+        return
+    steps, rets = data[:, 0], data[:, 1]
+    w = min(20, len(rets))
+    smooth = np.convolve(rets, np.ones(w) / w, mode="valid")
+    fig, ax = plt.subplots(figsize=(6, 3.5), dpi=100)
+    ax.plot(steps, rets, ".", alpha=0.3, ms=3, label="episode")
+    ax.plot(steps[w - 1 :], smooth, "-", lw=2, label=f"mean of {w}")
+    ax.set_xlabel("env steps (4 frames each)")
+    ax.set_ylabel("return (raw, training protocol)")
+    ax.set_title(f"{out.parent.name}/{out.name}")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    tmp = out / ".learning_curve.tmp.png"
+    fig.savefig(tmp)
+    plt.close(fig)
+    os.replace(tmp, out / "learning_curve.png")
