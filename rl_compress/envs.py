@@ -24,6 +24,14 @@ RAM_SIZE: int = 128
 
 
 @lru_cache(maxsize=1)
+def quiet_ale() -> None:
+    """Silence the emulator's start-up banner (it would break one-line CLI errors)."""
+    import ale_py
+
+    ale_py.ALEInterface.setLoggerMode(ale_py.LoggerMode.Error)
+
+
+@lru_cache(maxsize=1)
 def rom_ids() -> tuple[str, ...]:
     """All ROM ids that ale-py ships, in snake case (``pong``, ``space_invaders``...)."""
     from ale_py import roms
@@ -80,6 +88,7 @@ def make_vector_env(game: str, num_envs: int, config: EnvConfig = EVAL_CONFIG, n
     """
     from ale_py.vector_env import AtariVectorEnv
 
+    quiet_ale()
     if num_envs < 1:
         raise UserError(f"number of environments must be >= 1, got {num_envs}")
     return AtariVectorEnv(
@@ -108,8 +117,8 @@ def num_actions(game: str) -> int:
     import ale_py
     from ale_py import roms
 
+    quiet_ale()
     ale = ale_py.ALEInterface()
-    ale.setLoggerMode(ale_py.LoggerMode.Error)
     ale.loadROM(roms.get_rom_path(resolve_game(game)))
     return len(ale.getMinimalActionSet())
 
@@ -123,6 +132,7 @@ class ScreenEnv:
         import gymnasium as gym
         from gymnasium.wrappers import AtariPreprocessing, FrameStackObservation
 
+        quiet_ale()
         gym.register_envs(ale_py)
         if config.fire_reset:
             raise UserError("ScreenEnv does not implement fire_reset")

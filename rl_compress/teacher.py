@@ -341,6 +341,7 @@ def train_teacher(
                 for i in np.flatnonzero(done):
                     recent.append(float(ep_ret[i]))
                     log.writerow([step, float(ep_ret[i]), int(ep_len[i]), round(wall_before + time.time() - t_start, 1)])
+                    returns_log.flush()
                     if writer is not None:
                         writer.add_scalar("charts/episodic_return", ep_ret[i], step)
                         writer.add_scalar("charts/episodic_length", ep_len[i], step)

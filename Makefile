@@ -1,0 +1,30 @@
+# Two commands for a new user: `make demo` (the main job) and `make test` (the test suite).
+# Each creates .venv on first use: torch 2.13.0 (CPU build) first, then the package.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test test-slow bench-teacher clean-venv
+
+$(STAMP): pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e ".[test]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/python -m rl_compress.demo
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+test-slow: $(STAMP)
+	$(BIN)/python -m pytest -q -m slow
+
+bench-teacher: $(STAMP)
+	$(BIN)/rl-compress bench teacher --json experiments/results/bench_teacher.json
+
+clean-venv:
+	rm -rf $(VENV)

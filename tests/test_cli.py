@@ -1,0 +1,102 @@
+"""The console script: every subcommand listed, the agent tools work, bad input gives one line."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+SUBCOMMANDS = ["teacher", "distill", "evaluate", "record", "localize", "export", "info", "bench", "experiment"]
+
+
+def rlc(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """Run ``rl-compress`` as a user would (the installed console script)."""
+    exe = Path(sys.executable).with_name("rl-compress")
+    return subprocess.run([str(exe), *args], capture_output=True, text=True, cwd=cwd, timeout=600)
+
+
+def test_help_lists_every_subcommand() -> None:
+    res = rlc("--help")
+    assert res.returncode == 0
+    for sub in SUBCOMMANDS:
+        assert sub in res.stdout
+    for sub in SUBCOMMANDS:
+        assert rlc(sub, "--help").returncode == 0
+
+
+def test_info_evaluate_export(random_teacher: Path, tmp_path: Path) -> None:
+    res = rlc("info", str(random_teacher))
+    assert res.returncode == 0, res.stderr
+    info = json.loads(res.stdout)
+    assert info["params"] == 1_687_206 and info["game"] == "pong" and info["kind"] == "teacher"
+
+    out = tmp_path / "eval.json"
+    res = rlc("evaluate", str(random_teacher), "--episodes", "2", "--json", str(out), "--write-card", "--quiet")
+    assert res.returncode == 0, res.stderr
+    ev = json.loads(out.read_text())
+    assert len(ev["scores"]) == 2 and ev["mean"] == np.mean(ev["scores"])
+    card = json.loads((random_teacher / "agent.json").read_text())
+    assert card["evaluation"]["scores"] == ev["scores"]
+
+    onnx = tmp_path / "m.onnx"
+    res = rlc("export", str(random_teacher), "--format", "onnx", "--out", str(onnx))
+    assert res.returncode == 0, res.stderr
+    assert onnx.stat().st_size > 6_000_000
+
+
+def _bad(res: subprocess.CompletedProcess, *fragments: str) -> None:
+    assert res.returncode == 2, (res.returncode, res.stderr)
+    err = res.stderr.strip()
+    assert "Traceback" not in err
+    assert len(err.splitlines()) == 1, err
+    assert err.startswith("error: ")
+    for f in fragments:
+        assert f in err, err
+
+
+def _broken_copy(src: Path, dst: Path) -> Path:
+    import shutil
+
+    shutil.copytree(src, dst)
+    return dst
+
+
+def test_bad_inputs_one_line(random_teacher: Path, tmp_path: Path) -> None:
+    _bad(rlc("info", str(tmp_path / "nope")), "no such folder")
+    d = _broken_copy(random_teacher, tmp_path / "nocard")
+    (d / "agent.json").unlink()
+    _bad(rlc("evaluate", str(d)), "agent.json", "missing")
+    d = _broken_copy(random_teacher, tmp_path / "noweights")
+    (d / "model.safetensors").unlink()
+    _bad(rlc("export", str(d), "--format", "onnx", "--out", str(tmp_path / "x.onnx")), "model.safetensors", "missing")
+    assert not (tmp_path / "x.onnx").exists()
+    d = _broken_copy(random_teacher, tmp_path / "truncated")
+    w = d / "model.safetensors"
+    w.write_bytes(w.read_bytes()[:1000])
+    _bad(rlc("info", str(d)), "truncated or corrupt")
+    d = _broken_copy(random_teacher, tmp_path / "mismatch")
+    card = json.loads((d / "agent.json").read_text())
+    card["arch"]["hidden"] = 256
+    (d / "agent.json").write_text(json.dumps(card))
+    _bad(rlc("evaluate", str(d)), "do not fit")
+    d = _broken_copy(random_teacher, tmp_path / "format")
+    card["arch"]["hidden"] = 512
+    card["format"] = 2
+    (d / "agent.json").write_text(json.dumps(card))
+    _bad(rlc("info", str(d)), "unknown card format 2")
+    _bad(rlc("evaluate", str(random_teacher), "--episodes", "0"), "--episodes")
+    _bad(rlc("teacher", "train", "--game", "Pongg", "--steps", "10", "--out", str(tmp_path / "t")), "closest valid names")
+    _bad(rlc("teacher", "train", "--game", "pong", "--steps", "-5", "--out", str(tmp_path / "t")), "--steps")
+    _bad(rlc("teacher", "train", "--out", str(random_teacher), "--steps", "10"), "already holds a run")
+    _bad(rlc("teacher", "train", "--out", str(tmp_path / "fresh"), "--resume", "--steps", "10"), "nothing to resume")
+    _bad(rlc("export", str(random_teacher), "--format", "onnx", "--out", str(tmp_path / "nodir" / "m.onnx")), "no such directory")
+
+
+@pytest.mark.parametrize("sub", ["distill", "record", "localize", "experiment"])
+def test_not_built_yet_is_nonzero(sub: str) -> None:
+    res = rlc(sub)
+    assert res.returncode != 0 and "not built yet" in res.stderr
