@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from rl_compress.envs import OBS_SHAPE, resolve_game
-from rl_compress.errors import UserError
+from rl_compress.errors import UserError, first_line
 from rl_compress.networks import build_network, count_params
 
 FORMAT = 1
@@ -87,13 +87,12 @@ def make_card(kind: str, game: str, arch: dict[str, Any], net: nn.Module, **extr
     """A fresh card for ``net``; ``extra`` adds "training", "teacher", "evaluation"..."""
     if kind not in KINDS:
         raise UserError(f"agent kind must be one of {KINDS}, got {kind!r}")
-    head = [m for m in net.modules() if isinstance(m, nn.Linear)][-1]
     card: dict[str, Any] = {
         "format": FORMAT,
         "kind": kind,
         "game": resolve_game(game),
         "arch": arch,
-        "num_actions": int(head.out_features),
+        "num_actions": int(net.num_actions),
         "params": count_params(net),
         "observation": {
             "shape": list(OBS_SHAPE),
@@ -168,7 +167,7 @@ def load_agent(directory: Path, game: str | None = None) -> Agent:
     try:
         state = load_file(str(wpath))
     except (SafetensorError, OSError, ValueError, RuntimeError) as e:
-        raise UserError(f"{wpath}: truncated or corrupt safetensors file ({str(e).splitlines()[0]})") from None
+        raise UserError(f"{wpath}: truncated or corrupt safetensors file ({first_line(e)})") from None
     own = net.state_dict()
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))

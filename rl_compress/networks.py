@@ -23,10 +23,18 @@ def conv_out(size: int, kernel: int, stride: int) -> int:
 
 
 class NatureDQN(nn.Module):
-    """Mnih et al. 2015: conv 32@8x8/4, 64@4x4/2, 64@3x3/1, FC 512, one Q-value per action."""
+    """Mnih et al. 2015: conv 32@8x8/4, 64@4x4/2, 64@3x3/1, FC 512, one Q-value per action.
 
-    def __init__(self, num_actions: int, channels: tuple[int, int, int] = (32, 64, 64), hidden: int = 512) -> None:
+    ``quantiles`` > 1 gives the QR-DQN head (Dabney et al. 2018) laid out as in sb3-contrib
+    ([B, quantiles, A]); the output is then the mean over quantiles, i.e. the Q-values.
+    """
+
+    def __init__(
+        self, num_actions: int, channels: tuple[int, int, int] = (32, 64, 64), hidden: int = 512, quantiles: int = 1
+    ) -> None:
         super().__init__()
+        self.num_actions = num_actions
+        self.quantiles = quantiles
         c1, c2, c3 = channels
         self.conv = nn.Sequential(
             nn.Conv2d(4, c1, 8, stride=4),
@@ -38,7 +46,7 @@ class NatureDQN(nn.Module):
         )
         side = conv_out(conv_out(conv_out(84, 8, 4), 4, 2), 3, 1)
         self.fc = nn.Sequential(nn.Flatten(), nn.Linear(c3 * side * side, hidden), nn.ReLU())
-        self.head = nn.Linear(hidden, num_actions)
+        self.head = nn.Linear(hidden, num_actions * quantiles)
 
     def features(self, obs: torch.Tensor) -> torch.Tensor:
         """The penultimate (hidden) layer for a uint8 [B,4,84,84] batch."""
@@ -46,14 +54,18 @@ class NatureDQN(nn.Module):
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         """Q-values float32 [B,A] for a uint8 [B,4,84,84] batch."""
-        return self.head(self.features(obs))
+        out = self.head(self.features(obs))
+        if self.quantiles > 1:
+            out = out.view(-1, self.quantiles, self.num_actions).mean(1)
+        return out
 
 
 def _build_nature_dqn(arch: ArchSpec, num_actions: int) -> nn.Module:
     channels = tuple(int(c) for c in arch.get("channels", (32, 64, 64)))
     if len(channels) != 3:
         raise UserError(f"nature_dqn arch needs 3 channel widths, got {list(channels)}")
-    return NatureDQN(num_actions, channels, int(arch.get("hidden", 512)))  # type: ignore[arg-type]
+    quantiles = int(arch.get("quantiles", 1))
+    return NatureDQN(num_actions, channels, int(arch.get("hidden", 512)), quantiles)  # type: ignore[arg-type]
 
 
 BUILDERS: dict[str, Callable[[ArchSpec, int], nn.Module]] = {

@@ -28,7 +28,7 @@ from torch import nn
 
 from rl_compress.agent import CARD, make_card, read_card, save_agent
 from rl_compress.envs import EnvConfig, make_vector_env, num_actions, resolve_game
-from rl_compress.errors import UserError
+from rl_compress.errors import UserError, first_line
 from rl_compress.evaluate import DEFAULT_PROTOCOL, evaluate
 from rl_compress.networks import build_network, teacher_arch
 from rl_compress.progress import progress_bar
@@ -181,7 +181,7 @@ def _prepare_out(out: Path, cfg: TeacherConfig, resume: bool, arch: dict[str, An
     try:
         ckpt = torch.load(out / CHECKPOINT, weights_only=True)
     except Exception as e:  # noqa: BLE001 - any unreadable checkpoint is one user-facing error
-        raise UserError(f"{out / CHECKPOINT}: unreadable checkpoint ({str(e).splitlines()[0][:120]})") from None
+        raise UserError(f"{out / CHECKPOINT}: unreadable checkpoint ({first_line(e)})") from None
     return ckpt
 
 

@@ -94,6 +94,7 @@ def test_bad_inputs_one_line(random_teacher: Path, tmp_path: Path) -> None:
     _bad(rlc("teacher", "train", "--out", str(random_teacher), "--steps", "10"), "already holds a run")
     _bad(rlc("teacher", "train", "--out", str(tmp_path / "fresh"), "--resume", "--steps", "10"), "nothing to resume")
     _bad(rlc("export", str(random_teacher), "--format", "onnx", "--out", str(tmp_path / "nodir" / "m.onnx")), "no such directory")
+    _bad(rlc("teacher", "import", str(tmp_path / "none.zip"), "--game", "pong", "--out", str(tmp_path / "i")), "no such file")
 
 
 @pytest.mark.parametrize("sub", ["distill", "record", "localize", "experiment"])

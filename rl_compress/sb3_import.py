@@ -1,0 +1,109 @@
+"""Import a stable-baselines3 / RL Zoo DQN (or sb3-contrib QR-DQN) zip as an agent directory.
+
+Nothing is unpickled: the weights are read with ``torch.load(weights_only=True)`` and the
+metadata from the zip's JSON ``data`` entry (its readable fields, never ":serialized:").
+SB3's Atari observations (AtariWrapper + VecFrameStack(4) + VecTransposeImage) are the same
+uint8 [4,84,84] stacks, oldest frame first, scaled by 1/255 inside the network.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from rl_compress.agent import make_card, save_agent, sha256_file
+from rl_compress.envs import num_actions as game_actions
+from rl_compress.envs import resolve_game
+from rl_compress.errors import UserError, first_line
+from rl_compress.networks import build_network
+
+# SB3 NatureCNN + head -> our NatureDQN
+_LAYERS = {
+    "features_extractor.cnn.0": "conv.0",
+    "features_extractor.cnn.2": "conv.2",
+    "features_extractor.cnn.4": "conv.4",
+    "features_extractor.linear.0": "fc.1",
+}
+
+
+def _read_zip(path: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    if not path.is_file():
+        raise UserError(f"{path}: no such file")
+    try:
+        with zipfile.ZipFile(path) as z:
+            data = json.loads(z.read("data"))
+            state = torch.load(io.BytesIO(z.read("policy.pth")), weights_only=True, map_location="cpu")
+    except zipfile.BadZipFile:
+        raise UserError(f"{path}: not a zip file") from None
+    except KeyError as e:
+        raise UserError(f"{path}: not an SB3 model zip (no {e.args[0]!r} entry)") from None
+    except json.JSONDecodeError:
+        raise UserError(f"{path}: its 'data' entry is not JSON") from None
+    except Exception as e:  # noqa: BLE001 - weights_only refusals and corrupt pickles: one line
+        raise UserError(f"{path}: cannot read policy.pth safely ({first_line(e)})") from None
+    return data, state
+
+
+def import_sb3(path: Path, game: str, out: Path) -> dict[str, Any]:
+    """Convert the SB3 zip at ``path`` for ``game`` into the agent directory ``out``."""
+    path, out = Path(path), Path(out)
+    game = resolve_game(game)
+    data, state = _read_zip(path)
+    module = str((data.get("policy_class") or {}).get("__module__", ""))
+    if module.startswith("stable_baselines3.dqn"):
+        prefix, head_key, algo = "q_net.", "q_net.q_net", "DQN"
+    elif module.startswith("sb3_contrib.qrdqn"):
+        prefix, head_key, algo = "quantile_net.", "quantile_net.quantile_net", "QR-DQN"
+    else:
+        raise UserError(f"{path}: policy {module or 'unknown'!r} is not an SB3 DQN or sb3-contrib QR-DQN policy")
+    obs_space = data.get("observation_space") or {}
+    if obs_space.get("_shape") != [4, 84, 84] or obs_space.get("dtype") != "uint8":
+        raise UserError(f"{path}: observation space {obs_space.get('_shape')} {obs_space.get('dtype')} is not uint8 [4,84,84]")
+    kwargs = data.get("policy_kwargs") or {}
+    if kwargs.get("normalize_images") is False:
+        raise UserError(f"{path}: policy does not scale images by 1/255")
+    try:
+        n_act = int((data.get("action_space") or {}).get("n"))
+    except (TypeError, ValueError):
+        raise UserError(f"{path}: action space is not Discrete") from None
+    if n_act != game_actions(game):
+        raise UserError(f"{path}: model has {n_act} actions, {game} has {game_actions(game)} (minimal action set)")
+    extra_head = [k for k in state if k.startswith(head_key + ".") and not k.startswith(head_key + ".0.")]
+    if extra_head:
+        raise UserError(f"{path}: a net_arch with hidden layers after the CNN is not the Nature-DQN arch")
+
+    mapped: dict[str, torch.Tensor] = {}
+    for src, dst in _LAYERS.items():
+        for p in ("weight", "bias"):
+            key = f"{prefix}{src}.{p}"
+            if key not in state:
+                raise UserError(f"{path}: no {key!r}: not a NatureCNN policy")
+            mapped[f"{dst}.{p}"] = state[key]
+    for p in ("weight", "bias"):
+        mapped[f"head.{p}"] = state[f"{head_key}.0.{p}"]
+    channels = [int(mapped[f"conv.{i}.weight"].shape[0]) for i in (0, 2, 4)]
+    hidden = int(mapped["fc.1.weight"].shape[0])
+    quantiles = int(mapped["head.weight"].shape[0]) // n_act
+    arch: dict[str, Any] = {"name": "nature_dqn", "channels": channels, "hidden": hidden}
+    if algo == "QR-DQN":
+        arch["quantiles"] = quantiles
+    net = build_network(arch, n_act)
+    try:
+        net.load_state_dict(mapped)
+    except RuntimeError as e:
+        raise UserError(f"{path}: weights do not fit {arch} ({first_line(e)})") from None
+    training = {
+        "source": f"stable-baselines3 {algo} zip",
+        "path": str(path),
+        "sha256": sha256_file(path),
+        "num_timesteps": data.get("num_timesteps"),
+        "command": f"rl-compress teacher import {path} --game {game} --out {out}",
+    }
+    card = make_card("teacher", game, arch, net, training=training)
+    save_agent(out, net, card)
+    return card

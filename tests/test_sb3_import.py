@@ -1,0 +1,85 @@
+"""`teacher import`: a real SB3 DQN (and sb3-contrib QR-DQN) zip gives the same Q-values in our network."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from rl_compress.agent import load_agent
+from rl_compress.envs import make_vector_env
+from rl_compress.errors import UserError
+from rl_compress.sb3_import import import_sb3
+
+
+def _sb3_env():
+    import ale_py
+    import gymnasium as gym
+    from stable_baselines3.common.env_util import make_atari_env
+    from stable_baselines3.common.vec_env import VecFrameStack
+
+    gym.register_envs(ale_py)
+    return VecFrameStack(make_atari_env("PongNoFrameskip-v4", n_envs=1, seed=0), 4)
+
+
+def _our_observations() -> np.ndarray:
+    env = make_vector_env("pong", 2)
+    obs, _ = env.reset(seed=1)
+    rng = np.random.default_rng(0)
+    out = []
+    for _ in range(40):
+        obs, *_ = env.step(rng.integers(0, 6, 2).astype(np.int64))
+        out.append(obs)
+    env.close()
+    return np.concatenate(out)
+
+
+def _check(model, zip_path: Path, out: Path, q_of) -> None:
+    card = import_sb3(zip_path, "Pong", out)
+    agent = load_agent(out)
+    assert card["training"]["num_timesteps"] == model.num_timesteps > 0
+    obs = _our_observations()
+    with torch.no_grad():
+        ours = agent.net(torch.from_numpy(obs)).numpy()
+        theirs = q_of(model, torch.from_numpy(obs)).numpy()
+    assert ours.shape == theirs.shape == (len(obs), 6)
+    np.testing.assert_allclose(ours, theirs, atol=1e-5, rtol=0)
+    assert np.array_equal(ours.argmax(1), model.predict(obs, deterministic=True)[0])
+
+
+def test_import_dqn(tmp_path: Path) -> None:
+    from stable_baselines3 import DQN
+
+    model = DQN("CnnPolicy", _sb3_env(), buffer_size=1000, learning_starts=100, train_freq=4, seed=0, verbose=0)
+    model.learn(300)
+    model.save(tmp_path / "dqn.zip")
+    _check(model, tmp_path / "dqn.zip", tmp_path / "imported", lambda m, x: m.policy.q_net(x))
+
+
+def test_import_qrdqn(tmp_path: Path) -> None:
+    qrdqn = pytest.importorskip("sb3_contrib").QRDQN
+    model = qrdqn("CnnPolicy", _sb3_env(), buffer_size=1000, learning_starts=100, seed=0, verbose=0,
+                  policy_kwargs={"n_quantiles": 8})
+    model.learn(200)
+    model.save(tmp_path / "qrdqn.zip")
+    _check(model, tmp_path / "qrdqn.zip", tmp_path / "imported", lambda m, x: m.policy.quantile_net(x).mean(1))
+    assert load_agent(tmp_path / "imported").card["arch"]["quantiles"] == 8
+
+
+def test_import_refusals(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.zip"
+    bad.write_bytes(b"not a zip")
+    with pytest.raises(UserError, match="not a zip file"):
+        import_sb3(bad, "pong", tmp_path / "o")
+    with zipfile.ZipFile(tmp_path / "empty.zip", "w") as z:
+        z.writestr("data", json.dumps({"policy_class": {"__module__": "stable_baselines3.ppo.policies"}}))
+        z.writestr("policy.pth", b"")
+    with pytest.raises(UserError):
+        import_sb3(tmp_path / "empty.zip", "pong", tmp_path / "o")
+    with pytest.raises(UserError, match="no such file"):
+        import_sb3(tmp_path / "missing.zip", "pong", tmp_path / "o")
+    assert not (tmp_path / "o").exists()
