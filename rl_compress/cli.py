@@ -131,6 +131,24 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    """Speed benchmarks."""
+    if args.what != "teacher":
+        return _not_built(f"bench {args.what}")(args)
+    from rl_compress.bench import TeacherBenchConfig, bench_teacher, format_teacher
+
+    cfg = TeacherBenchConfig()
+    if args.steps is not None:
+        cfg.steps = _positive("--steps", args.steps)
+    if args.warmup is not None:
+        cfg.warmup = _positive("--warmup", args.warmup)
+    res = bench_teacher(cfg)
+    print(format_teacher(res), file=sys.stderr)
+    if args.json:
+        _emit_json(res, args.json)
+    return 0
+
+
 def _not_built(what: str) -> Callable[[argparse.Namespace], int]:
     def run(args: argparse.Namespace) -> int:
         print(f"error: `rl-compress {what}` is not built yet", file=sys.stderr)
@@ -196,7 +214,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench = sub.add_parser("bench", help="speed benchmarks (ratios against a baseline, same run)")
     bench.add_argument("what", choices=["teacher", "distill", "inference", "localize"])
     bench.add_argument("--json", default=None, help="write results to this JSON file")
-    bench.set_defaults(func=_not_built("bench"))
+    bench.add_argument("--steps", type=int, default=None, help="timed env steps (teacher: default 4000)")
+    bench.add_argument("--warmup", type=int, default=None, help="untimed warm-up env steps (teacher: default 2000)")
+    bench.set_defaults(func=cmd_bench)
 
     exp = sub.add_parser("experiment", help="run or report a study grid")
     exp.set_defaults(func=_not_built("experiment"))

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from rl_compress.errors import UserError
@@ -20,6 +21,17 @@ ArchSpec = dict[str, Any]
 def conv_out(size: int, kernel: int, stride: int) -> int:
     """Spatial size after a valid (unpadded) convolution."""
     return (size - kernel) // stride + 1
+
+
+def scaled_convs(conv: nn.Sequential, obs: torch.Tensor) -> torch.Tensor:
+    """Run ``conv`` on uint8 pixels as if they were scaled to [0, 1].
+
+    The 1/255 is folded into the first convolution's weights (conv(x/255, W) = conv(x, W/255)),
+    which saves an elementwise pass over the whole input batch; the result is the same.
+    """
+    first = conv[0]
+    h = F.conv2d(obs.float(), first.weight * (1.0 / 255.0), first.bias, first.stride, first.padding)
+    return conv[1:](h)
 
 
 class NatureDQN(nn.Module):
@@ -50,7 +62,7 @@ class NatureDQN(nn.Module):
 
     def features(self, obs: torch.Tensor) -> torch.Tensor:
         """The penultimate (hidden) layer for a uint8 [B,4,84,84] batch."""
-        return self.fc(self.conv(obs.float() * (1.0 / 255.0)))
+        return self.fc(scaled_convs(self.conv, obs))
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         """Q-values float32 [B,A] for a uint8 [B,4,84,84] batch."""

@@ -72,6 +72,9 @@ class TeacherConfig:
     eval_episodes: int = _h("episodes per evaluation (default protocol)", default=5)
     save_replay: bool = _h("save the replay memory with each checkpoint (for exact resume)", default=True)
     threads: int = _h("torch threads (0 = all cores)", default=0)
+    overlap_env: bool = _h("step the emulators on their threads while the learner updates", default=True)
+    env_threads: int = _h("emulator threads (0 = one per env); 1 leaves the cores to the learner", default=1)
+    compile: bool = _h("torch.compile the update's networks (~30 s once; eager if compiling fails)", default=True)
 
 
 def git_commit() -> str | None:
@@ -119,6 +122,30 @@ def td_update(
         nn.utils.clip_grad_norm_(online.parameters(), max_grad_norm)
     opt.step()
     return float(loss.detach()), float(q.detach().mean())
+
+
+def compile_for_updates(online: nn.Module, target: nn.Module, batch_size: int, double: bool) -> tuple[nn.Module, nn.Module]:
+    """torch.compile both networks and compile them now, on a dummy batch shaped like the
+    updates', so that no compile lands inside the timed loop. Falls back to the eager
+    modules, with a warning, where compiling fails (e.g. no C++ compiler)."""
+    import warnings
+
+    try:
+        on_c, tg_c = torch.compile(online), torch.compile(target)
+        x = torch.zeros((batch_size, 4, 84, 84), dtype=torch.uint8)
+        with torch.no_grad():
+            tg_c(x)
+            if double:
+                on_c(x)
+        on_c(x).sum().backward()
+        for p in online.parameters():
+            p.grad = None
+        return on_c, tg_c
+    except Exception as e:  # noqa: BLE001 - any compiler failure means: run eagerly
+        for p in online.parameters():
+            p.grad = None
+        warnings.warn(f"torch.compile failed, training eagerly: {first_line(e)}", stacklevel=2)
+        return online, target
 
 
 def make_optimizer(params: Any, cfg: TeacherConfig) -> torch.optim.Optimizer:
@@ -208,7 +235,8 @@ def train_teacher(
     if ckpt is not None:
         saved = json.loads(ckpt["config"])
         # the numbers that shape the run stay those of the run; steps and bookkeeping may change
-        keep = {"steps", "checkpoint_every", "eval_every", "eval_episodes", "save_replay", "threads"}
+        keep = {"steps", "checkpoint_every", "eval_every", "eval_episodes", "save_replay", "threads",
+                "overlap_env", "env_threads", "compile"}
         for k, v in saved.items():
             if k not in keep and hasattr(cfg, k):
                 setattr(cfg, k, v)
@@ -218,6 +246,7 @@ def train_teacher(
     torch.manual_seed(cfg.seed)
     online = build_network(arch, n_act)
     target = build_network(arch, n_act)
+    online_fn, target_fn = compile_for_updates(online, target, cfg.batch_size, cfg.double) if cfg.compile else (online, target)
     opt = make_optimizer(online.parameters(), cfg)
     rng = np.random.default_rng(cfg.seed)
     step = 0
@@ -240,7 +269,9 @@ def train_teacher(
 
     out.mkdir(parents=True, exist_ok=True)
     k = cfg.envs
-    env = make_vector_env(cfg.game, k, EnvConfig(sticky=cfg.sticky, noop_max=30, clip_rewards=False))
+    env = make_vector_env(
+        cfg.game, k, EnvConfig(sticky=cfg.sticky, noop_max=30, clip_rewards=False), num_threads=cfg.env_threads
+    )
     replay = FrameReplay(cfg.buffer_size, k, cfg.n_step, cfg.gamma)
     replay_restored = ckpt is not None and (out / REPLAY).exists() and replay.load(out / REPLAY)
     # updates start after learning_starts; a resume without its replay memory refills it first
@@ -265,6 +296,10 @@ def train_teacher(
     update_debt = 0.0
     loss_v = q_v = float("nan")
     t_start = time.time()
+    # seconds spent in each part of the loop since this process started (see `bench teacher`)
+    prof = {"act": 0.0, "update": 0.0, "sample": 0.0, "env_wait": 0.0, "replay_write": 0.0}
+    learn_t0: float | None = None
+    learn_step0 = step
     sps_t, sps_step = time.time(), step
     next_ckpt = (step // cfg.checkpoint_every + 1) * cfg.checkpoint_every
     next_eval = (step // cfg.eval_every + 1) * cfg.eval_every if cfg.eval_every else None
@@ -280,6 +315,7 @@ def train_teacher(
             "command": command or f"rl-compress teacher train --game {cfg.game} --steps {cfg.steps} --out {out}",
             "last_eval": last_eval,
             "finished": final,
+            "profile": _profile(prof, learn_t0, learn_step0, step, updates),
         }
         card = make_card("teacher" if arch["name"] == "nature_dqn" else "student", cfg.game, arch, online)
         card["training"] = training
@@ -313,28 +349,47 @@ def train_teacher(
         with _StopFlag() as flag, progress_bar(show_progress) as bar:
             task = bar.add_task(f"teacher {cfg.game}", total=cfg.steps, completed=step, info="")
             while step < cfg.steps and not flag.stop:
+                t0 = time.perf_counter()
                 eps = epsilon_at(cfg, step)
-                with torch.no_grad():
-                    greedy = online(torch.from_numpy(obs)).argmax(1).numpy()
                 explore = rng.random(k) < eps
-                actions = np.where(explore, rng.integers(0, n_act, k), greedy).astype(np.int64)
+                actions = rng.integers(0, n_act, k)
+                if not explore.all():
+                    with torch.no_grad():
+                        greedy = online(torch.from_numpy(obs)).argmax(1).numpy()
+                    actions = np.where(explore, actions, greedy)
+                actions = actions.astype(np.int64)
                 env.send(actions)
+                t1 = time.perf_counter()
+                prof["act"] += t1 - t0
+                if not cfg.overlap_env:
+                    obs, reward, term, trunc, info = env.recv()
+                    prof["env_wait"] += time.perf_counter() - t1
                 # learn while the emulators run
                 if step >= warmup_until and len(replay) > cfg.batch_size:
+                    if learn_t0 is None:
+                        learn_t0, learn_step0 = time.perf_counter(), step
                     update_debt += k / cfg.train_freq
                     while update_debt >= 1.0:
-                        loss_v, q_v = td_update(
-                            online, target, opt, replay.sample(cfg.batch_size, rng), cfg.double, cfg.max_grad_norm
-                        )
+                        ta = time.perf_counter()
+                        batch = replay.sample(cfg.batch_size, rng)
+                        tb = time.perf_counter()
+                        loss_v, q_v = td_update(online_fn, target_fn, opt, batch, cfg.double, cfg.max_grad_norm)
+                        prof["sample"] += tb - ta
+                        prof["update"] += time.perf_counter() - tb
                         updates += 1
                         update_debt -= 1.0
-                obs, reward, term, trunc, info = env.recv()
+                t2 = time.perf_counter()
+                if cfg.overlap_env:
+                    obs, reward, term, trunc, info = env.recv()
+                t3 = time.perf_counter()
+                prof["env_wait"] += t3 - t2
                 step += k
                 # record transitions: envs that just reset return the reset frame instead
                 live = ~just_done
                 life_lost = (info["lives"] < lives) & cfg.life_loss_terminal
                 lives = info["lives"].copy()
                 replay.record_step(obs, actions, np.sign(reward).astype(np.float32), term | life_lost, just_done)
+                prof["replay_write"] += time.perf_counter() - t3
                 ep_ret += np.where(live, reward, 0.0)
                 ep_len += live
                 done = (term | trunc) & live
@@ -351,7 +406,7 @@ def train_teacher(
                 if step - last_target >= cfg.target_update:
                     target.load_state_dict(online.state_dict())
                     last_target = step - step % cfg.target_update
-                if step - sps_step >= 2_000:
+                if step - sps_step >= 1_000:
                     sps = (step - sps_step) / (time.time() - sps_t)
                     sps_t, sps_step = time.time(), step
                     if writer is not None:
@@ -378,6 +433,19 @@ def train_teacher(
         if writer is not None:
             writer.close()
     return card
+
+
+def _profile(
+    prof: dict[str, float], learn_t0: float | None, learn_step0: int, step: int, updates: int
+) -> dict[str, Any]:
+    """Where this process's time went, and the env steps/s since updates began."""
+    out: dict[str, Any] = {k: round(v, 3) for k, v in prof.items()}
+    if learn_t0 is not None:
+        secs = time.perf_counter() - learn_t0
+        out["learning_seconds"] = round(secs, 3)
+        out["learning_env_steps"] = step - learn_step0
+        out["learning_sps"] = round((step - learn_step0) / max(secs, 1e-9), 2)
+    return out
 
 
 def _plot_curve(out: Path) -> None:

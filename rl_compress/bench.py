@@ -1,0 +1,170 @@
+"""Speed benchmarks, always as ratios against a baseline measured in the same run.
+
+``bench teacher``: our DQN trainer against stable-baselines3's DQN with the same network,
+hyperparameters and replay ratio, for the same env steps after the same warm-up, and the
+floor that the measured time of one update alone allows.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from rl_compress.errors import UserError
+
+
+@dataclass
+class TeacherBenchConfig:
+    """Settings shared by both trainers in ``bench teacher``."""
+
+    game: str = "pong"
+    warmup: int = 2_000
+    """env steps of random play before updates start (not timed)"""
+    steps: int = 4_000
+    """env steps timed after the warm-up"""
+    buffer_size: int = 20_000
+    batch_size: int = 32
+    train_freq: int = 4
+    """env steps per update: the replay ratio is batch_size / train_freq samples per env step"""
+    target_update: int = 2_000
+    lr: float = 1e-4
+    adam_eps: float = 1.5e-4
+    gamma: float = 0.99
+    envs: int = 8
+    """our trainer's vector env size (SB3 runs its canonical single env, train_freq 4)"""
+    compile: bool = True
+    """torch.compile our update (the trainer's default)"""
+
+
+def time_update(cfg: TeacherBenchConfig, compiled: bool, repeats: int = 30) -> float:
+    """Median seconds of one Nature-DQN update (target fwd + online fwd/bwd + Adam) alone."""
+    from rl_compress.networks import build_network, teacher_arch
+    from rl_compress.replay import Batch
+    from rl_compress.teacher import TeacherConfig, compile_for_updates, make_optimizer, td_update
+
+    online, target = build_network(teacher_arch(), 6), build_network(teacher_arch(), 6)
+    if compiled:
+        online, target = compile_for_updates(online, target, cfg.batch_size, False)
+    opt = make_optimizer(online.parameters(), TeacherConfig(lr=cfg.lr, adam_eps=cfg.adam_eps))
+    rng = np.random.default_rng(0)
+    b = cfg.batch_size
+    batch = Batch(
+        obs=rng.integers(0, 256, (b, 4, 84, 84), dtype=np.uint8),
+        actions=rng.integers(0, 6, b),
+        returns=np.zeros(b, np.float32),
+        next_obs=rng.integers(0, 256, (b, 4, 84, 84), dtype=np.uint8),
+        discounts=np.full(b, cfg.gamma, np.float32),
+    )
+    for _ in range(5):
+        td_update(online, target, opt, batch, False, 10.0)
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        td_update(online, target, opt, batch, False, 10.0)
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def run_ours(cfg: TeacherBenchConfig) -> dict[str, Any]:
+    """Our trainer for warmup + steps; env steps/s over the timed part and its profile."""
+    from rl_compress.teacher import TeacherConfig, train_teacher
+
+    tcfg = TeacherConfig(
+        game=cfg.game, steps=cfg.warmup + cfg.steps, envs=cfg.envs, buffer_size=cfg.buffer_size,
+        learning_starts=cfg.warmup, train_freq=cfg.train_freq, batch_size=cfg.batch_size, lr=cfg.lr,
+        adam_eps=cfg.adam_eps, gamma=cfg.gamma, n_step=1, double=False, target_update=cfg.target_update,
+        checkpoint_every=10**9, eval_every=0, save_replay=False, compile=cfg.compile,
+    )
+    with tempfile.TemporaryDirectory() as d:
+        card = train_teacher(tcfg, Path(d) / "run", show_progress=False)
+    prof = card["training"]["profile"]
+    return {"env_steps": prof["learning_env_steps"], "seconds": prof["learning_seconds"],
+            "sps": prof["learning_sps"], "updates": card["training"]["updates"], "profile": prof}
+
+
+def run_sb3(cfg: TeacherBenchConfig) -> dict[str, Any]:
+    """stable-baselines3 DQN (RL Zoo's Atari setup: AtariWrapper, VecFrameStack 4) for the same steps."""
+    import ale_py
+    import gymnasium as gym
+    from stable_baselines3 import DQN
+    from stable_baselines3.common.callbacks import BaseCallback
+    from stable_baselines3.common.env_util import make_atari_env
+    from stable_baselines3.common.vec_env import VecFrameStack
+
+    from rl_compress.envs import quiet_ale, resolve_game
+    from rl_compress.envs import _env_id_name
+
+    quiet_ale()
+    gym.register_envs(ale_py)
+    env_id = f"{_env_id_name(resolve_game(cfg.game))}NoFrameskip-v4"
+    env = VecFrameStack(make_atari_env(env_id, n_envs=1, seed=0), 4)
+    marks: dict[str, float] = {}
+
+    class Clock(BaseCallback):
+        def _on_step(self) -> bool:
+            if self.num_timesteps == cfg.warmup:
+                marks["t0"] = time.perf_counter()
+            return True
+
+    model = DQN(
+        "CnnPolicy", env, buffer_size=cfg.buffer_size, learning_starts=cfg.warmup, batch_size=cfg.batch_size,
+        train_freq=cfg.train_freq, gradient_steps=1, target_update_interval=cfg.target_update,
+        learning_rate=cfg.lr, gamma=cfg.gamma, exploration_fraction=0.1, exploration_final_eps=0.01,
+        policy_kwargs={"optimizer_kwargs": {"eps": cfg.adam_eps}}, max_grad_norm=10.0, seed=0, verbose=0,
+    )
+    model.learn(cfg.warmup + cfg.steps, callback=Clock())
+    secs = time.perf_counter() - marks["t0"]
+    env.close()
+    return {"env_steps": cfg.steps, "seconds": round(secs, 3), "sps": round(cfg.steps / secs, 2),
+            "updates": int(model._n_updates)}
+
+
+def bench_teacher(cfg: TeacherBenchConfig | None = None) -> dict[str, Any]:
+    """Run both trainers and the update timing; returns the result dict (see module doc)."""
+    cfg = cfg or TeacherBenchConfig()
+    if cfg.steps <= 0 or cfg.warmup <= cfg.batch_size:
+        raise UserError("bench teacher needs steps > 0 and a warm-up longer than one batch")
+    ours = run_ours(cfg)
+    sb3 = run_sb3(cfg)
+    update_s = time_update(cfg, compiled=cfg.compile)
+    eager_s = time_update(cfg, compiled=False) if cfg.compile else update_s
+    floor = cfg.train_freq / update_s
+    return {
+        "benchmark": "teacher",
+        "config": asdict(cfg),
+        "ours": ours,
+        "sb3": sb3,
+        "ratio_vs_sb3": round(ours["sps"] / sb3["sps"], 3),
+        "update_ms": round(update_s * 1000, 2),
+        "update_ms_eager": round(eager_s * 1000, 2),
+        "floor_sps_eager": round(cfg.train_freq / eager_s, 2),
+        "floor_sps": round(floor, 2),
+        "fraction_of_floor": round(ours["sps"] / floor, 3),
+        "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
+                    "torch_threads": torch.get_num_threads(), "torch": torch.__version__},
+    }
+
+
+def format_teacher(res: dict[str, Any]) -> str:
+    """A short human table of ``bench_teacher``'s result."""
+    p = res["ours"]["profile"]
+    lines = [
+        f"env steps/s after warm-up ({res['config']['steps']} steps, replay ratio "
+        f"{res['config']['batch_size']}/{res['config']['train_freq']}):",
+        f"  rl-compress         {res['ours']['sps']:8.1f}",
+        f"  stable-baselines3   {res['sb3']['sps']:8.1f}",
+        f"  ratio               {res['ratio_vs_sb3']:8.2f}x",
+        f"  floor (update {res['update_ms']:.1f} ms) {res['floor_sps']:6.1f}   ours at {100 * res['fraction_of_floor']:.0f}%"
+        f"   (eager update {res['update_ms_eager']:.1f} ms: floor {res['floor_sps_eager']:.1f})",
+        "  profile (s): " + ", ".join(f"{k} {p[k]:.1f}" for k in ("update", "sample", "act", "env_wait", "replay_write")),
+    ]
+    return "\n".join(lines)
