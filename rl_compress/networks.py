@@ -7,6 +7,7 @@ representation (the teacher's 512-d layer) used by feature regression.
 
 from __future__ import annotations
 
+import re
 from typing import Any, Callable
 
 import torch
@@ -47,15 +48,8 @@ class NatureDQN(nn.Module):
         super().__init__()
         self.num_actions = num_actions
         self.quantiles = quantiles
-        c1, c2, c3 = channels
-        self.conv = nn.Sequential(
-            nn.Conv2d(4, c1, 8, stride=4),
-            nn.ReLU(),
-            nn.Conv2d(c1, c2, 4, stride=2),
-            nn.ReLU(),
-            nn.Conv2d(c2, c3, 3, stride=1),
-            nn.ReLU(),
-        )
+        c3 = channels[2]
+        self.conv = _convs(channels)
         side = conv_out(conv_out(conv_out(84, 8, 4), 4, 2), 3, 1)
         self.fc = nn.Sequential(nn.Flatten(), nn.Linear(c3 * side * side, hidden), nn.ReLU())
         self.head = nn.Linear(hidden, num_actions * quantiles)
@@ -72,6 +66,100 @@ class NatureDQN(nn.Module):
         return out
 
 
+def _convs(channels: tuple[int, int, int]) -> nn.Sequential:
+    """The Nature-DQN conv geometry (8x8/4, 4x4/2, 3x3/1, ReLU) with the given widths."""
+    c1, c2, c3 = channels
+    return nn.Sequential(
+        nn.Conv2d(4, c1, 8, stride=4),
+        nn.ReLU(),
+        nn.Conv2d(c1, c2, 4, stride=2),
+        nn.ReLU(),
+        nn.Conv2d(c2, c3, 3, stride=1),
+        nn.ReLU(),
+    )
+
+
+class GMPStudent(nn.Module):
+    """Tiny student: the teacher's conv geometry, a global max pool over the 7x7 map, then
+    a linear head (optionally after one hidden layer). Outputs logits (or Q-values when
+    trained by DQN). ``conv_maps`` gives the last conv activations for localization."""
+
+    def __init__(self, num_actions: int, channels: tuple[int, int, int] = (16, 16, 16), hidden: int = 0) -> None:
+        super().__init__()
+        self.num_actions = num_actions
+        self.conv = _convs(channels)
+        width = channels[2]
+        self.hidden = nn.Sequential(nn.Linear(width, hidden), nn.ReLU()) if hidden > 0 else nn.Identity()
+        self.head = nn.Linear(hidden if hidden > 0 else width, num_actions)
+
+    def conv_maps(self, obs: torch.Tensor) -> torch.Tensor:
+        """Last conv activations float32 [B,C,7,7] for a uint8 [B,4,84,84] batch."""
+        return scaled_convs(self.conv, obs)
+
+    def features(self, obs: torch.Tensor) -> torch.Tensor:
+        """The pooled (or hidden) vector that feeds the head."""
+        return self.hidden(self.conv_maps(obs).amax(dim=(2, 3)))
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        """Logits float32 [B,A]."""
+        return self.head(self.features(obs))
+
+
+class FlatStudent(nn.Module):
+    """Policy Distillation's student: the same convs, flattened, one FC layer, then the head."""
+
+    def __init__(self, num_actions: int, channels: tuple[int, int, int] = (16, 16, 16), hidden: int = 128) -> None:
+        super().__init__()
+        self.num_actions = num_actions
+        self.conv = _convs(channels)
+        side = conv_out(conv_out(conv_out(84, 8, 4), 4, 2), 3, 1)
+        self.fc = nn.Sequential(nn.Flatten(), nn.Linear(channels[2] * side * side, hidden), nn.ReLU())
+        self.head = nn.Linear(hidden, num_actions)
+
+    def conv_maps(self, obs: torch.Tensor) -> torch.Tensor:
+        """Last conv activations float32 [B,C,7,7]."""
+        return scaled_convs(self.conv, obs)
+
+    def features(self, obs: torch.Tensor) -> torch.Tensor:
+        """The hidden layer that feeds the head."""
+        return self.fc(self.conv_maps(obs))
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        """Logits float32 [B,A]."""
+        return self.head(self.features(obs))
+
+
+SPEC_FORMS = "gmp<C> | gmp<C>-h<H> | gmp<C1>-<C2>-<C3>[-h<H>] | flat<C>-fc<H> | flat<C1>-<C2>-<C3>-fc<H>"
+_GMP = re.compile(r"^gmp(\d+)(?:-(\d+)-(\d+))?(?:-h(\d+))?$")
+_FLAT = re.compile(r"^flat(\d+)(?:-(\d+)-(\d+))?-fc(\d+)$")
+
+
+def parse_spec(spec: str) -> ArchSpec:
+    """Turn a student spec (``gmp16``, ``gmp16-h64``, ``gmp8-16-32``, ``flat16-fc128``) into an arch.
+
+    Raises UserError showing the valid forms for anything else.
+    """
+    text = spec.strip().lower()
+    for name, pattern in (("gmp", _GMP), ("flat", _FLAT)):
+        m = pattern.match(text)
+        if m:
+            c1, c2, c3, h = m.groups()
+            channels = [int(c1), int(c2 or c1), int(c3 or c1)]
+            hidden = int(h or 0)
+            if min(channels) < 1 or (name == "flat" and hidden < 1) or hidden > 65536 or max(channels) > 4096:
+                break
+            return {"name": name, "spec": text, "channels": channels, "hidden": hidden}
+    raise UserError(f"invalid student spec {spec!r}; valid forms: {SPEC_FORMS} (e.g. gmp16, gmp16-h64, flat16-fc128)")
+
+
+def _build_student(arch: ArchSpec, num_actions: int) -> nn.Module:
+    channels = tuple(int(c) for c in arch.get("channels", ()))
+    if len(channels) != 3 or min(channels) < 1:
+        raise UserError(f"{arch.get('name')} arch needs 3 positive channel widths, got {list(channels)}")
+    cls = GMPStudent if arch["name"] == "gmp" else FlatStudent
+    return cls(num_actions, channels, int(arch.get("hidden", 0)))  # type: ignore[arg-type]
+
+
 def _build_nature_dqn(arch: ArchSpec, num_actions: int) -> nn.Module:
     channels = tuple(int(c) for c in arch.get("channels", (32, 64, 64)))
     if len(channels) != 3:
@@ -82,6 +170,8 @@ def _build_nature_dqn(arch: ArchSpec, num_actions: int) -> nn.Module:
 
 BUILDERS: dict[str, Callable[[ArchSpec, int], nn.Module]] = {
     "nature_dqn": _build_nature_dqn,
+    "gmp": _build_student,
+    "flat": _build_student,
 }
 
 

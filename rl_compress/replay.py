@@ -112,19 +112,18 @@ class FrameReplay:
             out[:, :-1][hidden] = 0
         return out
 
-    def sample(self, batch_size: int, rng: np.random.Generator) -> Batch:
-        """Sample ``batch_size`` n-step transitions uniformly over valid slots."""
-        n = self.n_step
+    def pick_slots(self, batch_size: int, rng: np.random.Generator, lookahead: int) -> tuple[np.ndarray, np.ndarray]:
+        """Uniform (ring, slot) pairs of states that have an action, ``lookahead`` written
+        slots after them and, once the ring has wrapped, 3 intact slots of history before."""
         rows_out: list[np.ndarray] = []
         idx_out: list[np.ndarray] = []
         got = 0
         for _ in range(100):
             k = rng.integers(0, self.num_envs, size=2 * batch_size)
             cnt = self.count[k]
-            # age 1 is the newest slot; a sample needs n slots after it and, when the ring
-            # has wrapped, 3 intact slots of history before it.
+            # age 1 is the newest slot
             hi = np.where(cnt == self.cap, cnt - (STACK - 1), cnt)
-            lo = n + 1
+            lo = lookahead + 1
             ok = hi > lo
             age = lo + (rng.random(2 * batch_size) * np.maximum(hi - lo, 1)).astype(np.int64)
             idx = (self.pos[k] - age) % self.cap
@@ -136,8 +135,17 @@ class FrameReplay:
                 break
         else:
             raise RuntimeError("replay memory holds no valid transitions yet")
-        rows = np.concatenate(rows_out)[:batch_size]
-        idx = np.concatenate(idx_out)[:batch_size]
+        return np.concatenate(rows_out)[:batch_size], np.concatenate(idx_out)[:batch_size]
+
+    def sample_states(self, batch_size: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Sample states alone (for distillation): (rings, slots, uint8 [B,4,84,84] stacks)."""
+        rows, idx = self.pick_slots(batch_size, rng, 0)
+        return rows, idx, self._stack(rows, idx)
+
+    def sample(self, batch_size: int, rng: np.random.Generator) -> Batch:
+        """Sample ``batch_size`` n-step transitions uniformly over valid slots."""
+        n = self.n_step
+        rows, idx = self.pick_slots(batch_size, rng, n)
 
         returns = np.zeros(batch_size, dtype=np.float32)
         discount = np.ones(batch_size, dtype=np.float32)

@@ -10,11 +10,7 @@ restores weights, target, optimizer, step counter, epsilon, RNG states, TensorBo
 
 from __future__ import annotations
 
-import csv
 import json
-import os
-import signal
-import subprocess
 import time
 from collections import deque
 from dataclasses import asdict, dataclass, field
@@ -33,10 +29,8 @@ from rl_compress.evaluate import DEFAULT_PROTOCOL, evaluate
 from rl_compress.networks import build_network, teacher_arch
 from rl_compress.progress import progress_bar
 from rl_compress.replay import FrameReplay
+from rl_compress.rundir import CHECKPOINT, REPLAY, ReturnsLog, StopFlag, git_commit, load_checkpoint, plot_curve, save_checkpoint
 
-CHECKPOINT = "checkpoint.pt"
-REPLAY = "replay.npz"
-RETURNS = "returns.csv"
 
 
 def _h(text: str, **kw: Any) -> Any:
@@ -75,17 +69,6 @@ class TeacherConfig:
     overlap_env: bool = _h("step the emulators on their threads while the learner updates", default=True)
     env_threads: int = _h("emulator threads (0 = one per env); 1 leaves the cores to the learner", default=1)
     compile: bool = _h("torch.compile the update's networks (~30 s once; eager if compiling fails)", default=True)
-
-
-def git_commit() -> str | None:
-    """The current git commit of the source tree, if any."""
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True, text=True, timeout=5
-        )
-        return out.stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        return None
 
 
 def epsilon_at(cfg: TeacherConfig, step: int) -> float:
@@ -171,26 +154,6 @@ def check_config(cfg: TeacherConfig) -> None:
         raise UserError(f"--buffer-size {cfg.buffer_size} is too small for {cfg.envs} envs")
 
 
-class _StopFlag:
-    """Turns SIGINT / SIGTERM into a flag so the loop can checkpoint and stop cleanly."""
-
-    def __init__(self) -> None:
-        self.stop = False
-        self._old: dict[int, Any] = {}
-
-    def __enter__(self) -> "_StopFlag":
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            self._old[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        self.stop = True
-
-    def __exit__(self, *exc: Any) -> None:
-        for sig, old in self._old.items():
-            signal.signal(sig, old)
-
-
 def _prepare_out(out: Path, cfg: TeacherConfig, resume: bool, arch: dict[str, Any]) -> dict[str, Any] | None:
     """Check ``out`` against --resume; returns the checkpoint to resume from, if any."""
     has_run = (out / CHECKPOINT).exists() or (out / CARD).exists()
@@ -198,18 +161,14 @@ def _prepare_out(out: Path, cfg: TeacherConfig, resume: bool, arch: dict[str, An
         if has_run:
             raise UserError(f"{out}: already holds a run; pass --resume to continue it or choose another --out")
         return None
-    if not (out / CHECKPOINT).exists():
+    card = read_card(out) if (out / CHECKPOINT).exists() else None
+    if card is None:
         raise UserError(f"{out / CHECKPOINT}: missing, nothing to resume")
-    card = read_card(out)
     if card["game"] != cfg.game:
         raise UserError(f"{out}: run is for game {card['game']!r}, not {cfg.game!r}")
     if card["arch"] != arch:
         raise UserError(f"{out}: run has arch {card['arch']}, not {arch}")
-    try:
-        ckpt = torch.load(out / CHECKPOINT, weights_only=True)
-    except Exception as e:  # noqa: BLE001 - any unreadable checkpoint is one user-facing error
-        raise UserError(f"{out / CHECKPOINT}: unreadable checkpoint ({first_line(e)})") from None
-    return ckpt
+    return load_checkpoint(out)
 
 
 def train_teacher(
@@ -279,10 +238,7 @@ def train_teacher(
     writer = SummaryWriter(str(tensorboard), purge_step=step if ckpt is not None else None) if tensorboard else None
     if writer is not None and ckpt is None:
         writer.add_text("config", "```\n" + json.dumps(asdict(cfg), indent=2) + "\n```", 0)
-    returns_log = open(out / RETURNS, "a", newline="")
-    log = csv.writer(returns_log)
-    if returns_log.tell() == 0:
-        log.writerow(["step", "return", "length", "wall_time"])
+    returns_log = ReturnsLog(out)
 
     # a new episode begins in every env: seed the envs so that a resumed run differs from the first
     obs, info = env.reset(seed=int(cfg.seed * 1000 + step))
@@ -335,18 +291,15 @@ def train_teacher(
             "config": json.dumps(asdict(cfg)),
             "last_eval": json.dumps(last_eval),
         }
-        tmp = out / f".{CHECKPOINT}.tmp"
-        torch.save(state, tmp)
-        os.replace(tmp, out / CHECKPOINT)
+        save_checkpoint(out, state)
         if cfg.save_replay:
             replay.save(out / REPLAY)
         save_agent(out, online, card)
-        returns_log.flush()
-        _plot_curve(out)
+        plot_curve(out)
         return card
 
     try:
-        with _StopFlag() as flag, progress_bar(show_progress) as bar:
+        with StopFlag() as flag, progress_bar(show_progress) as bar:
             task = bar.add_task(f"teacher {cfg.game}", total=cfg.steps, completed=step, info="")
             while step < cfg.steps and not flag.stop:
                 t0 = time.perf_counter()
@@ -395,8 +348,7 @@ def train_teacher(
                 done = (term | trunc) & live
                 for i in np.flatnonzero(done):
                     recent.append(float(ep_ret[i]))
-                    log.writerow([step, float(ep_ret[i]), int(ep_len[i]), round(wall_before + time.time() - t_start, 1)])
-                    returns_log.flush()
+                    returns_log.add(step, ep_ret[i], ep_len[i], wall_before + time.time() - t_start)
                     if writer is not None:
                         writer.add_scalar("charts/episodic_return", ep_ret[i], step)
                         writer.add_scalar("charts/episodic_length", ep_len[i], step)
@@ -446,35 +398,3 @@ def _profile(
         out["learning_env_steps"] = step - learn_step0
         out["learning_sps"] = round((step - learn_step0) / max(secs, 1e-9), 2)
     return out
-
-
-def _plot_curve(out: Path) -> None:
-    """Draw returns.csv as learning_curve.png (env steps vs return, raw and smoothed)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    path = out / RETURNS
-    rows = path.read_text().splitlines()[1:] if path.exists() else []
-    if len(rows) < 2:
-        return
-    data = np.array([[float(x) for x in r.split(",")[:2]] for r in rows])
-    if data.shape[0] < 2:
-        return
-    steps, rets = data[:, 0], data[:, 1]
-    w = min(20, len(rets))
-    smooth = np.convolve(rets, np.ones(w) / w, mode="valid")
-    fig, ax = plt.subplots(figsize=(6, 3.5), dpi=100)
-    ax.plot(steps, rets, ".", alpha=0.3, ms=3, label="episode")
-    ax.plot(steps[w - 1 :], smooth, "-", lw=2, label=f"mean of {w}")
-    ax.set_xlabel("env steps (4 frames each)")
-    ax.set_ylabel("return (raw, training protocol)")
-    ax.set_title(f"{out.parent.name}/{out.name}")
-    ax.grid(alpha=0.3)
-    ax.legend(loc="lower right")
-    fig.tight_layout()
-    tmp = out / ".learning_curve.tmp.png"
-    fig.savefig(tmp)
-    plt.close(fig)
-    os.replace(tmp, out / "learning_curve.png")

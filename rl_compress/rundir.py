@@ -1,0 +1,120 @@
+"""What every training run keeps in its directory: the checkpoint, the returns log and its
+learning curve, and the SIGINT / SIGTERM flag that lets a loop checkpoint before it stops."""
+
+from __future__ import annotations
+
+import csv
+import os
+import signal
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from rl_compress.errors import UserError, first_line
+
+CHECKPOINT = "checkpoint.pt"
+REPLAY = "replay.npz"
+RETURNS = "returns.csv"
+CURVE = "learning_curve.png"
+
+
+def git_commit() -> str | None:
+    """The current git commit of the source tree, if any."""
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True, text=True, timeout=5
+        )
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+class StopFlag:
+    """Turns SIGINT / SIGTERM into a flag so the loop can checkpoint and stop cleanly."""
+
+    def __init__(self) -> None:
+        self.stop = False
+        self._old: dict[int, Any] = {}
+
+    def __enter__(self) -> "StopFlag":
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.stop = True
+
+    def __exit__(self, *exc: Any) -> None:
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+
+def save_checkpoint(out: Path, state: dict[str, Any]) -> None:
+    """Write ``state`` (tensors and plain values only) to out/checkpoint.pt, atomically."""
+    tmp = out / f".{CHECKPOINT}.tmp"
+    torch.save(state, tmp)
+    os.replace(tmp, out / CHECKPOINT)
+
+
+def load_checkpoint(out: Path) -> dict[str, Any]:
+    """Read out/checkpoint.pt with ``weights_only=True`` (no arbitrary unpickling)."""
+    path = out / CHECKPOINT
+    if not path.exists():
+        raise UserError(f"{path}: missing, nothing to resume")
+    try:
+        return torch.load(path, weights_only=True)
+    except Exception as e:  # noqa: BLE001 - any unreadable checkpoint is one user-facing error
+        raise UserError(f"{path}: unreadable checkpoint ({first_line(e)})") from None
+
+
+class ReturnsLog:
+    """Appends one row per finished episode to out/returns.csv (step, return, length, wall time)."""
+
+    def __init__(self, out: Path) -> None:
+        self.out = out
+        self.file = open(out / RETURNS, "a", newline="")
+        self.writer = csv.writer(self.file)
+        if self.file.tell() == 0:
+            self.writer.writerow(["step", "return", "length", "wall_time"])
+
+    def add(self, step: int, ret: float, length: int, wall: float) -> None:
+        """Log one episode."""
+        self.writer.writerow([step, float(ret), int(length), round(wall, 1)])
+        self.file.flush()
+
+    def close(self) -> None:
+        """Close the file."""
+        self.file.close()
+
+
+def plot_curve(out: Path, ylabel: str = "return (raw, training protocol)") -> None:
+    """Draw out/returns.csv as out/learning_curve.png (env steps vs return, raw and smoothed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    path = out / RETURNS
+    rows = path.read_text().splitlines()[1:] if path.exists() else []
+    if len(rows) < 2:
+        return
+    data = np.array([[float(x) for x in r.split(",")[:2]] for r in rows])
+    steps, rets = data[:, 0], data[:, 1]
+    w = min(20, len(rets))
+    smooth = np.convolve(rets, np.ones(w) / w, mode="valid")
+    fig, ax = plt.subplots(figsize=(6, 3.5), dpi=100)
+    ax.plot(steps, rets, ".", alpha=0.3, ms=3, label="episode")
+    ax.plot(steps[w - 1 :], smooth, "-", lw=2, label=f"mean of {w}")
+    ax.set_xlabel("env steps (4 frames each)")
+    ax.set_ylabel(ylabel)
+    ax.set_title(f"{out.parent.name}/{out.name}")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    tmp = out / f".{CURVE}.tmp.png"
+    fig.savefig(tmp)
+    plt.close(fig)
+    os.replace(tmp, out / CURVE)
