@@ -18,6 +18,14 @@ from rl_compress.errors import UserError
 NOT_BUILT = 3  # exit code of subcommands that later issues build
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse that reports a bad command line as one line (and exit code 2), like our errors."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        print(f"error: {self.prog}: {message} (see --help)", file=sys.stderr)
+        raise SystemExit(2)
+
+
 def add_config_flags(parser: argparse.ArgumentParser, cls: type, skip: Sequence[str] = ()) -> None:
     """Add one ``--flag`` per dataclass field (help from the field's metadata, default shown)."""
     for f in dataclasses.fields(cls):
@@ -149,6 +157,26 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_distill(args: argparse.Namespace) -> int:
+    """Distill a student from a teacher."""
+    from rl_compress.distill import DistillConfig, distill
+
+    fixed = {}
+    if args.resume and args.student is None and (Path(args.out) / "agent.json").exists():
+        from rl_compress.agent import read_card
+
+        fixed["student"] = read_card(Path(args.out))["arch"].get("spec", "")
+    cfg = config_from_args(DistillConfig, args, **fixed)
+    command = " ".join(["rl-compress", *sys.argv[1:]]) if sys.argv[0].endswith("rl-compress") else None
+    card = distill(Path(args.teacher), cfg, Path(args.out), resume=args.resume, tensorboard=args.tensorboard,
+                   show_progress=not args.quiet, command=command)
+    tr = card["training"]
+    ev = tr.get("last_eval") or {}
+    extra = f", last eval {ev.get('mean')} (teacher {ev.get('teacher_mean')})" if ev else ""
+    print(f"{args.out}: {card['arch']['spec']} ({card['params']} params), {tr['steps']} steps{extra}", file=sys.stderr)
+    return 0
+
+
 def _not_built(what: str) -> Callable[[argparse.Namespace], int]:
     def run(args: argparse.Namespace) -> int:
         print(f"error: `rl-compress {what}` is not built yet", file=sys.stderr)
@@ -160,9 +188,10 @@ def _not_built(what: str) -> Callable[[argparse.Namespace], int]:
 # ---------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
     """The full argument parser."""
+    from rl_compress.distill import DistillConfig
     from rl_compress.teacher import TeacherConfig
 
-    p = argparse.ArgumentParser(
+    p = OneLineParser(
         prog="rl-compress",
         description="Train DQN teachers on Atari, compress them into tiny global-max-pool students, see where they look.",
     )
@@ -184,7 +213,13 @@ def build_parser() -> argparse.ArgumentParser:
     ti.set_defaults(func=cmd_teacher_import)
 
     d = sub.add_parser("distill", help="distill a student from a teacher (Actor-Mimic)")
-    d.set_defaults(func=_not_built("distill"))
+    d.add_argument("--teacher", required=True, help="teacher agent directory")
+    d.add_argument("--out", required=True, help="student agent directory to write")
+    d.add_argument("--resume", action="store_true", help="continue the run in --out")
+    d.add_argument("--tensorboard", type=Path, default=None, help="TensorBoard log directory")
+    d.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_config_flags(d, DistillConfig)
+    d.set_defaults(func=cmd_distill)
 
     ev = sub.add_parser("evaluate", help="evaluate an agent under the default protocol")
     ev.add_argument("agent", help="agent directory")

@@ -45,6 +45,25 @@ class Protocol:
 
 DEFAULT_PROTOCOL = Protocol()
 
+# Random and human scores (DQN Zoo table) for human-normalized scores and retention.
+RANDOM_SCORES: dict[str, float] = {
+    "pong": -20.7, "breakout": 1.7, "space_invaders": 148.0, "seaquest": 68.4, "beam_rider": 363.9,
+    "qbert": 163.9, "enduro": 0.0, "ms_pacman": 307.3, "freeway": 0.0,
+}
+HUMAN_SCORES: dict[str, float] = {
+    "pong": 14.6, "breakout": 30.5, "space_invaders": 1668.7, "seaquest": 42054.7, "beam_rider": 16926.5,
+    "qbert": 13455.0, "enduro": 860.5, "ms_pacman": 6951.6, "freeway": 29.6,
+}
+
+
+def retention(game: str, student: float, teacher: float) -> float | None:
+    """(student - random) / (teacher - random); None where the random score is unknown or
+    the teacher is no better than random."""
+    rnd = RANDOM_SCORES.get(resolve_game(game))
+    if rnd is None or teacher <= rnd:
+        return None
+    return (student - rnd) / (teacher - rnd)
+
 
 def evaluate(
     net: nn.Module,

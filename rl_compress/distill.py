@@ -1,0 +1,342 @@
+"""Distillation of a teacher into a student (Actor-Mimic and Policy Distillation), top to bottom.
+
+Actor (``--actor``): ``student`` (Actor-Mimic: the student acts epsilon-greedy, eps 0.1) or
+``teacher`` (Policy Distillation: the teacher acts, eps 0.05). Every state that enters the
+replay memory is labelled once by the teacher (Q-values, and its 512-d layer when feature
+regression is on), in the same batched forward that serves acting.
+
+Losses (student outputs z are logits, teacher outputs Q):
+- ``actor-mimic``: cross-entropy between softmax(Q / tau) and softmax(z) (tau default 0.1);
+- ``kl``: KL(softmax(Q / tau) || softmax(z)), tau default 0.01 as in Policy Distillation;
+- ``mse``: mean squared error between z and Q (the student regresses Q-values);
+- ``nll``: cross-entropy on the teacher's argmax action.
+Optional feature regression: ``feature_weight * ||W h_student - h_teacher||^2`` through a
+learned linear map W (Actor-Mimic's beta; 0 = off).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import deque
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from rl_compress.agent import CARD, WEIGHTS, load_agent, make_card, read_card, save_agent, sha256_file
+from rl_compress.envs import EnvConfig, make_vector_env
+from rl_compress.errors import UserError
+from rl_compress.evaluate import DEFAULT_PROTOCOL, evaluate, retention
+from rl_compress.networks import build_network, count_params, parse_spec
+from rl_compress.progress import progress_bar
+from rl_compress.replay import FrameReplay
+from rl_compress.rundir import CHECKPOINT, ReturnsLog, StopFlag, git_commit, load_checkpoint, plot_curve, save_checkpoint
+
+LOSSES = ("actor-mimic", "kl", "mse", "nll")
+ACTORS = ("student", "teacher")
+DEFAULT_TAU = {"actor-mimic": 0.1, "kl": 0.01, "mse": 1.0, "nll": 1.0}
+
+
+def _h(text: str, **kw: Any) -> Any:
+    return field(metadata={"help": text}, **kw)
+
+
+@dataclass
+class DistillConfig:
+    """Every number of a distillation run; stored in the student's card."""
+
+    student: str = _h("student spec, e.g. gmp16, gmp16-h64, gmp8-16-32, flat16-fc128", default="gmp16")
+    steps: int = _h("total env steps (4 frames each) to distill for", default=500_000)
+    loss: str = _h("actor-mimic | kl | mse | nll", default="actor-mimic")
+    actor: str = _h("who acts: student (Actor-Mimic) or teacher (Policy Distillation)", default="student")
+    temperature: float = _h("tau of softmax(Q/tau) (0 = the loss's default: actor-mimic 0.1, kl 0.01)", default=0.0)
+    feature_weight: float = _h("weight of feature regression to the teacher's hidden layer (0 = off)", default=0.0)
+    epsilon: float = _h("exploration of the actor (0 = 0.1 for a student actor, 0.05 for a teacher actor)", default=0.0)
+    seed: int = _h("seed of envs, exploration and student init", default=1)
+    envs: int = _h("environments stepped together", default=8)
+    buffer_size: int = _h("replay memory in states (frames stored once, teacher labels beside)", default=100_000)
+    learning_starts: int = _h("env steps before the first update", default=5_000)
+    train_freq: int = _h("env steps per update", default=2)
+    batch_size: int = _h("states per update", default=64)
+    lr: float = _h("Adam learning rate (Actor-Mimic: 2.5e-4)", default=2.5e-4)
+    sticky: float = _h("sticky-action probability while distilling", default=0.25)
+    checkpoint_every: int = _h("env steps between checkpoints", default=25_000)
+    eval_every: int = _h("env steps between evaluations of the student (0 = off)", default=50_000)
+    eval_episodes: int = _h("episodes per evaluation, same protocol and seeds for teacher and student", default=5)
+    eval_seed: int = _h("seed of the periodic evaluations", default=10_000)
+    threads: int = _h("torch threads (0 = all cores)", default=0)
+
+    def tau(self) -> float:
+        """The temperature in use."""
+        return self.temperature if self.temperature > 0 else DEFAULT_TAU[self.loss]
+
+    def actor_epsilon(self) -> float:
+        """The exploration epsilon in use."""
+        return self.epsilon if self.epsilon > 0 else (0.1 if self.actor == "student" else 0.05)
+
+
+def check_config(cfg: DistillConfig) -> None:
+    """Refuse impossible settings with one line each."""
+    if cfg.loss not in LOSSES:
+        raise UserError(f"--loss must be one of {', '.join(LOSSES)}, got {cfg.loss!r}")
+    if cfg.actor not in ACTORS:
+        raise UserError(f"--actor must be one of {', '.join(ACTORS)}, got {cfg.actor!r}")
+    if cfg.temperature < 0 or not np.isfinite(cfg.temperature):
+        raise UserError(f"--temperature must be > 0 (or 0 for the loss's default), got {cfg.temperature}")
+    if cfg.feature_weight < 0:
+        raise UserError(f"--feature-weight must be >= 0, got {cfg.feature_weight}")
+    if not 0 <= cfg.epsilon <= 1:
+        raise UserError(f"--epsilon must be in [0, 1], got {cfg.epsilon}")
+    for name in ("steps", "envs", "buffer_size", "train_freq", "batch_size"):
+        if getattr(cfg, name) <= 0:
+            raise UserError(f"--{name.replace('_', '-')} must be positive, got {getattr(cfg, name)}")
+    if cfg.lr <= 0:
+        raise UserError(f"--lr must be positive, got {cfg.lr}")
+    parse_spec(cfg.student)
+
+
+def distill_loss(
+    logits: torch.Tensor, q_teacher: torch.Tensor, loss: str, tau: float
+) -> torch.Tensor:
+    """The distillation loss of a batch (mean over the batch)."""
+    if loss == "mse":
+        return F.mse_loss(logits, q_teacher)
+    if loss == "nll":
+        return F.cross_entropy(logits, q_teacher.argmax(1))
+    target = F.softmax(q_teacher / tau, dim=1)
+    log_student = F.log_softmax(logits, dim=1)
+    if loss == "actor-mimic":
+        return -(target * log_student).sum(1).mean()
+    if loss == "kl":
+        return (target * (torch.log(target.clamp_min(1e-12)) - log_student)).sum(1).mean()
+    raise UserError(f"unknown loss {loss!r}")
+
+
+def _teacher_ref(path: Path, teacher: Any) -> dict[str, Any]:
+    return {"path": str(path), "sha256": sha256_file(path / WEIGHTS), "params": count_params(teacher.net),
+            "evaluation": (teacher.card.get("evaluation") or {}).get("mean")}
+
+
+def distill(
+    teacher_dir: Path,
+    cfg: DistillConfig,
+    out: Path,
+    resume: bool = False,
+    tensorboard: Path | None = None,
+    show_progress: bool = True,
+    command: str | None = None,
+) -> dict[str, Any]:
+    """Distill the teacher in ``teacher_dir`` into a student written to ``out``; returns its card."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    check_config(cfg)
+    teacher_dir, out = Path(teacher_dir), Path(out)
+    teacher = load_agent(teacher_dir)
+    arch = parse_spec(cfg.student)
+    game, n_act = teacher.game, teacher.num_actions
+    ref = _teacher_ref(teacher_dir, teacher)
+    ckpt: dict[str, Any] | None = None
+    has_run = (out / CHECKPOINT).exists() or (out / CARD).exists()
+    if not resume and has_run:
+        raise UserError(f"{out}: already holds a run; pass --resume to continue it or choose another --out")
+    if resume:
+        ckpt = load_checkpoint(out)
+        card = read_card(out)
+        if card["arch"] != arch:
+            raise UserError(f"{out}: run distils {card['arch'].get('spec')!r}, not {arch['spec']!r}")
+        if (card.get("teacher") or {}).get("sha256") != ref["sha256"]:
+            raise UserError(f"{out}: run was distilled from another teacher than {teacher_dir}")
+        saved = json.loads(ckpt["config"])
+        for k, v in saved.items():
+            if k not in {"steps", "checkpoint_every", "eval_every", "eval_episodes", "threads"}:
+                setattr(cfg, k, v)
+    if cfg.threads > 0:
+        torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    student = build_network(arch, n_act)
+    tnet = teacher.net.eval()
+    for p in tnet.parameters():
+        p.requires_grad_(False)
+    use_feat = cfg.feature_weight > 0
+    feat_dim_t = int(tnet.features(torch.zeros((1, 4, 84, 84), dtype=torch.uint8)).shape[1]) if use_feat else 0
+    feat_dim_s = int(student.features(torch.zeros((1, 4, 84, 84), dtype=torch.uint8)).shape[1])
+    proj = nn.Linear(feat_dim_s, feat_dim_t) if use_feat else None
+    params = list(student.parameters()) + (list(proj.parameters()) if proj is not None else [])
+    opt = torch.optim.Adam(params, lr=cfg.lr)
+    rng = np.random.default_rng(cfg.seed)
+    step = updates = 0
+    wall_before = 0.0
+    teacher_eval: dict[str, Any] | None = None
+    last_eval: dict[str, Any] | None = None
+    if ckpt is not None:
+        student.load_state_dict(ckpt["student"])
+        if proj is not None:
+            proj.load_state_dict(ckpt["proj"])
+        opt.load_state_dict(ckpt["optimizer"])
+        step, updates, wall_before = int(ckpt["step"]), int(ckpt["updates"]), float(ckpt["wall_time"])
+        rng.bit_generator.state = json.loads(ckpt["np_rng"])
+        torch.set_rng_state(ckpt["torch_rng"])
+        teacher_eval = json.loads(ckpt["teacher_eval"])
+        last_eval = json.loads(ckpt["last_eval"])
+    if step >= cfg.steps:
+        raise UserError(f"{out}: run is already at {step} steps; ask for more than that with --steps")
+
+    out.mkdir(parents=True, exist_ok=True)
+    k = cfg.envs
+    env = make_vector_env(game, k, EnvConfig(sticky=cfg.sticky), num_threads=1)
+    replay = FrameReplay(cfg.buffer_size, k, 1, 0.99)
+    q_labels = np.zeros((k, replay.cap, n_act), dtype=np.float32)
+    f_labels = np.zeros((k, replay.cap, feat_dim_t), dtype=np.float32) if use_feat else None
+    learn_from = step + min(cfg.learning_starts, cfg.buffer_size // 2)
+    writer = SummaryWriter(str(tensorboard), purge_step=step if ckpt is not None else None) if tensorboard else None
+    if writer is not None and ckpt is None:
+        writer.add_text("config", "```\n" + json.dumps(asdict(cfg), indent=2) + "\n```", 0)
+    returns_log = ReturnsLog(out)
+    obs, _ = env.reset(seed=int(cfg.seed * 1000 + step))
+    replay.add_frames(obs[:, -1], np.ones(k, dtype=bool))
+    rows_all = np.arange(k)
+    ep_ret, ep_len = np.zeros(k), np.zeros(k, dtype=np.int64)
+    just_done = np.zeros(k, dtype=bool)
+    recent: deque[float] = deque(maxlen=20)
+    tau, eps = cfg.tau(), cfg.actor_epsilon()
+    debt = 0.0
+    stats = {"loss": float("nan"), "feature": 0.0, "agreement": float("nan"), "entropy": float("nan")}
+    t_start = time.time()
+    sps_t, sps_step = time.time(), step
+    next_ckpt = (step // cfg.checkpoint_every + 1) * cfg.checkpoint_every
+    next_eval = (step // cfg.eval_every + 1) * cfg.eval_every if cfg.eval_every else None
+
+    history: list[dict[str, Any]] = json.loads(ckpt["history"]) if ckpt is not None else []
+
+    def do_eval() -> None:
+        nonlocal teacher_eval, last_eval
+        if teacher_eval is None:
+            res_t = evaluate(tnet, game, cfg.eval_episodes, seed=cfg.eval_seed, protocol=DEFAULT_PROTOCOL)
+            teacher_eval = {"mean": res_t["mean"], "std": res_t["std"], "scores": res_t["scores"]}
+        res = evaluate(student, game, cfg.eval_episodes, seed=cfg.eval_seed, protocol=DEFAULT_PROTOCOL)
+        ret = retention(game, res["mean"], teacher_eval["mean"])
+        last_eval = {"step": step, "wall_time_s": round(wall_before + time.time() - t_start, 1), "mean": res["mean"],
+                     "std": res["std"], "teacher_mean": teacher_eval["mean"], "retention": ret}
+        history.append(last_eval)
+        if writer is not None:
+            writer.add_scalar("eval/student_return_mean", res["mean"], step)
+            writer.add_scalar("eval/teacher_return_mean", teacher_eval["mean"], step)
+            if ret is not None:
+                writer.add_scalar("eval/retention", ret, step)
+
+    def save(final: bool = False) -> dict[str, Any]:
+        training = {
+            "config": asdict(cfg), "temperature_used": tau, "epsilon_used": eps, "steps": step, "updates": updates,
+            "wall_time_s": round(wall_before + time.time() - t_start, 1), "git_commit": git_commit(),
+            "command": command or f"rl-compress distill --teacher {teacher_dir} --student {cfg.student} "
+            f"--steps {cfg.steps} --loss {cfg.loss} --actor {cfg.actor} --out {out}",
+            "last_eval": last_eval, "eval_history": history, "finished": final,
+        }
+        card = make_card("student", game, arch, student, training=training, teacher=ref)
+        if (out / CARD).exists() and "evaluation" in read_card(out):
+            card["evaluation"] = read_card(out)["evaluation"]
+        save_checkpoint(out, {
+            "student": student.state_dict(), "proj": proj.state_dict() if proj is not None else {},
+            "optimizer": opt.state_dict(), "step": step, "updates": updates,
+            "wall_time": wall_before + time.time() - t_start, "np_rng": json.dumps(rng.bit_generator.state),
+            "torch_rng": torch.get_rng_state(), "config": json.dumps(asdict(cfg)),
+            "teacher_eval": json.dumps(teacher_eval), "last_eval": json.dumps(last_eval),
+            "history": json.dumps(history),
+        })
+        save_agent(out, student, card)
+        plot_curve(out, ylabel=f"return of the acting {cfg.actor}")
+        return card
+
+    try:
+        with StopFlag() as flag, progress_bar(show_progress) as bar:
+            task = bar.add_task(f"distill {cfg.student} ({game})", total=cfg.steps, completed=step, info="")
+            while step < cfg.steps and not flag.stop:
+                x = torch.from_numpy(obs)
+                with torch.no_grad():
+                    if use_feat:
+                        h_t = tnet.features(x)
+                        q_t = tnet.head(h_t)
+                        if getattr(tnet, "quantiles", 1) > 1:
+                            q_t = q_t.view(-1, tnet.quantiles, n_act).mean(1)
+                    else:
+                        q_t = tnet(x)
+                    acting = q_t if cfg.actor == "teacher" else student(x)
+                # label the states whose newest frame was just written (one per env)
+                last = (replay.pos - 1) % replay.cap
+                q_labels[rows_all, last] = q_t.numpy()
+                if f_labels is not None:
+                    f_labels[rows_all, last] = h_t.numpy()
+                explore = rng.random(k) < eps
+                actions = np.where(explore, rng.integers(0, n_act, k), acting.argmax(1).numpy()).astype(np.int64)
+                env.send(actions)
+                if step >= learn_from:
+                    debt += k / cfg.train_freq
+                    while debt >= 1.0:
+                        rows, idx, states = replay.sample_states(cfg.batch_size, rng)
+                        xs = torch.from_numpy(states)
+                        target = torch.from_numpy(q_labels[rows, idx])
+                        if proj is not None:
+                            h_s = student.features(xs)
+                            logits = student.head(h_s)
+                            feat = ((proj(h_s) - torch.from_numpy(f_labels[rows, idx])) ** 2).sum(1).mean()
+                        else:
+                            logits = student(xs)
+                            feat = torch.zeros(())
+                        main = distill_loss(logits, target, cfg.loss, tau)
+                        loss = main + cfg.feature_weight * feat
+                        opt.zero_grad(set_to_none=True)
+                        loss.backward()
+                        opt.step()
+                        updates += 1
+                        debt -= 1.0
+                        if updates % 50 == 0:
+                            with torch.no_grad():
+                                p = F.softmax(logits, 1)
+                                stats = {"loss": float(main), "feature": float(feat),
+                                         "agreement": float((logits.argmax(1) == target.argmax(1)).float().mean()),
+                                         "entropy": float(-(p * torch.log(p.clamp_min(1e-12))).sum(1).mean())}
+                obs, reward, term, trunc, _ = env.recv()
+                step += k
+                replay.record_step(obs, actions, np.sign(reward).astype(np.float32), term, just_done)
+                live = ~just_done
+                ep_ret += np.where(live, reward, 0.0)
+                ep_len += live
+                done = (term | trunc) & live
+                for i in np.flatnonzero(done):
+                    recent.append(float(ep_ret[i]))
+                    returns_log.add(step, ep_ret[i], ep_len[i], wall_before + time.time() - t_start)
+                    if writer is not None:
+                        writer.add_scalar(f"charts/{cfg.actor}_return", ep_ret[i], step)
+                    ep_ret[i], ep_len[i] = 0.0, 0
+                just_done = done
+                if step - sps_step >= 1_000:
+                    sps = (step - sps_step) / (time.time() - sps_t)
+                    sps_t, sps_step = time.time(), step
+                    if writer is not None:
+                        writer.add_scalar("charts/SPS", sps, step)
+                        if updates:
+                            writer.add_scalar("losses/distill", stats["loss"], step)
+                            writer.add_scalar("losses/feature", stats["feature"], step)
+                            writer.add_scalar("charts/agreement", stats["agreement"], step)
+                            writer.add_scalar("charts/entropy", stats["entropy"], step)
+                    mean = f"{np.mean(recent):.1f}" if recent else "-"
+                    bar.update(task, completed=step,
+                               info=f"{sps:.0f} sps  agree {stats['agreement']:.2f}  return(20) {mean}")
+                if next_eval is not None and step >= next_eval:
+                    next_eval += cfg.eval_every
+                    do_eval()
+                if step >= next_ckpt:
+                    next_ckpt += cfg.checkpoint_every
+                    save()
+            card = save(final=step >= cfg.steps)
+    finally:
+        env.close()
+        returns_log.close()
+        if writer is not None:
+            writer.close()
+    return card

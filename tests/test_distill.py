@@ -1,0 +1,159 @@
+"""Students and distillation: spec parsing, each loss, both actors, feature regression,
+save / load / resume and the refusals, on real Pong frames with a real (random-init) teacher."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from rl_compress.agent import load_agent
+from rl_compress.distill import DistillConfig, distill, distill_loss
+from rl_compress.envs import make_vector_env
+from rl_compress.errors import UserError
+from rl_compress.networks import build_network, count_params, parse_spec
+
+TINY = dict(steps=1200, learning_starts=400, buffer_size=4000, envs=4, batch_size=32, train_freq=2,
+            checkpoint_every=100_000, eval_every=0)
+
+
+@pytest.mark.parametrize(
+    "spec,params",
+    [("gmp16", 10_646), ("gmp8", 3_726), ("gmp32", 34_086), ("gmp16-h64", 12_022), ("gmp8-16-32", 8_958),
+     ("flat16-fc128", 111_798), ("GMP16", 10_646)],
+)
+def test_spec_params(spec: str, params: int) -> None:
+    assert count_params(build_network(parse_spec(spec), 6)) == params
+
+
+@pytest.mark.parametrize("spec", ["gmp", "gmp16-", "gmp0", "flat16", "gmp16-32", "resnet", "gmp16-h0x", "flat16-fc0"])
+def test_bad_specs(spec: str) -> None:
+    with pytest.raises(UserError) as e:
+        parse_spec(spec)
+    assert "valid forms" in str(e.value) and "gmp<C>" in str(e.value)
+
+
+def test_gmp_is_a_max_pool() -> None:
+    torch.manual_seed(0)
+    net = build_network(parse_spec("gmp16"), 6)
+    x = torch.randint(0, 256, (2, 4, 84, 84), dtype=torch.uint8)
+    maps = net.conv_maps(x)
+    assert maps.shape == (2, 16, 7, 7)
+    assert torch.allclose(net.features(x), maps.flatten(2).max(2).values)
+    assert torch.allclose(net(x), net.head(maps.flatten(2).max(2).values))
+
+
+def test_losses_by_hand() -> None:
+    torch.manual_seed(0)
+    q = torch.randn(5, 6)
+    z = torch.randn(5, 6)
+    p = F.softmax(q / 0.1, 1)
+    ce = -(p * F.log_softmax(z, 1)).sum(1).mean()
+    assert torch.isclose(distill_loss(z, q, "actor-mimic", 0.1), ce)
+    assert torch.isclose(distill_loss(q / 0.01, q, "kl", 0.01), torch.tensor(0.0), atol=1e-5)
+    assert distill_loss(z, q, "kl", 0.01) > 0
+    assert torch.isclose(distill_loss(z, q, "mse", 1.0), ((z - q) ** 2).mean())
+    assert torch.isclose(distill_loss(z, q, "nll", 1.0), F.cross_entropy(z, q.argmax(1)))
+
+
+@pytest.fixture()
+def sharp_teacher(random_teacher: Path) -> Path:
+    """The random-init teacher with its head scaled x50, so that its Q-values differ between
+    actions as a trained teacher's do (a random head gives a nearly uniform softmax)."""
+    from rl_compress.agent import save_agent
+
+    agent = load_agent(random_teacher)
+    with torch.no_grad():
+        agent.net.head.weight.mul_(50.0)
+        agent.net.head.bias.mul_(50.0)
+    save_agent(random_teacher, agent.net, agent.card)
+    return random_teacher
+
+
+def _observations() -> torch.Tensor:
+    env = make_vector_env("pong", 4)
+    env.reset(seed=99)
+    rng = np.random.default_rng(1)
+    out = []
+    for _ in range(80):
+        obs, *_ = env.step(rng.integers(0, 6, 4).astype(np.int64))
+        out.append(obs)
+    env.close()
+    return torch.from_numpy(np.concatenate(out)[-128:])
+
+
+@pytest.mark.parametrize(
+    "loss,actor,feature_weight",
+    [("actor-mimic", "student", 0.0), ("kl", "teacher", 0.0), ("mse", "student", 0.0), ("nll", "teacher", 0.0),
+     ("actor-mimic", "student", 0.01)],
+)
+def test_distill_learns_the_teacher(sharp_teacher: Path, tmp_path: Path, loss: str, actor: str,
+                                    feature_weight: float) -> None:
+    cfg = DistillConfig(student="gmp8", loss=loss, actor=actor, feature_weight=feature_weight, **TINY)
+    out = tmp_path / "student"
+    card = distill(sharp_teacher, cfg, out, tensorboard=tmp_path / "tb", show_progress=False)
+    assert card["kind"] == "student" and card["params"] == 3_726 and card["game"] == "pong"
+    assert card["teacher"]["params"] == 1_687_206 and len(card["teacher"]["sha256"]) == 64
+    assert card["training"]["updates"] == (1200 - 400) // 2
+    student = load_agent(out).net
+    teacher = load_agent(sharp_teacher).net
+    torch.manual_seed(cfg.seed)
+    init = build_network(parse_spec("gmp8"), 6)
+    x = _observations()
+    with torch.no_grad():
+        q = teacher(x)
+        # the softmax losses are measured as KL (cross-entropy less the teacher's entropy)
+        measure = "kl" if loss == "actor-mimic" else loss
+        before = float(distill_loss(init(x), q, measure, cfg.tau()))
+        after = float(distill_loss(student(x), q, measure, cfg.tau()))
+        agree = float((student(x).argmax(1) == q.argmax(1)).float().mean())
+        agree0 = float((init(x).argmax(1) == q.argmax(1)).float().mean())
+    assert after < 0.7 * before, (before, after)
+    assert agree > agree0 or agree == 1.0, (agree0, agree)
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(tmp_path / "tb"))
+    acc.Reload()
+    tags = acc.Tags()["scalars"]
+    for tag in ("losses/distill", "charts/agreement", "charts/entropy", "charts/SPS"):
+        assert tag in tags, tag
+    if feature_weight:
+        assert all(e.value > 0 for e in acc.Scalars("losses/feature"))
+
+
+def test_eval_resume_and_refusals(random_teacher: Path, tmp_path: Path) -> None:
+    out = tmp_path / "s"
+    cfg = DistillConfig(student="gmp8", **{**TINY, "steps": 800, "eval_every": 800, "eval_episodes": 1})
+    card = distill(random_teacher, cfg, out, show_progress=False)
+    ev = card["training"]["last_eval"]
+    assert ev["step"] == 800 and -21 <= ev["mean"] <= 21 and -21 <= ev["teacher_mean"] <= 21
+    first_updates = card["training"]["updates"]
+    card = distill(random_teacher, DistillConfig(student="gmp8", steps=1200), out, resume=True, show_progress=False)
+    # resume refills the memory (learning_starts steps) before updates go on
+    assert card["training"]["steps"] == 1200 and card["training"]["updates"] == first_updates
+    assert card["training"]["config"]["buffer_size"] == 4000
+    with pytest.raises(UserError, match="already holds a run"):
+        distill(random_teacher, DistillConfig(student="gmp8", **TINY), out, show_progress=False)
+    with pytest.raises(UserError, match="not 'gmp16'"):
+        distill(random_teacher, DistillConfig(student="gmp16", steps=2000), out, resume=True, show_progress=False)
+    other = tmp_path / "other_teacher"
+    import shutil
+
+    shutil.copytree(random_teacher, other)
+    net = load_agent(other).net
+    with torch.no_grad():
+        next(net.parameters()).add_(1.0)
+    from rl_compress.agent import save_agent
+
+    save_agent(other, net, json.loads((other / "agent.json").read_text()))
+    with pytest.raises(UserError, match="another teacher"):
+        distill(other, DistillConfig(student="gmp8", steps=2000), out, resume=True, show_progress=False)
+    for bad in ({"temperature": -1.0}, {"loss": "hinge"}, {"actor": "both"}, {"steps": 0}, {"student": "cnn"}):
+        with pytest.raises(UserError):
+            distill(random_teacher, DistillConfig(**bad), tmp_path / "bad", show_progress=False)
+    with pytest.raises(UserError, match="no such folder"):
+        distill(tmp_path / "nope", DistillConfig(), tmp_path / "bad", show_progress=False)
