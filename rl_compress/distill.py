@@ -61,7 +61,7 @@ class DistillConfig:
     envs: int = _h("environments stepped together", default=8)
     buffer_size: int = _h("replay memory in states (frames stored once, teacher labels beside)", default=100_000)
     learning_starts: int = _h("env steps before the first update", default=5_000)
-    train_freq: int = _h("env steps per update", default=2)
+    train_freq: int = _h("env steps per update", default=4)
     batch_size: int = _h("states per update", default=64)
     lr: float = _h("Adam learning rate (Actor-Mimic: 2.5e-4)", default=2.5e-4)
     sticky: float = _h("sticky-action probability while distilling", default=0.25)
