@@ -168,3 +168,68 @@ def format_teacher(res: dict[str, Any]) -> str:
         "  profile (s): " + ", ".join(f"{k} {p[k]:.1f}" for k in ("update", "sample", "act", "env_wait", "replay_write")),
     ]
     return "\n".join(lines)
+
+
+def _frames_per_second(fn: Any, x: Any, seconds: float = 2.0) -> float:
+    """Frames/s of ``fn(x)`` over about ``seconds`` after two warm-up calls."""
+    fn(x)
+    fn(x)
+    n, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        fn(x)
+        n += 1
+    return n * len(x) / (time.perf_counter() - t0)
+
+
+def bench_inference(student_spec: str = "gmp16", batches: tuple[int, ...] = (1, 256)) -> dict[str, Any]:
+    """Frames/s of a student and the teacher at each batch size, in PyTorch and ONNX Runtime."""
+    import onnxruntime as ort
+
+    from rl_compress.export import export
+    from rl_compress.networks import build_network, count_params, parse_spec, teacher_arch
+
+    nets = {"teacher": build_network(teacher_arch(), 6).eval(), student_spec: build_network(parse_spec(student_spec), 6).eval()}
+    rng = np.random.default_rng(0)
+    rows: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory() as d:
+        for name, net in nets.items():
+            path = export(net, "onnx", Path(d) / f"{name}.onnx")
+            opts = ort.SessionOptions()
+            opts.intra_op_num_threads = torch.get_num_threads()
+            sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+            rows[name] = {"params": count_params(net)}
+            for b in batches:
+                x = rng.integers(0, 256, (b, 4, 84, 84), dtype=np.uint8)
+                xt = torch.from_numpy(x)
+                with torch.inference_mode():
+                    rows[name][f"torch_b{b}"] = round(_frames_per_second(net, xt), 1)
+                rows[name][f"onnx_b{b}"] = round(_frames_per_second(lambda a: sess.run(None, {"obs": a}), x), 1)
+    ratios = {k: round(rows[student_spec][k] / rows["teacher"][k], 2) for k in rows["teacher"] if k != "params"}
+    return {"benchmark": "inference", "frames_per_s": rows, "student_over_teacher": ratios,
+            "machine": {"cores": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__}}
+
+
+def bench_distill(student_spec: str = "gmp16", steps: int = 6_000, warmup: int = 2_000) -> dict[str, Any]:
+    """Distillation throughput: env steps/s and labelled samples/s after a warm-up (the
+    teacher is a random-init Nature DQN: speed does not depend on its weights)."""
+    from rl_compress.agent import make_card, save_agent
+    from rl_compress.distill import DistillConfig, distill
+    from rl_compress.networks import build_network, teacher_arch
+
+    with tempfile.TemporaryDirectory() as d:
+        tdir = Path(d) / "teacher"
+        net = build_network(teacher_arch(), 6)
+        save_agent(tdir, net, make_card("teacher", "pong", teacher_arch(), net))
+        res = {}
+        for name, total in (("warmup_only", warmup), ("full", warmup + steps)):
+            cfg = DistillConfig(student=student_spec, steps=total, learning_starts=warmup, eval_every=0,
+                                checkpoint_every=10**9)
+            t0 = time.perf_counter()
+            card = distill(tdir, cfg, Path(d) / name, show_progress=False)
+            res[name] = {"seconds": time.perf_counter() - t0, "updates": card["training"]["updates"]}
+    secs = res["full"]["seconds"] - res["warmup_only"]["seconds"]
+    cfg = DistillConfig(student=student_spec)
+    samples = res["full"]["updates"] * cfg.batch_size
+    return {"benchmark": "distill", "student": student_spec, "timed_env_steps": steps, "seconds": round(secs, 2),
+            "env_steps_per_s": round(steps / secs, 1), "labelled_samples_per_s": round(samples / secs, 1),
+            "batch_size": cfg.batch_size, "train_freq": cfg.train_freq}

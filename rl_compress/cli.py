@@ -75,9 +75,13 @@ def cmd_teacher_train(args: argparse.Namespace) -> int:
         fixed["game"] = read_card(Path(args.out))["game"]
     cfg = config_from_args(TeacherConfig, args, **fixed)
     command = " ".join(["rl-compress", *sys.argv[1:]]) if sys.argv[0].endswith("rl-compress") else None
-    card = train_teacher(
-        cfg, Path(args.out), resume=args.resume, tensorboard=args.tensorboard, show_progress=not args.quiet, command=command
-    )
+    from rl_compress.networks import parse_spec
+
+    arch = parse_spec(args.arch) if args.arch else None
+    if arch is None and args.resume and (Path(args.out) / "agent.json").exists():
+        arch = read_card(Path(args.out))["arch"]
+    card = train_teacher(cfg, Path(args.out), resume=args.resume, tensorboard=args.tensorboard,
+                         show_progress=not args.quiet, command=command, arch=arch)
     tr = card["training"]
     print(f"{args.out}: {tr['steps']} steps, {tr['updates']} updates, {tr['wall_time_s']} s", file=sys.stderr)
     return 0
@@ -141,6 +145,24 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     """Speed benchmarks."""
+    from rl_compress import bench
+
+    if args.what == "inference":
+        res = bench.bench_inference(args.student)
+        for name, row in res["frames_per_s"].items():
+            print(f"{name:>14}: " + ", ".join(f"{k} {v}" for k, v in row.items()), file=sys.stderr)
+        print("student / teacher: " + ", ".join(f"{k} {v}x" for k, v in res["student_over_teacher"].items()),
+              file=sys.stderr)
+        if args.json:
+            _emit_json(res, args.json)
+        return 0
+    if args.what == "distill":
+        res = bench.bench_distill(args.student, steps=args.steps or 6_000, warmup=args.warmup or 2_000)
+        print(f"distill {args.student}: {res['env_steps_per_s']} env steps/s, "
+              f"{res['labelled_samples_per_s']} labelled samples/s", file=sys.stderr)
+        if args.json:
+            _emit_json(res, args.json)
+        return 0
     if args.what != "teacher":
         return _not_built(f"bench {args.what}")(args)
     from rl_compress.bench import TeacherBenchConfig, bench_teacher, format_teacher
@@ -204,6 +226,8 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--resume", action="store_true", help="continue the run in --out")
     tr.add_argument("--tensorboard", type=Path, default=None, help="TensorBoard log directory")
     tr.add_argument("--quiet", action="store_true", help="no progress bar")
+    tr.add_argument("--arch", default=None, help="train a student spec (e.g. gmp16) from scratch with DQN instead of "
+                    "the Nature-DQN teacher: the baseline that shows what distillation buys")
     add_config_flags(tr, TeacherConfig)
     tr.set_defaults(func=cmd_teacher_train)
     ti = tsub.add_parser("import", help="import a stable-baselines3 / RL Zoo DQN zip")
@@ -251,6 +275,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--json", default=None, help="write results to this JSON file")
     bench.add_argument("--steps", type=int, default=None, help="timed env steps (teacher: default 4000)")
     bench.add_argument("--warmup", type=int, default=None, help="untimed warm-up env steps (teacher: default 2000)")
+    bench.add_argument("--student", default="gmp16", help="student spec for inference / distill (default: gmp16)")
     bench.set_defaults(func=cmd_bench)
 
     exp = sub.add_parser("experiment", help="run or report a study grid")

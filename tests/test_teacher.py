@@ -131,3 +131,17 @@ def test_td_update_fits_a_fixed_target(double: bool) -> None:
     y = 2.0 + torch.from_numpy(batch.discounts) * q_next.gather(1, best[:, None]).squeeze(1)
     assert torch.allclose(q[:4], torch.full((4,), 2.0), atol=0.1)
     assert torch.allclose(q, y, atol=0.15)
+
+
+def test_student_arch_from_scratch(tmp_path: Path) -> None:
+    """The from-scratch baseline: a gmp student trained by the same DQN trainer."""
+    res = subprocess.run([_cli(), "teacher", "train", "--game", "pong", "--arch", "gmp8", "--steps", "800",
+                          "--out", str(tmp_path / "dqn_gmp8"), *FAST], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    agent = load_agent(tmp_path / "dqn_gmp8")
+    assert agent.kind == "student" and agent.card["arch"]["spec"] == "gmp8" and agent.card["params"] == 3_726
+    assert agent.card["training"]["updates"] == (800 - 600) // 4
+    res = subprocess.run([_cli(), "teacher", "train", "--out", str(tmp_path / "dqn_gmp8"), "--resume", "--steps", "1000",
+                          "--quiet"], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    assert load_agent(tmp_path / "dqn_gmp8").card["training"]["steps"] == 1000
