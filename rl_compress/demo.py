@@ -1,15 +1,17 @@
 """The README's main job (`make demo`): the shortest meaningful pipeline on Pong.
 
-1. show the shipped Pong teacher's card (agents/pong/teacher),
-2. evaluate it under the default protocol (3 episodes),
-3. export it to ONNX and TorchScript,
-4. train a fresh teacher for a short budget, with TensorBoard logs, to show the trainer.
+1. show the shipped Pong teacher's card (agents/pong/teacher) and evaluate it,
+2. distill a gmp16 student (0.6% of the teacher's parameters) from it on a short budget,
+   with TensorBoard logs,
+3. evaluate the student under the same protocol and seeds, show its card (compression
+   ratio) and export it to ONNX.
 
 Outputs go to runs/demo/. Each step is an ``rl-compress`` command, printed before it runs.
 """
 
 from __future__ import annotations
 
+import json
 import shlex
 import shutil
 import sys
@@ -23,33 +25,41 @@ TEACHER = Path("agents/pong/teacher")
 OUT = Path("runs/demo")
 
 
-def run_demo(out: Path = OUT, teacher: Path = TEACHER, train_steps: int = 30_000) -> int:
+def run_demo(out: Path = OUT, teacher: Path = TEACHER, distill_steps: int = 20_000) -> int:
     """Run the demo steps; returns the first non-zero exit code, else 0."""
     console = Console(file=sys.stderr)
+    if not (teacher / "agent.json").exists():
+        console.print(f"[red]error: {teacher} not found: the demo distils from the shipped teacher")
+        return 2
     out.mkdir(parents=True, exist_ok=True)
-    steps: list[list[str]] = []
-    if (teacher / "agent.json").exists():
-        steps += [
-            ["info", str(teacher), "--json", str(out / "teacher_info.json")],
-            ["evaluate", str(teacher), "--episodes", "3", "--json", str(out / "teacher_eval.json")],
-            ["export", str(teacher), "--format", "onnx", "--out", str(out / "teacher.onnx")],
-            ["export", str(teacher), "--format", "torchscript", "--out", str(out / "teacher.pt")],
-        ]
-    else:
-        console.print(f"[yellow]{teacher} not found: skipping the shipped-teacher steps")
-    run_dir = out / "teacher_short"
-    shutil.rmtree(run_dir, ignore_errors=True)  # a demo starts its short run afresh
-    steps.append(
-        ["teacher", "train", "--game", "pong", "--steps", str(train_steps), "--out", str(run_dir),
-         "--learning-starts", "10000", "--eval-every", "0", "--tensorboard", str(out / "tensorboard")]
-    )
+    student = out / "student_gmp16"
+    shutil.rmtree(student, ignore_errors=True)  # a demo starts its run afresh
+    steps: list[list[str]] = [
+        ["info", str(teacher), "--json", str(out / "teacher_info.json")],
+        ["evaluate", str(teacher), "--episodes", "3", "--seed", "0", "--json", str(out / "teacher_eval.json")],
+        ["distill", "--teacher", str(teacher), "--student", "gmp16", "--steps", str(distill_steps),
+         "--learning-starts", "5000", "--eval-every", "0", "--out", str(student),
+         "--tensorboard", str(out / "tensorboard")],
+        ["evaluate", str(student), "--episodes", "3", "--seed", "0", "--json", str(out / "student_eval.json"),
+         "--write-card"],
+        ["info", str(student), "--json", str(out / "student_info.json")],
+        ["export", str(student), "--format", "onnx", "--out", str(out / "student_gmp16.onnx")],
+    ]
     for argv in steps:
         console.rule(f"[bold]rl-compress {shlex.join(argv)}")
         code = cli(argv)
         if code:
             return code
+    info = json.loads((out / "student_info.json").read_text())
+    t_eval = json.loads((out / "teacher_eval.json").read_text())
+    s_eval = json.loads((out / "student_eval.json").read_text())
     console.rule("[bold green]done")
-    console.print(f"outputs in {out}/ ; TensorBoard: tensorboard --logdir {out / 'tensorboard'}")
+    console.print(
+        f"teacher: {info['compression']['teacher_params']:,} params, mean {t_eval['mean']:.1f} over 3 games\n"
+        f"student gmp16: {info['params']:,} params ({100 * info['compression']['ratio']:.2f}% of the teacher), "
+        f"mean {s_eval['mean']:.1f} over the same 3 games after {distill_steps:,} env steps of distillation\n"
+        f"outputs in {out}/ ; TensorBoard: .venv/bin/tensorboard --logdir {out / 'tensorboard'}"
+    )
     return 0
 
 
