@@ -199,6 +199,60 @@ def cmd_distill(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_record(args: argparse.Namespace) -> int:
+    """Record a video of an agent with its attention overlay."""
+    from rl_compress.agent import load_agent
+    from rl_compress.envs import action_names
+    from rl_compress.localize import attention, play
+    from rl_compress.networks import GMPStudent
+    from rl_compress.progress import progress_bar
+    from rl_compress.video import check_video_path, render_overlay, side_by_side, write_video
+
+    out = check_video_path(Path(args.out))
+    agent = load_agent(Path(args.agent))
+    overlay = args.overlay or ("gmp" if isinstance(agent.net, GMPStudent) else "gradcam")
+    if overlay == "gmp" and not isinstance(agent.net, GMPStudent):
+        raise UserError(f"{args.agent}: this agent has no global max pool; use --overlay gradcam")
+    other = load_agent(Path(args.side_by_side), game=agent.game) if args.side_by_side else None
+    names = action_names(agent.game)
+    label = agent.path.name if agent.path.name not in ("", ".") else agent.kind
+    max_steps = _positive("--max-frames", args.max_frames)
+    method = None if overlay == "none" else overlay
+
+    def frames():
+        with progress_bar(not args.quiet) as bar:
+            task = bar.add_task(f"record {label}", total=max_steps, info="")
+            for st in play(agent.net, agent.game, method, max_steps, _positive("--episodes", args.episodes), args.seed):
+                hud = f"{agent.game} | {label} {overlay} | ep {st.episode} t {st.t} | score {st.score:.0f} | {names[st.action]}"
+                img = render_overlay(st.frame, st.map, st.peaks, hud, scale=args.scale)
+                if other is not None:
+                    att = attention("gradcam", other.net, st.obs[None])
+                    hud2 = f"{other.path.name} gradcam | acts {names[int(att.actions[0])]}"
+                    img = side_by_side(img, render_overlay(st.frame, att.maps[0], att.peaks[0], hud2, scale=args.scale))
+                bar.advance(task)
+                yield img
+
+    n = write_video(out, frames(), fps=args.fps)
+    print(f"{out}: {n} frames, overlay {overlay}", file=sys.stderr)
+    return 0
+
+
+def cmd_localize(args: argparse.Namespace) -> int:
+    """Write attention maps and peaks of played frames to a .npz."""
+    from rl_compress.agent import load_agent
+    from rl_compress.localize import localize_to_npz
+
+    out = Path(args.out)
+    if out.suffix != ".npz":
+        raise UserError(f"{out}: output must end in .npz")
+    if not out.parent.exists():
+        raise UserError(f"{out.parent}: no such directory")
+    agent = load_agent(Path(args.agent))
+    res = localize_to_npz(agent.net, agent.game, _positive("--frames", args.frames), out, args.method, args.seed)
+    print(f"{out}: {res['frames']} frames from {res['episodes']} episode(s), method {res['method']}", file=sys.stderr)
+    return 0
+
+
 def _not_built(what: str) -> Callable[[argparse.Namespace], int]:
     def run(args: argparse.Namespace) -> int:
         print(f"error: `rl-compress {what}` is not built yet", file=sys.stderr)
@@ -254,10 +308,27 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--quiet", action="store_true", help="no progress bar")
     ev.set_defaults(func=cmd_evaluate)
 
-    rec = sub.add_parser("record", help="record a video with attention overlay")
-    rec.set_defaults(func=_not_built("record"))
-    loc = sub.add_parser("localize", help="attention maps and peaks to a .npz")
-    loc.set_defaults(func=_not_built("localize"))
+    rec = sub.add_parser("record", help="record a video (.mp4 H.264 or .gif) with the attention overlay")
+    rec.add_argument("agent", help="agent directory")
+    rec.add_argument("--out", required=True, help="video file, .mp4 or .gif")
+    rec.add_argument("--episodes", type=int, default=1, help="episodes to play at most (default: 1)")
+    rec.add_argument("--max-frames", type=int, default=2000, help="agent steps to record at most (default: 2000)")
+    rec.add_argument("--overlay", choices=["gmp", "gradcam", "none"], default=None,
+                     help="attention shown (default: gmp for a gmp student, else gradcam)")
+    rec.add_argument("--side-by-side", default=None, metavar="TEACHER_DIR",
+                     help="also show this agent's Grad-CAM on the same frames, on the right")
+    rec.add_argument("--seed", type=int, default=0, help="seed of the episode (default: 0)")
+    rec.add_argument("--scale", type=int, default=3, help="screen upscaling (default: 3)")
+    rec.add_argument("--fps", type=int, default=30, help="frames per second of the video (default: 30)")
+    rec.add_argument("--quiet", action="store_true", help="no progress bar")
+    rec.set_defaults(func=cmd_record)
+    loc = sub.add_parser("localize", help="attention maps and peaks of played frames to a .npz")
+    loc.add_argument("agent", help="agent directory")
+    loc.add_argument("--frames", type=int, required=True, help="agent steps to play and explain")
+    loc.add_argument("--out", required=True, help=".npz file (keys: frames, ram, maps, peaks, actions)")
+    loc.add_argument("--method", choices=["gmp", "gradcam"], default="gmp", help="attention method (default: gmp)")
+    loc.add_argument("--seed", type=int, default=0, help="seed of the first episode (default: 0)")
+    loc.set_defaults(func=cmd_localize)
 
     ex = sub.add_parser("export", help="export an agent to ONNX or TorchScript")
     ex.add_argument("agent", help="agent directory")

@@ -112,15 +112,21 @@ def make_vector_env(game: str, num_envs: int, config: EnvConfig = EVAL_CONFIG, n
     )
 
 
-def num_actions(game: str) -> int:
-    """Size of the minimal action set of a game."""
+@lru_cache(maxsize=None)
+def action_names(game: str) -> tuple[str, ...]:
+    """Names of the minimal action set (``NOOP``, ``FIRE``, ``RIGHT``...), in action order."""
     import ale_py
     from ale_py import roms
 
     quiet_ale()
     ale = ale_py.ALEInterface()
     ale.loadROM(roms.get_rom_path(resolve_game(game)))
-    return len(ale.getMinimalActionSet())
+    return tuple(a.name for a in ale.getMinimalActionSet())
+
+
+def num_actions(game: str) -> int:
+    """Size of the minimal action set of a game."""
+    return len(action_names(game))
 
 
 class ScreenEnv:

@@ -54,16 +54,24 @@ class NatureDQN(nn.Module):
         self.fc = nn.Sequential(nn.Flatten(), nn.Linear(c3 * side * side, hidden), nn.ReLU())
         self.head = nn.Linear(hidden, num_actions * quantiles)
 
+    def conv_maps(self, obs: torch.Tensor) -> torch.Tensor:
+        """Last conv activations float32 [B,C,7,7] for a uint8 [B,4,84,84] batch."""
+        return scaled_convs(self.conv, obs)
+
     def features(self, obs: torch.Tensor) -> torch.Tensor:
         """The penultimate (hidden) layer for a uint8 [B,4,84,84] batch."""
-        return self.fc(scaled_convs(self.conv, obs))
+        return self.fc(self.conv_maps(obs))
 
-    def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        """Q-values float32 [B,A] for a uint8 [B,4,84,84] batch."""
-        out = self.head(self.features(obs))
+    def from_maps(self, maps: torch.Tensor) -> torch.Tensor:
+        """Outputs [B,A] from last conv activations (for Grad-CAM)."""
+        out = self.head(self.fc(maps))
         if self.quantiles > 1:
             out = out.view(-1, self.quantiles, self.num_actions).mean(1)
         return out
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        """Q-values float32 [B,A] for a uint8 [B,4,84,84] batch."""
+        return self.from_maps(self.conv_maps(obs))
 
 
 def _convs(channels: tuple[int, int, int]) -> nn.Sequential:
@@ -100,6 +108,10 @@ class GMPStudent(nn.Module):
         """The pooled (or hidden) vector that feeds the head."""
         return self.hidden(self.conv_maps(obs).amax(dim=(2, 3)))
 
+    def from_maps(self, maps: torch.Tensor) -> torch.Tensor:
+        """Logits [B,A] from last conv activations."""
+        return self.head(self.hidden(maps.amax(dim=(2, 3))))
+
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         """Logits float32 [B,A]."""
         return self.head(self.features(obs))
@@ -123,6 +135,10 @@ class FlatStudent(nn.Module):
     def features(self, obs: torch.Tensor) -> torch.Tensor:
         """The hidden layer that feeds the head."""
         return self.fc(self.conv_maps(obs))
+
+    def from_maps(self, maps: torch.Tensor) -> torch.Tensor:
+        """Logits [B,A] from last conv activations."""
+        return self.head(self.fc(maps))
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         """Logits float32 [B,A]."""
@@ -150,6 +166,19 @@ def parse_spec(spec: str) -> ArchSpec:
                 break
             return {"name": name, "spec": text, "channels": channels, "hidden": hidden}
     raise UserError(f"invalid student spec {spec!r}; valid forms: {SPEC_FORMS} (e.g. gmp16, gmp16-h64, flat16-fc128)")
+
+
+def receptive_field(net: nn.Module) -> tuple[int, int, int]:
+    """(size, stride, offset) in input pixels of one cell of the last conv map, computed
+    from the network's convolutions: cell i covers input [offset + i*stride, ... + size)."""
+    size, jump, start = 1, 1, 0
+    for m in net.modules():
+        if isinstance(m, nn.Conv2d):
+            k, s, p = m.kernel_size[0], m.stride[0], m.padding[0]
+            size += (k - 1) * jump
+            start -= p * jump
+            jump *= s
+    return size, jump, start
 
 
 def _build_student(arch: ArchSpec, num_actions: int) -> nn.Module:

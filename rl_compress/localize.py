@@ -1,0 +1,256 @@
+"""Attention maps over the game screen: from the global max pool (GMP), and Grad-CAM.
+
+GMP: for the chosen action, each channel's max sits on one cell of the 7x7 map; its
+contribution to the action's logit is head weight x activation (for a hidden layer:
+gradient x activation). The cell's receptive field on the 84x84 input (36x36 at stride 8
+for the teacher's geometry, computed from the network) is carried to the 210x160 RGB
+screen by inverting the preprocessing's resize, giving a smooth map >= 0 and top-K peaks.
+
+Coordinates: x right, y down. A point at 84-grid pixel centre u maps to screen pixel
+(u + 0.5) * 160 / 84 - 0.5 horizontally and (u + 0.5) * 210 / 84 - 0.5 vertically, the
+inverse of the area resize (both keep pixel centres aligned).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import torch
+from torch import nn
+
+from rl_compress.errors import UserError
+from rl_compress.networks import GMPStudent, receptive_field
+
+SCREEN_H, SCREEN_W = 210, 160
+GRID = 84
+METHODS = ("gmp", "gradcam")
+
+
+@dataclass
+class Attention:
+    """Attention of one batch: maps over the screen and top-K peaks."""
+
+    maps: np.ndarray  # float32 [B,210,160], >= 0
+    peaks: np.ndarray  # float32 [B,K,3] (x, y, weight) in screen pixels; weight 0 = no peak
+    actions: np.ndarray  # int64 [B], the actions the maps explain
+
+
+def grid_to_screen(u: np.ndarray, axis: str) -> np.ndarray:
+    """84-grid pixel coordinates (centres) to screen pixel coordinates, x or y."""
+    scale = SCREEN_W / GRID if axis == "x" else SCREEN_H / GRID
+    return (np.asarray(u, dtype=np.float64) + 0.5) * scale - 0.5
+
+
+def cell_centres(net: nn.Module, cells: int = 7) -> np.ndarray:
+    """Centre, in 84-grid pixels, of each cell's receptive field along one axis."""
+    size, stride, offset = receptive_field(net)
+    return offset + np.arange(cells) * stride + (size - 1) / 2.0
+
+
+def _gaussian_map(centres_xy: np.ndarray, weights: np.ndarray, sigma: float) -> np.ndarray:
+    """Sum of weighted Gaussians on the 84x84 grid (centres in grid pixels)."""
+    yy, xx = np.mgrid[0:GRID, 0:GRID].astype(np.float32)
+    out = np.zeros((GRID, GRID), dtype=np.float32)
+    for (cx, cy), w in zip(centres_xy, weights):
+        if w > 0:
+            out += w * np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / (2 * sigma**2))
+    return out
+
+
+def to_screen(map84: np.ndarray) -> np.ndarray:
+    """Resize an 84x84 map to the 210x160 screen (bilinear, the inverse geometry of the area resize)."""
+    return np.maximum(cv2.resize(map84, (SCREEN_W, SCREEN_H), interpolation=cv2.INTER_LINEAR), 0.0)
+
+
+def gmp_cells(maps: torch.Tensor, channel_weight: torch.Tensor) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per channel: argmax row, argmax col and contribution (weight x max activation, >= 0).
+
+    maps [B,C,H,W]; channel_weight [B,C] (the head weight of the explained action, or the
+    gradient of its logit with respect to the pooled value). Returns three [B,C] arrays.
+    """
+    b, c, h, w = maps.shape
+    flat = maps.flatten(2)
+    val, idx = flat.max(2)
+    contrib = (channel_weight * val).clamp_min(0.0)
+    idx = idx.numpy()
+    return idx // w, idx % w, contrib.detach().numpy()
+
+
+def gmp_attention_from_cells(
+    net: nn.Module, rows: np.ndarray, cols: np.ndarray, contrib: np.ndarray, k: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Screen maps [B,210,160] and peaks [B,K,3] from the argmax cells and their contributions."""
+    size, _, _ = receptive_field(net)
+    centres = cell_centres(net, cells=int(max(rows.max(initial=0), cols.max(initial=0)) + 1))
+    sigma = size / 6.0
+    b = rows.shape[0]
+    maps = np.zeros((b, SCREEN_H, SCREEN_W), dtype=np.float32)
+    peaks = np.zeros((b, k, 3), dtype=np.float32)
+    peaks[:, :, :2] = -1.0
+    for i in range(b):
+        cells: dict[tuple[int, int], float] = {}
+        for r, c, w in zip(rows[i], cols[i], contrib[i]):
+            if w > 0:
+                cells[(int(r), int(c))] = cells.get((int(r), int(c)), 0.0) + float(w)
+        if not cells:
+            continue
+        keys = list(cells)
+        xy = np.array([[centres[c], centres[r]] for r, c in keys], dtype=np.float32)
+        wts = np.array([cells[key] for key in keys], dtype=np.float32)
+        maps[i] = to_screen(_gaussian_map(xy, wts, sigma))
+        order = np.argsort(-wts)[:k]
+        total = wts.max()
+        for j, o in enumerate(order):
+            peaks[i, j] = (grid_to_screen(xy[o, 0], "x"), grid_to_screen(xy[o, 1], "y"), wts[o] / total)
+    return maps, peaks
+
+
+def _explained_actions(out: torch.Tensor, actions: np.ndarray | None) -> torch.Tensor:
+    return out.argmax(1) if actions is None else torch.as_tensor(actions, dtype=torch.int64)
+
+
+def gmp_attention(net: nn.Module, obs: np.ndarray, actions: np.ndarray | None = None, k: int = 5) -> Attention:
+    """GMP attention for a uint8 [B,4,84,84] batch; explains ``actions`` or the greedy ones.
+
+    The maps come from the same forward pass that gives the action."""
+    if not isinstance(net, GMPStudent):
+        raise UserError("this agent has no global max pool: use --overlay gradcam (or --method gradcam)")
+    x = torch.from_numpy(obs)
+    maps = net.conv_maps(x).detach()
+    if isinstance(net.hidden, nn.Identity):
+        with torch.no_grad():
+            out = net.from_maps(maps)
+        act = _explained_actions(out, actions)
+        weight = net.head.weight.detach()[act]  # [B,C]
+    else:
+        pooled = maps.amax(dim=(2, 3)).requires_grad_(True)
+        out = net.head(net.hidden(pooled))
+        act = _explained_actions(out.detach(), actions)
+        (grad,) = torch.autograd.grad(out.gather(1, act[:, None]).sum(), pooled)
+        weight = grad
+    rows, cols, contrib = gmp_cells(maps, weight)
+    smaps, peaks = gmp_attention_from_cells(net, rows, cols, contrib, k)
+    return Attention(smaps, peaks, act.numpy())
+
+
+def gradcam_attention(net: nn.Module, obs: np.ndarray, actions: np.ndarray | None = None, k: int = 5) -> Attention:
+    """Grad-CAM (Selvaraju et al. 2017) on the last conv layer, for any of our networks."""
+    x = torch.from_numpy(obs)
+    maps = net.conv_maps(x).detach().requires_grad_(True)
+    out = net.from_maps(maps)
+    act = _explained_actions(out.detach(), actions)
+    (grad,) = torch.autograd.grad(out.gather(1, act[:, None]).sum(), maps)
+    cam = torch.relu((grad.mean(dim=(2, 3), keepdim=True) * maps).sum(1)).detach().numpy()  # [B,7,7]
+    size, stride, offset = receptive_field(net)
+    b = cam.shape[0]
+    smaps = np.zeros((b, SCREEN_H, SCREEN_W), dtype=np.float32)
+    peaks = np.zeros((b, k, 3), dtype=np.float32)
+    peaks[:, :, :2] = -1.0
+    centres = cell_centres(net, cam.shape[-1])
+    for i in range(b):
+        # place the cell values at their receptive-field centres on the grid, smoothly
+        xy = np.array([[centres[c], centres[r]] for r in range(cam.shape[1]) for c in range(cam.shape[2])])
+        smaps[i] = to_screen(_gaussian_map(xy, cam[i].ravel(), size / 6.0))
+        flat = cam[i].ravel()
+        top = np.argsort(-flat)[:k]
+        if flat.max() > 0:
+            for j, o in enumerate(top):
+                if flat[o] > 0:
+                    peaks[i, j] = (grid_to_screen(xy[o, 0], "x"), grid_to_screen(xy[o, 1], "y"), flat[o] / flat.max())
+    return Attention(smaps, peaks, act.numpy())
+
+
+def attention(method: str, net: nn.Module, obs: np.ndarray, actions: np.ndarray | None = None, k: int = 5) -> Attention:
+    """Dispatch on ``method`` (gmp | gradcam)."""
+    if method == "gmp":
+        return gmp_attention(net, obs, actions, k)
+    if method == "gradcam":
+        return gradcam_attention(net, obs, actions, k)
+    raise UserError(f"unknown attention method {method!r}; choose one of {', '.join(METHODS)}")
+
+
+@dataclass
+class Step:
+    """One played step with what the agent saw and where it looked."""
+
+    frame: np.ndarray  # uint8 [210,160,3], the screen the agent acted on
+    obs: np.ndarray  # uint8 [4,84,84], what the agent saw
+    ram: np.ndarray  # uint8 [128]
+    map: np.ndarray | None  # float32 [210,160]
+    peaks: np.ndarray | None  # float32 [K,3]
+    action: int
+    episode: int
+    t: int  # agent step within the episode
+    score: float  # raw score so far in the episode, before this action's reward
+
+
+def play(
+    net: nn.Module,
+    game: str,
+    method: str | None,
+    max_steps: int,
+    episodes: int = 1,
+    seed: int = 0,
+    epsilon: float = 0.001,
+    k: int = 5,
+):
+    """Play ``net`` in the screen env (default protocol) and yield a Step per agent step:
+    at most ``max_steps`` steps over at most ``episodes`` episodes. ``method`` None: no maps."""
+    from rl_compress.envs import ScreenEnv
+    from rl_compress.evaluate import DEFAULT_PROTOCOL
+
+    env = ScreenEnv(game, DEFAULT_PROTOCOL.env_config())
+    rng = np.random.default_rng(seed)
+    n = 0
+    try:
+        for ep in range(episodes):
+            obs = env.reset(seed=seed + ep)
+            score, t, done = 0.0, 0, False
+            while not done and n < max_steps:
+                batch = obs[None]
+                if method is None:
+                    with torch.no_grad():
+                        greedy = int(net(torch.from_numpy(batch)).argmax(1)[0])
+                    att = None
+                else:
+                    att = attention(method, net, batch, None, k)
+                    greedy = int(att.actions[0])
+                action = int(rng.integers(0, env.num_actions)) if rng.random() < epsilon else greedy
+                yield Step(env.screen().copy(), obs, env.ram().copy(), None if att is None else att.maps[0],
+                           None if att is None else att.peaks[0], action, ep, t, score)
+                obs, reward, term, trunc = env.step(action)
+                score += reward
+                t += 1
+                n += 1
+                done = term or trunc
+            if n >= max_steps:
+                break
+    finally:
+        env.close()
+
+
+def localize_to_npz(net: nn.Module, game: str, frames: int, out, method: str = "gmp", seed: int = 0, k: int = 5) -> dict:
+    """Play ``frames`` steps and write the design.md .npz (frames, ram, maps, peaks, actions)
+    atomically; returns a summary. The maps explain the greedy action the agent chose."""
+    from pathlib import Path
+
+    from rl_compress.agent import atomic_write_bytes
+
+    if frames < 1:
+        raise UserError(f"--frames must be >= 1, got {frames}")
+    steps = list(play(net, game, method, frames, episodes=10**6, seed=seed, epsilon=0.0, k=k))
+    data = {
+        "frames": np.stack([s.frame for s in steps]).astype(np.uint8),
+        "ram": np.stack([s.ram for s in steps]).astype(np.uint8),
+        "maps": np.stack([s.map for s in steps]).astype(np.float32),
+        "peaks": np.stack([s.peaks for s in steps]).astype(np.float32),
+        "actions": np.array([s.action for s in steps], dtype=np.int64),
+    }
+    import io
+
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **data)
+    atomic_write_bytes(Path(out), buf.getvalue())
+    return {"frames": len(steps), "method": method, "episodes": int(steps[-1].episode) + 1, "path": str(out)}

@@ -1,0 +1,97 @@
+"""Overlay rendering (heat map blended on the RGB screen, peak markers, a HUD) and video files.
+
+mp4 is H.264 through imageio-ffmpeg's bundled ffmpeg (browsers play it; OpenCV's wheel
+cannot encode H.264); ``.gif`` goes through imageio's pillow plugin. Files are written to
+a temp name in the same folder and renamed when complete.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Iterable
+
+import cv2
+import numpy as np
+
+from rl_compress.errors import UserError
+
+VIDEO_EXTS = (".mp4", ".gif")
+HUD_H = 14  # HUD bar height in screen pixels (before scaling)
+
+
+def heat(map_: np.ndarray) -> np.ndarray:
+    """A map >= 0 as an RGB heat image (JET colormap), normalised to its own max."""
+    m = map_ / map_.max() if map_.max() > 0 else map_
+    bgr = cv2.applyColorMap((m * 255).astype(np.uint8), cv2.COLORMAP_JET)
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def render_overlay(
+    frame: np.ndarray,
+    map_: np.ndarray | None,
+    peaks: np.ndarray | None,
+    hud: str = "",
+    scale: int = 3,
+    alpha: float = 0.55,
+) -> np.ndarray:
+    """The screen scaled by ``scale`` with the map blended where it is strong, peaks circled
+    (radius by weight), and a HUD line above. Returns uint8 [(210+HUD)*s, 160*s, 3]."""
+    img = frame.astype(np.float32)
+    if map_ is not None and map_.max() > 0:
+        w = (map_ / map_.max())[..., None] * alpha
+        img = img * (1 - w) + heat(map_).astype(np.float32) * w
+    img = cv2.resize(img.clip(0, 255).astype(np.uint8), (frame.shape[1] * scale, frame.shape[0] * scale),
+                     interpolation=cv2.INTER_NEAREST)
+    if peaks is not None:
+        for x, y, wt in peaks:
+            if wt > 0:
+                centre = (int(round((x + 0.5) * scale)), int(round((y + 0.5) * scale)))
+                cv2.circle(img, centre, int(3 * scale + 4 * scale * wt), (255, 255, 255), max(1, scale // 2),
+                           lineType=cv2.LINE_AA)
+    bar = np.zeros((HUD_H * scale, img.shape[1], 3), dtype=np.uint8)
+    cv2.putText(bar, hud, (3 * scale, int(HUD_H * scale * 0.72)), cv2.FONT_HERSHEY_SIMPLEX, 0.13 * scale,
+                (255, 255, 255), 1, cv2.LINE_AA)
+    return np.concatenate([bar, img], axis=0)
+
+
+def side_by_side(left: np.ndarray, right: np.ndarray, gap: int = 6) -> np.ndarray:
+    """Two rendered frames next to each other (same height)."""
+    sep = np.full((left.shape[0], gap, 3), 40, dtype=np.uint8)
+    return np.concatenate([left, sep, right], axis=1)
+
+
+def check_video_path(path: Path) -> Path:
+    """Refuse an output path we cannot write a video to (one line)."""
+    path = Path(path)
+    if path.suffix.lower() not in VIDEO_EXTS:
+        raise UserError(f"{path}: video must end in {' or '.join(VIDEO_EXTS)}")
+    if not path.parent.exists():
+        raise UserError(f"{path.parent}: no such directory")
+    return path
+
+
+def write_video(path: Path, frames: Iterable[np.ndarray], fps: int = 30) -> int:
+    """Write RGB frames to ``path`` (.mp4 H.264 or .gif), atomically; returns the frame count."""
+    import imageio.v2 as imageio
+
+    path = check_video_path(path)
+    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
+    n = 0
+    try:
+        if path.suffix.lower() == ".mp4":
+            writer = imageio.get_writer(str(tmp), fps=fps, codec="libx264", macro_block_size=1, quality=7,
+                                        pixelformat="yuv420p", ffmpeg_log_level="error")
+        else:
+            writer = imageio.get_writer(str(tmp), mode="I", duration=1000 / fps, loop=0)
+        with writer:
+            for f in frames:
+                writer.append_data(f)
+                n += 1
+        if n == 0:
+            raise UserError(f"{path}: no frames to write")
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return n

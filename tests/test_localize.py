@@ -1,0 +1,171 @@
+"""Localization: receptive-field arithmetic, screen mapping, GMP and Grad-CAM maps, the .npz
+of design.md, overlay rendering and real video files."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from rl_compress.agent import make_card, save_agent
+from rl_compress.envs import ScreenEnv, make_vector_env
+from rl_compress.errors import UserError
+from rl_compress.localize import (cell_centres, gmp_attention, gmp_attention_from_cells, gmp_cells,
+                                  gradcam_attention, grid_to_screen)
+from rl_compress.networks import build_network, parse_spec, receptive_field, teacher_arch
+from rl_compress.video import render_overlay, write_video
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    exe = str(Path(sys.executable).with_name("rl-compress"))
+    return subprocess.run([exe, *args], capture_output=True, text=True, timeout=600)
+
+
+@pytest.fixture()
+def gmp_student(tmp_path: Path) -> Path:
+    torch.manual_seed(3)
+    arch = parse_spec("gmp16")
+    net = build_network(arch, 6)
+    out = tmp_path / "gmp16"
+    save_agent(out, net, make_card("student", "pong", arch, net))
+    return out
+
+
+def _real_obs(n: int = 8) -> np.ndarray:
+    env = make_vector_env("pong", n)
+    env.reset(seed=0)
+    rng = np.random.default_rng(0)
+    for _ in range(60):
+        obs, *_ = env.step(rng.integers(0, 6, n).astype(np.int64))
+    env.close()
+    return obs
+
+
+def test_receptive_field_from_the_arch() -> None:
+    for arch in (teacher_arch(), parse_spec("gmp16"), parse_spec("flat16-fc128")):
+        assert receptive_field(build_network(arch, 6)) == (36, 8, 0)
+    net = build_network(parse_spec("gmp8"), 6)
+    assert np.allclose(cell_centres(net), 17.5 + 8 * np.arange(7))
+
+
+def test_synthetic_activation_lands_on_the_right_screen_pixels() -> None:
+    net = build_network(parse_spec("gmp16"), 6)
+    maps = torch.zeros(1, 16, 7, 7)
+    maps[0, 3, 2, 5] = 4.0  # channel 3 peaks at row 2, column 5
+    maps[0, 7, 6, 0] = 9.0  # channel 7 peaks elsewhere but its weight is negative
+    weight = torch.zeros(1, 16)
+    weight[0, 3], weight[0, 7] = 0.5, -1.0
+    rows, cols, contrib = gmp_cells(maps, weight)
+    assert (rows[0, 3], cols[0, 3]) == (2, 5) and contrib[0, 3] == pytest.approx(2.0) and contrib[0, 7] == 0
+    smap, peaks = gmp_attention_from_cells(net, rows, cols, contrib, k=3)
+    # cell (2,5) covers 84-grid x in [40,76), y in [16,52): centre (57.5, 33.5)
+    x = (57.5 + 0.5) * 160 / 84 - 0.5
+    y = (33.5 + 0.5) * 210 / 84 - 0.5
+    assert peaks[0, 0] == pytest.approx([x, y, 1.0], abs=1e-3)
+    assert peaks[0, 1, 2] == 0 and peaks[0, 2, 2] == 0  # only one contributing cell
+    assert smap.shape == (1, 210, 160) and smap.min() >= 0
+    my, mx = np.unravel_index(np.argmax(smap[0]), smap[0].shape)
+    assert abs(mx - x) <= 2 and abs(my - y) <= 3
+    assert smap[0, 200, 10] < 1e-3 * smap[0].max()
+
+
+def test_screen_mapping_inverts_the_real_resize() -> None:
+    """A bright patch on the screen, resized like the env does, maps back to where it was."""
+    frame = np.zeros((210, 160), dtype=np.uint8)
+    frame[148:156, 96:104] = 255  # centre (99.5, 151.5)
+    small = cv2.resize(frame, (84, 84), interpolation=cv2.INTER_AREA).astype(np.float64)
+    yy, xx = np.mgrid[0:84, 0:84]
+    cx, cy = (small * xx).sum() / small.sum(), (small * yy).sum() / small.sum()
+    assert grid_to_screen(cx, "x") == pytest.approx(99.5, abs=0.5)
+    assert grid_to_screen(cy, "y") == pytest.approx(151.5, abs=0.5)
+
+
+def test_gmp_and_gradcam_on_real_frames() -> None:
+    obs = _real_obs()
+    torch.manual_seed(0)
+    for spec in ("gmp16", "gmp16-h64"):
+        net = build_network(parse_spec(spec), 6)
+        att = gmp_attention(net, obs, k=4)
+        with torch.no_grad():
+            greedy = net(torch.from_numpy(obs)).argmax(1).numpy()
+        assert np.array_equal(att.actions, greedy)
+        assert att.maps.shape == (8, 210, 160) and att.maps.dtype == np.float32 and att.maps.min() >= 0
+        assert att.peaks.shape == (8, 4, 3)
+        w = att.peaks[:, :, 2]
+        assert (w[:, 0] == 1.0).all() or (w == 0).all()
+        live = w > 0
+        assert (att.peaks[:, :, 0][live] >= 0).all() and (att.peaks[:, :, 0][live] < 160).all()
+        assert (att.peaks[:, :, 1][live] >= 0).all() and (att.peaks[:, :, 1][live] < 210).all()
+    teacher = build_network(teacher_arch(), 6)
+    cam = gradcam_attention(teacher, obs, actions=np.zeros(8, dtype=np.int64))
+    assert cam.maps.shape == (8, 210, 160) and cam.maps.min() >= 0 and (cam.actions == 0).all()
+    with pytest.raises(UserError, match="no global max pool"):
+        gmp_attention(teacher, obs)
+
+
+def test_render_overlay() -> None:
+    env = ScreenEnv("pong")
+    env.reset(seed=0)
+    frame = env.screen()
+    env.close()
+    m = np.zeros((210, 160), dtype=np.float32)
+    m[100:120, 50:70] = 1.0
+    img = render_overlay(frame, m, np.array([[60.0, 110.0, 1.0]], dtype=np.float32), "pong | test", scale=3)
+    assert img.shape == ((210 + 14) * 3, 480, 3) and img.dtype == np.uint8
+    body = img[14 * 3:]
+    assert not np.array_equal(body[330, 180], frame[110, 60])  # heat where the map is hot
+    assert np.array_equal(body[30, 400], frame[10, 133])  # untouched where it is zero
+    assert img[: 14 * 3].any()  # the HUD has text
+
+
+def test_write_video_mp4_and_gif(tmp_path: Path) -> None:
+    import imageio.v2 as imageio
+
+    frames = [np.full((64, 48, 3), i * 20, dtype=np.uint8) for i in range(12)]
+    assert write_video(tmp_path / "v.mp4", iter(frames), fps=10) == 12
+    reader = imageio.get_reader(str(tmp_path / "v.mp4"))
+    meta = reader.get_meta_data()
+    got = [f for f in reader]
+    assert meta["codec"] == "h264" and len(got) == 12 and got[0].shape == (64, 48, 3)
+    assert write_video(tmp_path / "v.gif", iter(frames), fps=10) == 12
+    assert len(imageio.mimread(str(tmp_path / "v.gif"))) == 12
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["v.gif", "v.mp4"]
+    with pytest.raises(UserError):
+        write_video(tmp_path / "v.avi", iter(frames))
+
+
+def test_localize_npz_and_record_cli(gmp_student: Path, random_teacher: Path, tmp_path: Path) -> None:
+    import imageio.v2 as imageio
+
+    out = tmp_path / "maps.npz"
+    res = _cli("localize", str(gmp_student), "--frames", "40", "--out", str(out))
+    assert res.returncode == 0, res.stderr
+    data = np.load(out)
+    assert sorted(data.files) == ["actions", "frames", "maps", "peaks", "ram"]
+    assert data["frames"].shape == (40, 210, 160, 3) and data["frames"].dtype == np.uint8
+    assert data["ram"].shape == (40, 128) and data["ram"].dtype == np.uint8
+    assert data["maps"].shape == (40, 210, 160) and data["maps"].dtype == np.float32 and data["maps"].min() >= 0
+    assert data["peaks"].shape == (40, 5, 3) and data["peaks"].dtype == np.float32
+    assert data["actions"].shape == (40,) and data["actions"].dtype == np.int64
+    assert len({data["ram"][i].tobytes() for i in range(40)}) > 30, "RAM must change as the game runs"
+
+    video = tmp_path / "rec.mp4"
+    res = _cli("record", str(gmp_student), "--out", str(video), "--max-frames", "25", "--side-by-side",
+               str(random_teacher), "--quiet")
+    assert res.returncode == 0, res.stderr
+    reader = imageio.get_reader(str(video))
+    frames = [f for f in reader]
+    assert len(frames) == 25 and frames[0].shape == ((210 + 14) * 3, 2 * 480 + 6, 3)
+
+    bad = _cli("record", str(random_teacher), "--out", str(tmp_path / "t.mp4"), "--overlay", "gmp")
+    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1 and "no global max pool" in bad.stderr
+    bad = _cli("record", str(gmp_student), "--out", str(tmp_path / "t.avi"))
+    assert bad.returncode == 2 and ".mp4 or .gif" in bad.stderr
+    bad = _cli("localize", str(gmp_student), "--frames", "0", "--out", str(tmp_path / "x.npz"))
+    assert bad.returncode == 2 and "--frames" in bad.stderr
+    assert not (tmp_path / "t.mp4").exists() and not (tmp_path / "x.npz").exists()
