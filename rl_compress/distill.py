@@ -69,6 +69,7 @@ class DistillConfig:
     eval_every: int = _h("env steps between evaluations of the student (0 = off)", default=50_000)
     eval_episodes: int = _h("episodes per evaluation, same protocol and seeds for teacher and student", default=5)
     eval_seed: int = _h("seed of the periodic evaluations", default=10_000)
+    tb_clip_steps: int = _h("steps of the overlay clip logged to TensorBoard at each evaluation (0 = off)", default=90)
     threads: int = _h("torch threads (0 = all cores)", default=0)
 
     def tau(self) -> float:
@@ -115,6 +116,21 @@ def distill_loss(
     if loss == "kl":
         return (target * (torch.log(target.clamp_min(1e-12)) - log_student)).sum(1).mean()
     raise UserError(f"unknown loss {loss!r}")
+
+
+def log_overlay_clip(writer: Any, net: nn.Module, game: str, steps: int, step: int, seed: int) -> None:
+    """Log the student's attention overlay to TensorBoard: one image (images/overlay) and a
+    clip of ``steps`` agent steps (videos/overlay), GMP for a gmp student, else Grad-CAM."""
+    from rl_compress.localize import play
+    from rl_compress.networks import GMPStudent
+    from rl_compress.video import render_overlay, tb_add_clip
+
+    method = "gmp" if isinstance(net, GMPStudent) else "gradcam"
+    frames = [render_overlay(st.frame, st.map, st.peaks, f"{game} | step {step} | {method} | t {st.t}", scale=2)
+              for st in play(net, game, method, steps, episodes=1, seed=seed)]
+    if frames:
+        writer.add_image("images/overlay", frames[len(frames) // 2], step, dataformats="HWC")
+        tb_add_clip(writer, "videos/overlay", frames, step)
 
 
 def _teacher_ref(path: Path, teacher: Any) -> dict[str, Any]:
@@ -223,6 +239,8 @@ def distill(
         last_eval = {"step": step, "wall_time_s": round(wall_before + time.time() - t_start, 1), "mean": res["mean"],
                      "std": res["std"], "teacher_mean": teacher_eval["mean"], "retention": ret}
         history.append(last_eval)
+        if writer is not None and cfg.tb_clip_steps > 0:
+            log_overlay_clip(writer, student, game, cfg.tb_clip_steps, step, cfg.eval_seed)
         if writer is not None:
             writer.add_scalar("eval/student_return_mean", res["mean"], step)
             writer.add_scalar("eval/teacher_return_mean", teacher_eval["mean"], step)

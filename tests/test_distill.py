@@ -128,7 +128,16 @@ def test_distill_learns_the_teacher(sharp_teacher: Path, tmp_path: Path, loss: s
 def test_eval_resume_and_refusals(random_teacher: Path, tmp_path: Path) -> None:
     out = tmp_path / "s"
     cfg = DistillConfig(student="gmp8", **{**TINY, "steps": 800, "eval_every": 800, "eval_episodes": 1})
-    card = distill(random_teacher, cfg, out, show_progress=False)
+    card = distill(random_teacher, cfg, out, show_progress=False, tensorboard=tmp_path / "tb")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(tmp_path / "tb"), size_guidance={"images": 0})
+    acc.Reload()
+    assert "images/overlay" in acc.Tags()["images"] and "videos/overlay" in acc.Tags()["images"]
+    clip = acc.Images("videos/overlay")[0]
+    assert clip.encoded_image_string[:6] == b"GIF89a" and clip.width == 320 and clip.height == 448
+    for tag in ("eval/student_return_mean", "eval/teacher_return_mean"):
+        assert tag in acc.Tags()["scalars"]
     ev = card["training"]["last_eval"]
     assert ev["step"] == 800 and -21 <= ev["mean"] <= 21 and -21 <= ev["teacher_mean"] <= 21
     first_updates = card["training"]["updates"]
