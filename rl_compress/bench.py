@@ -233,3 +233,49 @@ def bench_distill(student_spec: str = "gmp16", steps: int = 6_000, warmup: int =
     return {"benchmark": "distill", "student": student_spec, "timed_env_steps": steps, "seconds": round(secs, 2),
             "env_steps_per_s": round(steps / secs, 1), "labelled_samples_per_s": round(samples / secs, 1),
             "batch_size": cfg.batch_size, "train_freq": cfg.train_freq}
+
+
+def bench_localize(student_spec: str = "gmp16", frames: int = 16) -> dict[str, Any]:
+    """Cost per frame (batch 1, as while playing) of each attention method, as a ratio to the
+    student's GMP map. GMP's cost includes the forward pass that picks the action."""
+    from rl_compress.envs import make_vector_env
+    from rl_compress.localize import attention
+    from rl_compress.networks import build_network, parse_spec, teacher_arch
+
+    env = make_vector_env("pong", frames)
+    env.reset(seed=0)
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        obs, *_ = env.step(rng.integers(0, 6, frames).astype(np.int64))
+    env.close()
+    student = build_network(parse_spec(student_spec), 6).eval()
+    teacher = build_network(teacher_arch(), 6).eval()
+    plan = [("student", student, "gmp"), ("student", student, "gradcam"), ("student", student, "perturbation"),
+            ("teacher", teacher, "gradcam"), ("teacher", teacher, "perturbation")]
+    rows = []
+    for who, net, method in plan:
+        attention(method, net, obs[:1])
+        n = frames if method != "perturbation" else max(4, frames // 4)
+        t0 = time.perf_counter()
+        for i in range(n):
+            attention(method, net, obs[i : i + 1])
+        rows.append({"agent": who, "method": method, "ms_per_frame": round((time.perf_counter() - t0) / n * 1000, 3)})
+    forward_ms = {}
+    for who, net in (("student", student), ("teacher", teacher)):
+        x = torch.from_numpy(obs[:1])
+        with torch.inference_mode():
+            net(x)
+            t0 = time.perf_counter()
+            for i in range(frames * 4):
+                net(x)
+        forward_ms[who] = (time.perf_counter() - t0) / (frames * 4) * 1000
+    gmp = rows[0]["ms_per_frame"]
+    gmp_extra = gmp - forward_ms["student"]
+    for r in rows:
+        r["x_gmp"] = round(r["ms_per_frame"] / gmp, 1)
+        # beyond the forward pass that the agent runs anyway to act
+        r["extra_ms"] = round(r["ms_per_frame"] - forward_ms[r["agent"]], 3)
+        r["extra_x_gmp"] = round(r["extra_ms"] / gmp_extra, 1) if gmp_extra > 0 else None
+    return {"benchmark": "localize", "student": student_spec, "rows": rows,
+            "forward_ms": {k: round(v, 3) for k, v in forward_ms.items()},
+            "note": "GMP time includes the map on the 210x160 screen; perturbation: (84/5)^2 = 289 forwards"}

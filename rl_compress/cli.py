@@ -163,8 +163,15 @@ def cmd_bench(args: argparse.Namespace) -> int:
         if args.json:
             _emit_json(res, args.json)
         return 0
-    if args.what != "teacher":
-        return _not_built(f"bench {args.what}")(args)
+    if args.what == "localize":
+        res = bench.bench_localize(args.student)
+        for row in res["rows"]:
+            print(f"{row['agent']:>8} {row['method']:>12}: {row['ms_per_frame']:9.2f} ms/frame  "
+                  f"{row['x_gmp']:8.1f}x GMP   beyond the acting forward: {row['extra_ms']:9.2f} ms, "
+                  f"{row['extra_x_gmp']}x GMP's", file=sys.stderr)
+        if args.json:
+            _emit_json(res, args.json)
+        return 0
     from rl_compress.bench import TeacherBenchConfig, bench_teacher, format_teacher
 
     cfg = TeacherBenchConfig()
@@ -326,7 +333,8 @@ def build_parser() -> argparse.ArgumentParser:
     loc.add_argument("agent", help="agent directory")
     loc.add_argument("--frames", type=int, required=True, help="agent steps to play and explain")
     loc.add_argument("--out", required=True, help=".npz file (keys: frames, ram, maps, peaks, actions)")
-    loc.add_argument("--method", choices=["gmp", "gradcam"], default="gmp", help="attention method (default: gmp)")
+    loc.add_argument("--method", choices=["gmp", "gradcam", "perturbation"], default="gmp",
+                     help="attention method (default: gmp)")
     loc.add_argument("--seed", type=int, default=0, help="seed of the first episode (default: 0)")
     loc.set_defaults(func=cmd_localize)
 

@@ -14,6 +14,7 @@ inverse of the area resize (both keep pixel centres aligned).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import cv2
 import numpy as np
@@ -25,7 +26,7 @@ from rl_compress.networks import GMPStudent, receptive_field
 
 SCREEN_H, SCREEN_W = 210, 160
 GRID = 84
-METHODS = ("gmp", "gradcam")
+METHODS = ("gmp", "gradcam", "perturbation")
 
 
 @dataclass
@@ -49,14 +50,22 @@ def cell_centres(net: nn.Module, cells: int = 7) -> np.ndarray:
     return offset + np.arange(cells) * stride + (size - 1) / 2.0
 
 
-def _gaussian_map(centres_xy: np.ndarray, weights: np.ndarray, sigma: float) -> np.ndarray:
-    """Sum of weighted Gaussians on the 84x84 grid (centres in grid pixels)."""
+@lru_cache(maxsize=8)
+def cell_kernels(size: int, stride: int, offset: int, cells: int) -> np.ndarray:
+    """One Gaussian (sigma = receptive field / 6) per cell of the last conv map, centred on
+    the cell's receptive field on the 84x84 grid: float32 [cells*cells, 84*84], row-major cells."""
+    centres = offset + np.arange(cells) * stride + (size - 1) / 2.0
+    sigma = size / 6.0
     yy, xx = np.mgrid[0:GRID, 0:GRID].astype(np.float32)
-    out = np.zeros((GRID, GRID), dtype=np.float32)
-    for (cx, cy), w in zip(centres_xy, weights):
-        if w > 0:
-            out += w * np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / (2 * sigma**2))
-    return out
+    ker = [np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / (2 * sigma**2)) for cy in centres for cx in centres]
+    return np.stack(ker).reshape(cells * cells, GRID * GRID).astype(np.float32)
+
+
+def cells_to_screen(net: nn.Module, cell_weights: np.ndarray) -> np.ndarray:
+    """A smooth screen map [210,160] from weights on the last conv map's cells [H,W]."""
+    h = cell_weights.shape[0]
+    ker = cell_kernels(*receptive_field(net), h)
+    return to_screen((cell_weights.reshape(1, -1).astype(np.float32) @ ker).reshape(GRID, GRID))
 
 
 def to_screen(map84: np.ndarray) -> np.ndarray:
@@ -79,31 +88,26 @@ def gmp_cells(maps: torch.Tensor, channel_weight: torch.Tensor) -> tuple[np.ndar
 
 
 def gmp_attention_from_cells(
-    net: nn.Module, rows: np.ndarray, cols: np.ndarray, contrib: np.ndarray, k: int
+    net: nn.Module, rows: np.ndarray, cols: np.ndarray, contrib: np.ndarray, k: int, cells: int = 7
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Screen maps [B,210,160] and peaks [B,K,3] from the argmax cells and their contributions."""
-    size, _, _ = receptive_field(net)
-    centres = cell_centres(net, cells=int(max(rows.max(initial=0), cols.max(initial=0)) + 1))
-    sigma = size / 6.0
+    """Screen maps [B,210,160] and peaks [B,K,3] from the argmax cells and their contributions
+    (channels whose maxima share a cell add up)."""
+    centres = cell_centres(net, cells)
     b = rows.shape[0]
     maps = np.zeros((b, SCREEN_H, SCREEN_W), dtype=np.float32)
     peaks = np.zeros((b, k, 3), dtype=np.float32)
     peaks[:, :, :2] = -1.0
     for i in range(b):
-        cells: dict[tuple[int, int], float] = {}
-        for r, c, w in zip(rows[i], cols[i], contrib[i]):
-            if w > 0:
-                cells[(int(r), int(c))] = cells.get((int(r), int(c)), 0.0) + float(w)
-        if not cells:
+        grid = np.zeros((cells, cells), dtype=np.float32)
+        np.add.at(grid, (rows[i], cols[i]), contrib[i])
+        if grid.max() <= 0:
             continue
-        keys = list(cells)
-        xy = np.array([[centres[c], centres[r]] for r, c in keys], dtype=np.float32)
-        wts = np.array([cells[key] for key in keys], dtype=np.float32)
-        maps[i] = to_screen(_gaussian_map(xy, wts, sigma))
-        order = np.argsort(-wts)[:k]
-        total = wts.max()
-        for j, o in enumerate(order):
-            peaks[i, j] = (grid_to_screen(xy[o, 0], "x"), grid_to_screen(xy[o, 1], "y"), wts[o] / total)
+        maps[i] = cells_to_screen(net, grid)
+        flat = grid.ravel()
+        for j, o in enumerate(np.argsort(-flat, kind="stable")[:k]):
+            if flat[o] > 0:
+                peaks[i, j] = (grid_to_screen(centres[o % cells], "x"), grid_to_screen(centres[o // cells], "y"),
+                               flat[o] / flat.max())
     return maps, peaks
 
 
@@ -118,7 +122,8 @@ def gmp_attention(net: nn.Module, obs: np.ndarray, actions: np.ndarray | None = 
     if not isinstance(net, GMPStudent):
         raise UserError("this agent has no global max pool: use --overlay gradcam (or --method gradcam)")
     x = torch.from_numpy(obs)
-    maps = net.conv_maps(x).detach()
+    with torch.no_grad():
+        maps = net.conv_maps(x)
     if isinstance(net.hidden, nn.Identity):
         with torch.no_grad():
             out = net.from_maps(maps)
@@ -143,31 +148,70 @@ def gradcam_attention(net: nn.Module, obs: np.ndarray, actions: np.ndarray | Non
     act = _explained_actions(out.detach(), actions)
     (grad,) = torch.autograd.grad(out.gather(1, act[:, None]).sum(), maps)
     cam = torch.relu((grad.mean(dim=(2, 3), keepdim=True) * maps).sum(1)).detach().numpy()  # [B,7,7]
-    size, stride, offset = receptive_field(net)
-    b = cam.shape[0]
+    b, cells = cam.shape[0], cam.shape[-1]
     smaps = np.zeros((b, SCREEN_H, SCREEN_W), dtype=np.float32)
     peaks = np.zeros((b, k, 3), dtype=np.float32)
     peaks[:, :, :2] = -1.0
-    centres = cell_centres(net, cam.shape[-1])
+    centres = cell_centres(net, cells)
     for i in range(b):
-        # place the cell values at their receptive-field centres on the grid, smoothly
-        xy = np.array([[centres[c], centres[r]] for r in range(cam.shape[1]) for c in range(cam.shape[2])])
-        smaps[i] = to_screen(_gaussian_map(xy, cam[i].ravel(), size / 6.0))
         flat = cam[i].ravel()
-        top = np.argsort(-flat)[:k]
-        if flat.max() > 0:
-            for j, o in enumerate(top):
-                if flat[o] > 0:
-                    peaks[i, j] = (grid_to_screen(xy[o, 0], "x"), grid_to_screen(xy[o, 1], "y"), flat[o] / flat.max())
+        if flat.max() <= 0:
+            continue
+        smaps[i] = cells_to_screen(net, cam[i])
+        for j, o in enumerate(np.argsort(-flat, kind="stable")[:k]):
+            if flat[o] > 0:
+                peaks[i, j] = (grid_to_screen(centres[o % cells], "x"), grid_to_screen(centres[o // cells], "y"),
+                               flat[o] / flat.max())
     return Attention(smaps, peaks, act.numpy())
 
 
+def perturbation_attention(
+    net: nn.Module, obs: np.ndarray, actions: np.ndarray | None = None, k: int = 5, stride: int = 5, radius: float = 5.0
+) -> Attention:
+    """Perturbation saliency (Greydanus et al. 2018): blur a Gaussian patch (sigma ``radius``)
+    centred every ``stride`` pixels of the 84x84 input, in all 4 stacked frames, and score
+    0.5 * ||f(I) - f(I_perturbed)||^2 of the network's outputs. Costs (84/stride)^2 forwards.
+    ``actions`` only labels the result (the score uses all outputs, as in the paper)."""
+    x = torch.from_numpy(obs).float()
+    b = x.shape[0]
+    centres = np.arange(0, GRID, stride, dtype=np.float32)
+    yy, xx = np.mgrid[0:GRID, 0:GRID].astype(np.float32)
+    masks = np.stack([np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / (2 * radius**2)) for cy in centres for cx in centres])
+    masks_t = torch.from_numpy(masks)[:, None]  # [P,1,84,84]
+    blurred = torch.from_numpy(
+        np.stack([cv2.GaussianBlur(o.transpose(1, 2, 0).astype(np.float32), (0, 0), 3).transpose(2, 0, 1) for o in obs])
+    )
+    g = len(centres)
+    smaps = np.zeros((b, SCREEN_H, SCREEN_W), dtype=np.float32)
+    peaks = np.zeros((b, k, 3), dtype=np.float32)
+    peaks[:, :, :2] = -1.0
+    acts = np.zeros(b, dtype=np.int64)
+    with torch.no_grad():
+        for i in range(b):
+            base = net(torch.from_numpy(obs[i : i + 1]))
+            pert = x[i : i + 1] * (1 - masks_t) + blurred[i : i + 1] * masks_t  # [P,4,84,84]
+            out = net(pert.round().clamp(0, 255).to(torch.uint8))
+            score = (0.5 * ((out - base) ** 2).sum(1)).numpy().reshape(g, g)
+            score[score < 1e-12] = 0.0  # float32 noise of batched vs single forwards, not a change
+            acts[i] = int(base.argmax(1)) if actions is None else int(actions[i])
+            grid = cv2.resize(score.astype(np.float32), (GRID, GRID), interpolation=cv2.INTER_LINEAR)
+            smaps[i] = to_screen(grid)
+            flat = score.ravel()
+            if flat.max() > 0:
+                for j, o in enumerate(np.argsort(-flat)[:k]):
+                    cy, cx = centres[o // g], centres[o % g]
+                    peaks[i, j] = (grid_to_screen(cx, "x"), grid_to_screen(cy, "y"), flat[o] / flat.max())
+    return Attention(smaps, peaks, acts)
+
+
 def attention(method: str, net: nn.Module, obs: np.ndarray, actions: np.ndarray | None = None, k: int = 5) -> Attention:
-    """Dispatch on ``method`` (gmp | gradcam)."""
+    """Dispatch on ``method`` (gmp | gradcam | perturbation)."""
     if method == "gmp":
         return gmp_attention(net, obs, actions, k)
     if method == "gradcam":
         return gradcam_attention(net, obs, actions, k)
+    if method == "perturbation":
+        return perturbation_attention(net, obs, actions, k)
     raise UserError(f"unknown attention method {method!r}; choose one of {', '.join(METHODS)}")
 
 

@@ -97,7 +97,7 @@ def test_bad_inputs_one_line(random_teacher: Path, tmp_path: Path) -> None:
     _bad(rlc("teacher", "import", str(tmp_path / "none.zip"), "--game", "pong", "--out", str(tmp_path / "i")), "no such file")
 
 
-@pytest.mark.parametrize("argv", [["experiment"], ["bench", "localize"]])
+@pytest.mark.parametrize("argv", [["experiment"]])
 def test_not_built_yet_is_nonzero(argv: list[str]) -> None:
     res = rlc(*argv)
     assert res.returncode != 0 and "not built yet" in res.stderr

@@ -16,7 +16,7 @@ from rl_compress.agent import make_card, save_agent
 from rl_compress.envs import ScreenEnv, make_vector_env
 from rl_compress.errors import UserError
 from rl_compress.localize import (cell_centres, gmp_attention, gmp_attention_from_cells, gmp_cells,
-                                  gradcam_attention, grid_to_screen)
+                                  gradcam_attention, grid_to_screen, perturbation_attention)
 from rl_compress.networks import build_network, parse_spec, receptive_field, teacher_arch
 from rl_compress.video import render_overlay, write_video
 
@@ -106,6 +106,11 @@ def test_gmp_and_gradcam_on_real_frames() -> None:
     assert cam.maps.shape == (8, 210, 160) and cam.maps.min() >= 0 and (cam.actions == 0).all()
     with pytest.raises(UserError, match="no global max pool"):
         gmp_attention(teacher, obs)
+    pert = perturbation_attention(teacher, obs[:2])
+    assert pert.maps.shape == (2, 210, 160) and pert.maps.min() >= 0 and pert.maps.max() > 0
+    assert pert.peaks.shape == (2, 5, 3) and (pert.peaks[:, 0, 2] == 1.0).all()
+    blank = perturbation_attention(teacher, np.zeros((1, 4, 84, 84), dtype=np.uint8))
+    assert blank.maps.max() == 0 and (blank.peaks[:, :, 2] == 0).all()  # blurring nothing changes nothing
 
 
 def test_render_overlay() -> None:
