@@ -12,6 +12,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q -e ".[test]"
+	# OCAtari (localization score) pins numpy<2 but runs with numpy 2 in RAM mode: no deps
+	$(BIN)/pip install -q --no-deps ocatari==2.2.1
+	$(BIN)/pip install -q termcolor scikit-image pygame
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -13,6 +13,8 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+import numpy as np
+
 from rl_compress.errors import UserError
 
 NOT_BUILT = 3  # exit code of subcommands that later issues build
@@ -255,8 +257,23 @@ def cmd_localize(args: argparse.Namespace) -> int:
     if not out.parent.exists():
         raise UserError(f"{out.parent}: no such directory")
     agent = load_agent(Path(args.agent))
+    if args.score:
+        from rl_compress.score import objects_from_ram
+
+        objects_from_ram(agent.game, np.zeros((0, 128), dtype=np.uint8))  # fail early if OCAtari is missing
     res = localize_to_npz(agent.net, agent.game, _positive("--frames", args.frames), out, args.method, args.seed)
     print(f"{out}: {res['frames']} frames from {res['episodes']} episode(s), method {res['method']}", file=sys.stderr)
+    if args.score:
+        from rl_compress.score import score_npz
+
+        if args.radius <= 0:
+            raise UserError(f"--radius must be positive, got {args.radius}")
+        sc = score_npz(out, agent.game, args.radius)
+        sc.update({"agent": str(args.agent), "method": args.method, "game": agent.game, "frames": res["frames"]})
+        _emit_json(sc, args.json)
+        a, r = sc["attention"], sc["random"]
+        print(f"top peak within {args.radius:g} px of an object: {a['any']:.3f} ({args.method}) vs "
+              f"{r['any']:.3f} (uniform random point)", file=sys.stderr)
     return 0
 
 
@@ -336,6 +353,10 @@ def build_parser() -> argparse.ArgumentParser:
     loc.add_argument("--method", choices=["gmp", "gradcam", "perturbation"], default="gmp",
                      help="attention method (default: gmp)")
     loc.add_argument("--seed", type=int, default=0, help="seed of the first episode (default: 0)")
+    loc.add_argument("--score", action="store_true",
+                     help="score the top peaks against OCAtari's RAM objects (needs ocatari) and print JSON")
+    loc.add_argument("--radius", type=float, default=10.0, help="hit radius in screen pixels for --score (default: 10)")
+    loc.add_argument("--json", default=None, help="with --score: write the score JSON to this file")
     loc.set_defaults(func=cmd_localize)
 
     ex = sub.add_parser("export", help="export an agent to ONNX or TorchScript")

@@ -1,0 +1,69 @@
+"""Localization score against OCAtari's RAM objects, on real Pong RAM."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rl_compress.score import distance_to_box, localization_score, objects_from_ram, random_points, top_points
+
+pytest.importorskip("ocatari", reason="the localization score needs the optional ocatari package")
+
+
+def _pong_rams(n: int = 120) -> np.ndarray:
+    from rl_compress.envs import ScreenEnv
+
+    env = ScreenEnv("pong")
+    env.reset(seed=0)
+    rng = np.random.default_rng(0)
+    rams = []
+    for _ in range(n):
+        env.step(int(rng.integers(0, 6)))
+        rams.append(env.ram().copy())
+    env.close()
+    return np.stack(rams)
+
+
+def test_distance_to_box() -> None:
+    box = ("Ball", 10.0, 20.0, 2.0, 4.0)  # covers x 10..11, y 20..23
+    assert distance_to_box(11, 22, box) == 0
+    assert distance_to_box(14, 22, box) == 3
+    assert distance_to_box(14, 27, box) == 5
+
+
+def test_oracle_and_random_points_on_real_ram() -> None:
+    rams = _pong_rams()
+    objects = objects_from_ram("pong", rams)
+    classes = {b[0] for frame in objects for b in frame}
+    assert {"Player", "Enemy", "Ball"} <= classes
+    # points exactly on the ball when there is one: a perfect ball score
+    pts = np.full((len(objects), 2), np.nan)
+    for i, frame in enumerate(objects):
+        balls = [b for b in frame if b[0] == "Ball"]
+        if balls:
+            pts[i] = (balls[0][1], balls[0][2])
+    sc = localization_score(pts, objects, radius=10)
+    assert sc["per_class"]["Ball"]["hit"] == 1.0 and sc["per_class"]["Ball"]["frames"] > 50
+    rnd = localization_score(random_points(len(objects)), objects, radius=10)
+    assert rnd["any"] < 0.35 and rnd["per_class"]["Ball"]["hit"] < 0.2
+    none = localization_score(np.full((len(objects), 2), np.nan), objects, radius=10)
+    assert none["any"] == 0.0
+    peaks = np.zeros((2, 3, 3), dtype=np.float32)
+    peaks[0, 0] = (5, 6, 1.0)
+    assert np.array_equal(top_points(peaks)[0], [5, 6]) and np.isnan(top_points(peaks)[1]).all()
+
+
+def test_localize_score_cli(random_teacher: Path, tmp_path: Path) -> None:
+    exe = str(Path(sys.executable).with_name("rl-compress"))
+    res = subprocess.run([exe, "localize", str(random_teacher), "--method", "gradcam", "--frames", "30", "--out",
+                          str(tmp_path / "m.npz"), "--score", "--json", str(tmp_path / "s.json")],
+                         capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr
+    sc = json.loads((tmp_path / "s.json").read_text())
+    assert sc["method"] == "gradcam" and sc["attention"]["frames"] == 30 and sc["attention"]["radius"] == 10
+    assert 0 <= sc["attention"]["any"] <= 1 and 0 <= sc["random"]["any"] <= 1
