@@ -100,8 +100,7 @@ def run_sb3(cfg: TeacherBenchConfig) -> dict[str, Any]:
     from stable_baselines3.common.env_util import make_atari_env
     from stable_baselines3.common.vec_env import VecFrameStack
 
-    from rl_compress.envs import quiet_ale, resolve_game
-    from rl_compress.envs import _env_id_name
+    from rl_compress.envs import _env_id_name, quiet_ale, resolve_game
 
     quiet_ale()
     gym.register_envs(ale_py)
@@ -238,16 +237,11 @@ def bench_distill(student_spec: str = "gmp16", steps: int = 6_000, warmup: int =
 def bench_localize(student_spec: str = "gmp16", frames: int = 16) -> dict[str, Any]:
     """Cost per frame (batch 1, as while playing) of each attention method, as a ratio to the
     student's GMP map. GMP's cost includes the forward pass that picks the action."""
-    from rl_compress.envs import make_vector_env
+    from rl_compress.envs import sample_observations
     from rl_compress.localize import attention
     from rl_compress.networks import build_network, parse_spec, teacher_arch
 
-    env = make_vector_env("pong", frames)
-    env.reset(seed=0)
-    rng = np.random.default_rng(0)
-    for _ in range(50):
-        obs, *_ = env.step(rng.integers(0, 6, frames).astype(np.int64))
-    env.close()
+    obs = sample_observations("pong", frames, num_envs=frames, warmup=50)
     student = build_network(parse_spec(student_spec), 6).eval()
     teacher = build_network(teacher_arch(), 6).eval()
     plan = [("student", student, "gmp"), ("student", student, "gradcam"), ("student", student, "perturbation"),

@@ -7,7 +7,6 @@ User mistakes raise UserError anywhere below; ``main`` prints them as one line
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -15,6 +14,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from rl_compress.config import add_config_flags, config_from_args
 from rl_compress.errors import UserError
 
 NOT_BUILT = 3  # exit code of subcommands that later issues build
@@ -26,27 +26,6 @@ class OneLineParser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # type: ignore[override]
         print(f"error: {self.prog}: {message} (see --help)", file=sys.stderr)
         raise SystemExit(2)
-
-
-def add_config_flags(parser: argparse.ArgumentParser, cls: type, skip: Sequence[str] = ()) -> None:
-    """Add one ``--flag`` per dataclass field (help from the field's metadata, default shown)."""
-    for f in dataclasses.fields(cls):
-        if f.name in skip:
-            continue
-        flag = "--" + f.name.replace("_", "-")
-        help_ = f"{f.metadata.get('help', '')} (default: {f.default})"
-        if f.type in (bool, "bool"):
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help_)
-        else:
-            typ = {"int": int, "float": float, "str": str}.get(str(f.type), str)
-            parser.add_argument(flag, type=typ, default=None, help=help_, metavar=f.name.upper())
-
-
-def config_from_args(cls: type, args: argparse.Namespace, **fixed: Any) -> Any:
-    """Build a config dataclass from parsed flags (unset flags keep the defaults)."""
-    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if getattr(args, f.name, None) is not None}
-    values.update(fixed)
-    return cls(**values)
 
 
 def _positive(name: str, value: int) -> int:
@@ -68,9 +47,8 @@ def _emit_json(obj: Any, path: str | None) -> None:
 # ---------------------------------------------------------------- teacher
 def cmd_teacher_train(args: argparse.Namespace) -> int:
     """Train (or resume) a DQN teacher."""
-    from rl_compress.teacher import TeacherConfig, train_teacher
-
     from rl_compress.agent import read_card
+    from rl_compress.teacher import TeacherConfig, train_teacher
 
     fixed = {}
     if args.resume and args.game is None and (Path(args.out) / "agent.json").exists():

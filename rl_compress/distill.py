@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import time
 from collections import deque
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,48 +29,53 @@ import torch.nn.functional as F
 from torch import nn
 
 from rl_compress.agent import CARD, WEIGHTS, load_agent, make_card, read_card, save_agent, sha256_file
+from rl_compress.config import option
 from rl_compress.envs import EnvConfig, make_vector_env
 from rl_compress.errors import UserError
 from rl_compress.evaluate import DEFAULT_PROTOCOL, evaluate, retention
 from rl_compress.networks import build_network, count_params, parse_spec
 from rl_compress.progress import progress_bar
 from rl_compress.replay import FrameReplay
-from rl_compress.rundir import CHECKPOINT, ReturnsLog, StopFlag, git_commit, load_checkpoint, plot_curve, save_checkpoint
+from rl_compress.rundir import (
+    CHECKPOINT,
+    ReturnsLog,
+    StopFlag,
+    git_commit,
+    load_checkpoint,
+    plot_curve,
+    save_checkpoint,
+)
 
 LOSSES = ("actor-mimic", "kl", "mse", "nll")
 ACTORS = ("student", "teacher")
 DEFAULT_TAU = {"actor-mimic": 0.1, "kl": 0.01, "mse": 1.0, "nll": 1.0}
 
 
-def _h(text: str, **kw: Any) -> Any:
-    return field(metadata={"help": text}, **kw)
-
-
 @dataclass
 class DistillConfig:
     """Every number of a distillation run; stored in the student's card."""
 
-    student: str = _h("student spec, e.g. gmp16, gmp16-h64, gmp8-16-32, flat16-fc128", default="gmp16")
-    steps: int = _h("total env steps (4 frames each) to distill for", default=500_000)
-    loss: str = _h("actor-mimic | kl | mse | nll", default="actor-mimic")
-    actor: str = _h("who acts: student (Actor-Mimic) or teacher (Policy Distillation)", default="student")
-    temperature: float = _h("tau of softmax(Q/tau) (0 = the loss's default: actor-mimic 0.1, kl 0.01)", default=0.0)
-    feature_weight: float = _h("weight of feature regression to the teacher's hidden layer (0 = off)", default=0.0)
-    epsilon: float = _h("exploration of the actor (0 = 0.1 for a student actor, 0.05 for a teacher actor)", default=0.0)
-    seed: int = _h("seed of envs, exploration and student init", default=1)
-    envs: int = _h("environments stepped together", default=8)
-    buffer_size: int = _h("replay memory in states (frames stored once, teacher labels beside)", default=100_000)
-    learning_starts: int = _h("env steps before the first update", default=5_000)
-    train_freq: int = _h("env steps per update", default=4)
-    batch_size: int = _h("states per update", default=64)
-    lr: float = _h("Adam learning rate (Actor-Mimic: 2.5e-4)", default=2.5e-4)
-    sticky: float = _h("sticky-action probability while distilling", default=0.25)
-    checkpoint_every: int = _h("env steps between checkpoints", default=25_000)
-    eval_every: int = _h("env steps between evaluations of the student (0 = off)", default=50_000)
-    eval_episodes: int = _h("episodes per evaluation, same protocol and seeds for teacher and student", default=5)
-    eval_seed: int = _h("seed of the periodic evaluations", default=10_000)
-    tb_clip_steps: int = _h("steps of the overlay clip logged to TensorBoard at each evaluation (0 = off)", default=90)
-    threads: int = _h("torch threads (0 = all cores)", default=0)
+    student: str = option("student spec, e.g. gmp16, gmp16-h64, gmp8-16-32, flat16-fc128", default="gmp16")
+    steps: int = option("total env steps (4 frames each) to distill for", default=500_000)
+    loss: str = option("actor-mimic | kl | mse | nll", default="actor-mimic")
+    actor: str = option("who acts: student (Actor-Mimic) or teacher (Policy Distillation)", default="student")
+    temperature: float = option("tau of softmax(Q/tau) (0 = the loss's default: actor-mimic 0.1, kl 0.01)", default=0.0)
+    feature_weight: float = option("weight of feature regression to the teacher's hidden layer (0 = off)", default=0.0)
+    epsilon: float = option("exploration of the actor (0 = 0.1 for a student actor, 0.05 for a teacher actor)", default=0.0)
+    seed: int = option("seed of envs, exploration and student init", default=1)
+    envs: int = option("environments stepped together", default=8)
+    buffer_size: int = option("replay memory in states (frames stored once, teacher labels beside)", default=100_000)
+    learning_starts: int = option("env steps before the first update", default=5_000)
+    train_freq: int = option("env steps per update", default=4)
+    batch_size: int = option("states per update", default=64)
+    lr: float = option("Adam learning rate (Actor-Mimic: 2.5e-4)", default=2.5e-4)
+    sticky: float = option("sticky-action probability while distilling", default=0.25)
+    checkpoint_every: int = option("env steps between checkpoints", default=25_000)
+    eval_every: int = option("env steps between evaluations of the student (0 = off)", default=50_000)
+    eval_episodes: int = option("episodes per evaluation, same protocol and seeds for teacher and student", default=5)
+    eval_seed: int = option("seed of the periodic evaluations", default=10_000)
+    tb_clip_steps: int = option("steps of the overlay clip logged to TensorBoard at each evaluation (0 = off)", default=90)
+    threads: int = option("torch threads (0 = all cores)", default=0)
 
     def tau(self) -> float:
         """The temperature in use."""

@@ -129,6 +129,23 @@ def num_actions(game: str) -> int:
     return len(action_names(game))
 
 
+def sample_observations(game: str = "pong", n: int = 16, seed: int = 0, warmup: int = 60, num_envs: int = 4) -> np.ndarray:
+    """``n`` real uint8 [4,84,84] observations from random play (after ``warmup`` steps, so
+    that the stacks are full and the game is under way), for tests and benchmarks."""
+    env = make_vector_env(game, num_envs)
+    env.reset(seed=seed)
+    rng = np.random.default_rng(seed)
+    out: list[np.ndarray] = []
+    steps = 0
+    while sum(len(o) for o in out) < n:
+        obs, *_ = env.step(rng.integers(0, env.single_action_space.n, num_envs).astype(np.int64))
+        steps += 1
+        if steps > warmup:
+            out.append(obs)
+    env.close()
+    return np.concatenate(out)[:n]
+
+
 class ScreenEnv:
     """One environment with the same observations as the vector env, plus the RGB screen
     (210x160x3) and the 128-byte RAM at every step. Used for recording and localization."""

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import time
 from collections import deque
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,52 +23,57 @@ import torch.nn.functional as F
 from torch import nn
 
 from rl_compress.agent import CARD, make_card, read_card, save_agent
+from rl_compress.config import option
 from rl_compress.envs import EnvConfig, make_vector_env, num_actions, resolve_game
 from rl_compress.errors import UserError, first_line
 from rl_compress.evaluate import DEFAULT_PROTOCOL, evaluate
 from rl_compress.networks import build_network, teacher_arch
 from rl_compress.progress import progress_bar
 from rl_compress.replay import FrameReplay
-from rl_compress.rundir import CHECKPOINT, REPLAY, ReturnsLog, StopFlag, git_commit, load_checkpoint, plot_curve, save_checkpoint
-
-
-
-def _h(text: str, **kw: Any) -> Any:
-    return field(metadata={"help": text}, **kw)
+from rl_compress.rundir import (
+    CHECKPOINT,
+    REPLAY,
+    ReturnsLog,
+    StopFlag,
+    git_commit,
+    load_checkpoint,
+    plot_curve,
+    save_checkpoint,
+)
 
 
 @dataclass
 class TeacherConfig:
     """Every number of a teacher run; the whole dict is stored in the card and TensorBoard."""
 
-    game: str = _h("ALE game name or alias", default="pong")
-    steps: int = _h("total env steps (agent steps, 4 frames each) to train to", default=2_000_000)
-    seed: int = _h("seed of envs, exploration and network init", default=1)
-    envs: int = _h("environments stepped together", default=8)
-    buffer_size: int = _h("replay memory in transitions (frames stored once)", default=100_000)
-    learning_starts: int = _h("env steps of random play before the first update", default=20_000)
-    train_freq: int = _h("env steps per gradient update (replay ratio = batch / train_freq)", default=4)
-    batch_size: int = _h("transitions per update", default=32)
-    lr: float = _h("Adam learning rate", default=1e-4)
-    adam_eps: float = _h("Adam epsilon", default=1.5e-4)
-    gamma: float = _h("discount", default=0.99)
-    n_step: int = _h("n-step returns", default=3)
-    double: bool = _h("Double DQN targets", default=False)
-    target_update: int = _h("env steps between target network copies", default=2_000)
-    eps_start: float = _h("initial exploration epsilon", default=1.0)
-    eps_end: float = _h("final exploration epsilon", default=0.01)
-    eps_decay: int = _h("env steps of linear epsilon decay after learning_starts", default=100_000)
-    max_grad_norm: float = _h("gradient clipping norm (0 = off)", default=10.0)
-    sticky: float = _h("sticky-action probability while training", default=0.25)
-    life_loss_terminal: bool = _h("treat a life loss as terminal for bootstrapping", default=True)
-    checkpoint_every: int = _h("env steps between checkpoints", default=25_000)
-    eval_every: int = _h("env steps between evaluations (0 = off)", default=100_000)
-    eval_episodes: int = _h("episodes per evaluation (default protocol)", default=5)
-    save_replay: bool = _h("save the replay memory with each checkpoint (for exact resume)", default=True)
-    threads: int = _h("torch threads (0 = all cores)", default=0)
-    overlap_env: bool = _h("step the emulators on their threads while the learner updates", default=True)
-    env_threads: int = _h("emulator threads (0 = one per env); 1 leaves the cores to the learner", default=1)
-    compile: bool = _h("torch.compile the update's networks (~30 s once; eager if compiling fails)", default=True)
+    game: str = option("ALE game name or alias", default="pong")
+    steps: int = option("total env steps (agent steps, 4 frames each) to train to", default=2_000_000)
+    seed: int = option("seed of envs, exploration and network init", default=1)
+    envs: int = option("environments stepped together", default=8)
+    buffer_size: int = option("replay memory in transitions (frames stored once)", default=100_000)
+    learning_starts: int = option("env steps of random play before the first update", default=20_000)
+    train_freq: int = option("env steps per gradient update (replay ratio = batch / train_freq)", default=4)
+    batch_size: int = option("transitions per update", default=32)
+    lr: float = option("Adam learning rate", default=1e-4)
+    adam_eps: float = option("Adam epsilon", default=1.5e-4)
+    gamma: float = option("discount", default=0.99)
+    n_step: int = option("n-step returns", default=3)
+    double: bool = option("Double DQN targets", default=False)
+    target_update: int = option("env steps between target network copies", default=2_000)
+    eps_start: float = option("initial exploration epsilon", default=1.0)
+    eps_end: float = option("final exploration epsilon", default=0.01)
+    eps_decay: int = option("env steps of linear epsilon decay after learning_starts", default=100_000)
+    max_grad_norm: float = option("gradient clipping norm (0 = off)", default=10.0)
+    sticky: float = option("sticky-action probability while training", default=0.25)
+    life_loss_terminal: bool = option("treat a life loss as terminal for bootstrapping", default=True)
+    checkpoint_every: int = option("env steps between checkpoints", default=25_000)
+    eval_every: int = option("env steps between evaluations (0 = off)", default=100_000)
+    eval_episodes: int = option("episodes per evaluation (default protocol)", default=5)
+    save_replay: bool = option("save the replay memory with each checkpoint (for exact resume)", default=True)
+    threads: int = option("torch threads (0 = all cores)", default=0)
+    overlap_env: bool = option("step the emulators on their threads while the learner updates", default=True)
+    env_threads: int = option("emulator threads (0 = one per env); 1 leaves the cores to the learner", default=1)
+    compile: bool = option("torch.compile the update's networks (~30 s once; eager if compiling fails)", default=True)
 
 
 def epsilon_at(cfg: TeacherConfig, step: int) -> float:

@@ -6,14 +6,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
 from rl_compress.agent import load_agent
 from rl_compress.distill import DistillConfig, distill, distill_loss
-from rl_compress.envs import make_vector_env
+from rl_compress.envs import sample_observations
 from rl_compress.errors import UserError
 from rl_compress.networks import build_network, count_params, parse_spec
 
@@ -74,18 +73,6 @@ def sharp_teacher(random_teacher: Path) -> Path:
     return random_teacher
 
 
-def _observations() -> torch.Tensor:
-    env = make_vector_env("pong", 4)
-    env.reset(seed=99)
-    rng = np.random.default_rng(1)
-    out = []
-    for _ in range(80):
-        obs, *_ = env.step(rng.integers(0, 6, 4).astype(np.int64))
-        out.append(obs)
-    env.close()
-    return torch.from_numpy(np.concatenate(out)[-128:])
-
-
 @pytest.mark.parametrize(
     "loss,actor,feature_weight",
     [("actor-mimic", "student", 0.0), ("kl", "teacher", 0.0), ("mse", "student", 0.0), ("nll", "teacher", 0.0),
@@ -103,7 +90,7 @@ def test_distill_learns_the_teacher(sharp_teacher: Path, tmp_path: Path, loss: s
     teacher = load_agent(sharp_teacher).net
     torch.manual_seed(cfg.seed)
     init = build_network(parse_spec("gmp8"), 6)
-    x = _observations()
+    x = torch.from_numpy(sample_observations("pong", 128, seed=99, warmup=50))
     with torch.no_grad():
         q = teacher(x)
         # the softmax losses are measured as KL (cross-entropy less the teacher's entropy)

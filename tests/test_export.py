@@ -9,28 +9,16 @@ import pytest
 import torch
 
 from rl_compress.agent import load_agent
-from rl_compress.envs import make_vector_env
+from rl_compress.envs import sample_observations
 from rl_compress.errors import UserError
 from rl_compress.export import export
-
-
-def _real_observations(n: int = 16) -> np.ndarray:
-    env = make_vector_env("pong", 4)
-    obs, _ = env.reset(seed=0)
-    rng = np.random.default_rng(0)
-    out = []
-    for _ in range(60):
-        obs, *_ = env.step(rng.integers(0, 6, 4).astype(np.int64))
-        out.append(obs)
-    env.close()
-    return np.concatenate(out)[-n:]
 
 
 def test_onnx_and_torchscript_match(random_teacher: Path, tmp_path: Path) -> None:
     import onnxruntime as ort
 
     agent = load_agent(random_teacher)
-    obs = _real_observations()
+    obs = sample_observations("pong", 16)
     assert obs[:, -1].any(), "observations must show the game"
     with torch.no_grad():
         ref = agent.net(torch.from_numpy(obs)).numpy()

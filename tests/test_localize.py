@@ -13,10 +13,17 @@ import pytest
 import torch
 
 from rl_compress.agent import make_card, save_agent
-from rl_compress.envs import ScreenEnv, make_vector_env
+from rl_compress.envs import ScreenEnv, sample_observations
 from rl_compress.errors import UserError
-from rl_compress.localize import (cell_centres, gmp_attention, gmp_attention_from_cells, gmp_cells,
-                                  gradcam_attention, grid_to_screen, perturbation_attention)
+from rl_compress.localize import (
+    cell_centres,
+    gmp_attention,
+    gmp_attention_from_cells,
+    gmp_cells,
+    gradcam_attention,
+    grid_to_screen,
+    perturbation_attention,
+)
 from rl_compress.networks import build_network, parse_spec, receptive_field, teacher_arch
 from rl_compress.video import render_overlay, write_video
 
@@ -34,16 +41,6 @@ def gmp_student(tmp_path: Path) -> Path:
     out = tmp_path / "gmp16"
     save_agent(out, net, make_card("student", "pong", arch, net))
     return out
-
-
-def _real_obs(n: int = 8) -> np.ndarray:
-    env = make_vector_env("pong", n)
-    env.reset(seed=0)
-    rng = np.random.default_rng(0)
-    for _ in range(60):
-        obs, *_ = env.step(rng.integers(0, 6, n).astype(np.int64))
-    env.close()
-    return obs
 
 
 def test_receptive_field_from_the_arch() -> None:
@@ -86,7 +83,7 @@ def test_screen_mapping_inverts_the_real_resize() -> None:
 
 
 def test_gmp_and_gradcam_on_real_frames() -> None:
-    obs = _real_obs()
+    obs = sample_observations("pong", 8, num_envs=8)
     torch.manual_seed(0)
     for spec in ("gmp16", "gmp16-h64"):
         net = build_network(parse_spec(spec), 6)

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from rl_compress.agent import load_agent
-from rl_compress.envs import make_vector_env
+from rl_compress.envs import sample_observations
 from rl_compress.errors import UserError
 from rl_compress.sb3_import import import_sb3
 
@@ -26,23 +26,11 @@ def _sb3_env():
     return VecFrameStack(make_atari_env("PongNoFrameskip-v4", n_envs=1, seed=0), 4)
 
 
-def _our_observations() -> np.ndarray:
-    env = make_vector_env("pong", 2)
-    obs, _ = env.reset(seed=1)
-    rng = np.random.default_rng(0)
-    out = []
-    for _ in range(40):
-        obs, *_ = env.step(rng.integers(0, 6, 2).astype(np.int64))
-        out.append(obs)
-    env.close()
-    return np.concatenate(out)
-
-
 def _check(model, zip_path: Path, out: Path, q_of) -> None:
     card = import_sb3(zip_path, "Pong", out)
     agent = load_agent(out)
     assert card["training"]["num_timesteps"] == model.num_timesteps > 0
-    obs = _our_observations()
+    obs = sample_observations("pong", 80, seed=1, warmup=0, num_envs=2)
     with torch.no_grad():
         ours = agent.net(torch.from_numpy(obs)).numpy()
         theirs = q_of(model, torch.from_numpy(obs)).numpy()
