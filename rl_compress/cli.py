@@ -17,9 +17,6 @@ import numpy as np
 from rl_compress.config import add_config_flags, config_from_args
 from rl_compress.errors import UserError
 
-NOT_BUILT = 3  # exit code of subcommands that later issues build
-
-
 class OneLineParser(argparse.ArgumentParser):
     """argparse that reports a bad command line as one line (and exit code 2), like our errors."""
 
@@ -255,12 +252,21 @@ def cmd_localize(args: argparse.Namespace) -> int:
     return 0
 
 
-def _not_built(what: str) -> Callable[[argparse.Namespace], int]:
-    def run(args: argparse.Namespace) -> int:
-        print(f"error: `rl-compress {what}` is not built yet", file=sys.stderr)
-        return NOT_BUILT
+def cmd_experiment(args: argparse.Namespace) -> int:
+    """Run a study grid or report on it."""
+    from rl_compress.experiment import load_study, report, run_study, write_results
 
-    return run
+    study = load_study(Path(args.study), budget=args.budget)
+    if args.action == "run":
+        print(f"{study.name}: {len(study.runs)} runs, backend {args.backend}", file=sys.stderr)
+        rows = run_study(study, args.backend, args.address)
+        csv_path, md_path = write_results(study, rows)
+        print(f"results: {csv_path}, {md_path}", file=sys.stderr)
+        print(md_path.read_text())
+    else:
+        for p in report(study):
+            print(p)
+    return 0
 
 
 # ---------------------------------------------------------------- parser
@@ -356,8 +362,14 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--student", default="gmp16", help="student spec for inference / distill (default: gmp16)")
     bench.set_defaults(func=cmd_bench)
 
-    exp = sub.add_parser("experiment", help="run or report a study grid")
-    exp.set_defaults(func=_not_built("experiment"))
+    exp = sub.add_parser("experiment", help="run or report a study grid (experiments/<study>.yaml)")
+    exp.add_argument("action", choices=["run", "report"], help="run the grid, or draw its plots")
+    exp.add_argument("study", help="study YAML file")
+    exp.add_argument("--backend", choices=["local", "ray"], default="local", help="where runs execute (default: local)")
+    exp.add_argument("--address", default=None, help="Ray cluster address (default: a local Ray)")
+    exp.add_argument("--budget", type=float, default=1.0,
+                     help="scale every run's steps and episodes by this factor, e.g. 0.01 for a quick pass")
+    exp.set_defaults(func=cmd_experiment)
     return p
 
 

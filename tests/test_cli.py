@@ -95,9 +95,3 @@ def test_bad_inputs_one_line(random_teacher: Path, tmp_path: Path) -> None:
     _bad(rlc("teacher", "train", "--out", str(tmp_path / "fresh"), "--resume", "--steps", "10"), "nothing to resume")
     _bad(rlc("export", str(random_teacher), "--format", "onnx", "--out", str(tmp_path / "nodir" / "m.onnx")), "no such directory")
     _bad(rlc("teacher", "import", str(tmp_path / "none.zip"), "--game", "pong", "--out", str(tmp_path / "i")), "no such file")
-
-
-@pytest.mark.parametrize("argv", [["experiment"]])
-def test_not_built_yet_is_nonzero(argv: list[str]) -> None:
-    res = rlc(*argv)
-    assert res.returncode != 0 and "not built yet" in res.stderr

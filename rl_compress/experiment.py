@@ -1,0 +1,277 @@
+"""Compression studies: a YAML grid of games x students x losses x actors x seeds, run
+locally (one after another, skipping finished runs, resuming interrupted ones) or as Ray
+tasks, into experiments/results/<study>.csv and .md, with plots.
+
+Study file (experiments/<study>.yaml):
+
+    name: paper
+    games: [pong]
+    teachers: {pong: agents/pong/teacher}   # default: agents/<game>/teacher
+    students: [gmp8, gmp16, gmp32, flat16-fc128]
+    losses: [actor-mimic, kl, mse, nll]     # "dqn" = the student trained from scratch by DQN
+    actors: [student, teacher]
+    seeds: [1, 2, 3]
+    steps: 500000
+    eval_episodes: 30
+    distill: {lr: 0.00025}                  # any other DistillConfig field
+    dqn: {buffer_size: 100000}              # TeacherConfig fields of the from-scratch runs
+
+Each run lives in experiments/runs/<study>/<game>/<spec>_<loss>_<actor>_s<seed>/ (an agent
+directory); its result row is written to result.json there when it is complete.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import itertools
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rl_compress.agent import atomic_write_bytes, atomic_write_json, load_agent
+from rl_compress.errors import UserError, first_line
+
+RESULT = "result.json"
+COLUMNS = ["game", "spec", "params", "ratio_to_teacher", "loss", "actor", "seed", "steps", "wall_time_s",
+           "score_mean", "score_std", "teacher_mean", "retention", "episodes", "commit"]
+
+
+@dataclass
+class Run:
+    """One cell of the grid."""
+
+    game: str
+    teacher: str
+    spec: str
+    loss: str
+    actor: str
+    seed: int
+    steps: int
+    eval_episodes: int
+    distill: dict[str, Any] = field(default_factory=dict)
+    dqn: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        """Directory name of the run."""
+        return f"{self.spec}_{self.loss}_{self.actor}_s{self.seed}"
+
+
+@dataclass
+class Study:
+    """A parsed study file."""
+
+    name: str
+    path: Path
+    runs: list[Run]
+    root: Path  # experiments/
+
+    def run_dir(self, run: Run) -> Path:
+        """Where ``run`` writes its agent directory."""
+        return self.root / "runs" / self.name / run.game / run.name
+
+
+def load_study(path: Path, budget: float = 1.0) -> Study:
+    """Parse a study YAML; ``budget`` scales steps (and evaluation episodes, at least 2)."""
+    import yaml
+
+    from rl_compress.distill import ACTORS, LOSSES, DistillConfig
+    from rl_compress.envs import resolve_game
+    from rl_compress.networks import parse_spec
+    from rl_compress.teacher import TeacherConfig
+
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: no such study file")
+    try:
+        doc = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise UserError(f"{path}: not valid YAML ({first_line(e)})") from None
+    if not isinstance(doc, dict):
+        raise UserError(f"{path}: a study is a YAML mapping")
+    if not 0 < budget <= 1:
+        raise UserError(f"--budget must be in (0, 1], got {budget}")
+    need = ["games", "students", "losses", "seeds", "steps"]
+    missing = [k for k in need if k not in doc]
+    if missing:
+        raise UserError(f"{path}: missing {', '.join(missing)}")
+    games = [resolve_game(g) for g in doc["games"]]
+    for spec in doc["students"]:
+        parse_spec(spec)
+    for loss in doc["losses"]:
+        if loss not in LOSSES + ("dqn",):
+            raise UserError(f"{path}: unknown loss {loss!r} (one of {', '.join(LOSSES + ('dqn',))})")
+    actors = doc.get("actors", ["student"])
+    for actor in actors:
+        if actor not in ACTORS:
+            raise UserError(f"{path}: unknown actor {actor!r}")
+    extra = doc.get("distill", {}) or {}
+    dqn = doc.get("dqn", {}) or {}
+    for section, settings, cls in (("distill", extra, DistillConfig), ("dqn", dqn, TeacherConfig)):
+        bad = [k for k in settings if k not in cls.__dataclass_fields__]
+        if bad:
+            raise UserError(f"{path}: unknown {section} settings {bad}")
+    teachers = {resolve_game(k): v for k, v in (doc.get("teachers") or {}).items()}
+    steps = max(int(int(doc["steps"]) * budget), 1000)
+    episodes = max(int(int(doc.get("eval_episodes", 30)) * budget), 2)
+    runs = []
+    for game, spec, loss, actor, seed in itertools.product(games, doc["students"], doc["losses"], actors, doc["seeds"]):
+        if loss == "dqn" and actor != actors[0]:
+            continue  # from-scratch DQN has no teacher actor: one run per spec and seed
+        runs.append(Run(game, teachers.get(game, f"agents/{game}/teacher"), spec, loss,
+                        "self" if loss == "dqn" else actor, int(seed), steps, episodes, dict(extra), dict(dqn)))
+    return Study(str(doc.get("name", path.stem)), path, runs, path.parent)
+
+
+def execute(run: Run, out: Path) -> dict[str, Any]:
+    """Run (or resume) one cell, evaluate it and its teacher, write and return its row."""
+    from rl_compress.distill import DistillConfig, distill
+    from rl_compress.evaluate import evaluate, retention
+    from rl_compress.networks import parse_spec
+    from rl_compress.rundir import CHECKPOINT, git_commit
+    from rl_compress.teacher import TeacherConfig, train_teacher
+
+    out = Path(out)
+    if (out / RESULT).exists():
+        return json.loads((out / RESULT).read_text())
+    teacher = load_agent(Path(run.teacher), game=run.game)
+    resume = (out / CHECKPOINT).exists()
+    t0 = time.time()
+    if run.loss == "dqn":
+        settings = {"eval_every": 0, "learning_starts": min(20_000, run.steps // 4), "save_replay": False, **run.dqn}
+        cfg = TeacherConfig(game=run.game, steps=run.steps, seed=run.seed, **settings)
+        card = train_teacher(cfg, out, resume=resume, arch=parse_spec(run.spec), show_progress=False)
+    else:
+        # five evaluations along the way give the learning curve of the report
+        settings = {"eval_every": max(run.steps // 5, 1000), "eval_episodes": 5, **run.distill}
+        cfg = DistillConfig(student=run.spec, steps=run.steps, loss=run.loss, actor=run.actor, seed=run.seed,
+                            **settings)
+        card = distill(Path(run.teacher), cfg, out, resume=resume, show_progress=False)
+    student = load_agent(out)
+    res = evaluate(student.net, run.game, run.eval_episodes, seed=0)
+    t_res = evaluate(teacher.net, run.game, run.eval_episodes, seed=0)
+    row = {
+        "game": run.game, "spec": run.spec, "params": student.card["params"],
+        "ratio_to_teacher": round(student.card["params"] / teacher.card["params"], 5), "loss": run.loss,
+        "actor": run.actor, "seed": run.seed, "steps": card["training"]["steps"],
+        "wall_time_s": card["training"]["wall_time_s"], "score_mean": res["mean"], "score_std": res["std"],
+        "teacher_mean": t_res["mean"], "retention": retention(run.game, res["mean"], t_res["mean"]),
+        "episodes": run.eval_episodes, "commit": git_commit(), "run_seconds": round(time.time() - t0, 1),
+    }
+    atomic_write_json(out / RESULT, row)
+    return row
+
+
+def _execute_remote(run: Run, out: str) -> dict[str, Any]:
+    """Ray task body (a module-level function so that Ray can ship it)."""
+    import torch
+
+    torch.set_num_threads(1)
+    return execute(run, Path(out))
+
+
+def run_study(study: Study, backend: str = "local", address: str | None = None, cpus_per_run: int = 1) -> list[dict]:
+    """Run every cell of the study with the chosen backend; returns the rows in grid order."""
+    if backend == "local":
+        return [execute(r, study.run_dir(r)) for r in study.runs]
+    if backend != "ray":
+        raise UserError(f"unknown backend {backend!r}; choose local or ray")
+    try:
+        import ray
+    except ImportError:
+        raise UserError("the ray backend needs Ray: pip install 'rl-compress[ray]'") from None
+    if not ray.is_initialized():
+        ray.init(address=address, include_dashboard=False, log_to_driver=False)
+    task = ray.remote(num_cpus=cpus_per_run)(_execute_remote)
+    futures = [task.remote(r, str(study.run_dir(r).resolve())) for r in study.runs]
+    return ray.get(futures)
+
+
+def write_results(study: Study, rows: list[dict]) -> tuple[Path, Path]:
+    """experiments/results/<study>.csv and .md (atomic)."""
+    results = study.root / "results"
+    results.mkdir(parents=True, exist_ok=True)
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=COLUMNS, extrasaction="ignore")
+    w.writeheader()
+    w.writerows(rows)
+    csv_path = results / f"{study.name}.csv"
+    atomic_write_bytes(csv_path, buf.getvalue().encode())
+    md = ["| " + " | ".join(COLUMNS[:-1]) + " |", "|" + "---|" * (len(COLUMNS) - 1)]
+    for r in rows:
+        md.append("| " + " | ".join(_fmt(r.get(c)) for c in COLUMNS[:-1]) + " |")
+    md_path = results / f"{study.name}.md"
+    atomic_write_bytes(md_path, ("\n".join(md) + "\n").encode())
+    return csv_path, md_path
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return "" if v is None else str(v)
+
+
+def report(study: Study) -> list[Path]:
+    """PNG plots from the finished runs: retention vs params (log x) per game, and the
+    learning curves (retention vs env steps, from each card's evaluation history) per loss."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    rows = [json.loads((study.run_dir(r) / RESULT).read_text()) for r in study.runs
+            if (study.run_dir(r) / RESULT).exists()]
+    if not rows:
+        raise UserError(f"{study.path}: no finished runs yet; run `rl-compress experiment run {study.path}` first")
+    out_dir = study.root / "results"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for game in sorted({r["game"] for r in rows}):
+        fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
+        for (loss, actor) in sorted({(r["loss"], r["actor"]) for r in rows if r["game"] == game}):
+            sel = [r for r in rows if r["game"] == game and r["loss"] == loss and r["actor"] == actor
+                   and r["retention"] is not None]
+            by_params: dict[int, list[float]] = {}
+            for r in sel:
+                by_params.setdefault(r["params"], []).append(r["retention"])
+            if by_params:
+                xs = sorted(by_params)
+                ax.errorbar(xs, [np.mean(by_params[x]) for x in xs], yerr=[np.std(by_params[x]) for x in xs],
+                            marker="o", capsize=3, label=f"{loss} ({actor})")
+        ax.set_xscale("log")
+        ax.set_xlabel("student parameters")
+        ax.set_ylabel("retention (student - random) / (teacher - random)")
+        ax.set_title(f"{study.name}: {game}")
+        ax.axhline(1.0, color="grey", lw=0.8)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        p = out_dir / f"{study.name}_{game}_retention_vs_params.png"
+        fig.savefig(p)
+        plt.close(fig)
+        paths.append(p)
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
+    for r in study.runs:
+        d = study.run_dir(r)
+        if not (d / RESULT).exists():
+            continue
+        hist = (load_agent(d).card.get("training") or {}).get("eval_history") or []
+        pts = [(h["step"], h["retention"]) for h in hist if h.get("retention") is not None]
+        if pts:
+            ax.plot(*zip(*pts), marker=".", label=f"{r.game} {r.spec} {r.loss} s{r.seed}")
+    ax.set_xlabel("env steps")
+    ax.set_ylabel("retention")
+    ax.set_title(f"{study.name}: learning curves")
+    ax.grid(alpha=0.3)
+    if ax.lines:
+        ax.legend(fontsize=6)
+    fig.tight_layout()
+    p = out_dir / f"{study.name}_learning_curves.png"
+    fig.savefig(p)
+    plt.close(fig)
+    paths.append(p)
+    return paths

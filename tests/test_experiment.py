@@ -1,0 +1,75 @@
+"""Study grids: a tiny grid on the local backend and on a local Ray gives the same rows."""
+
+from __future__ import annotations
+
+import csv
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from rl_compress.errors import UserError
+from rl_compress.experiment import load_study, report, run_study, write_results
+
+DETERMINISTIC = ["game", "spec", "params", "ratio_to_teacher", "loss", "actor", "seed", "steps", "score_mean",
+                 "score_std", "teacher_mean", "episodes"]
+
+
+def _study(tmp_path: Path, teacher: Path, name: str) -> Path:
+    doc = {
+        "name": name, "games": ["Pong"], "teachers": {"pong": str(teacher)}, "students": ["gmp4"],
+        "losses": ["kl", "dqn"], "actors": ["student"], "seeds": [1], "steps": 1200, "eval_episodes": 2,
+        "distill": {"learning_starts": 400, "buffer_size": 4000, "envs": 2, "batch_size": 32, "threads": 1,
+                    "eval_every": 600, "eval_episodes": 1, "tb_clip_steps": 0},
+        "dqn": {"learning_starts": 400, "buffer_size": 4000, "envs": 2, "compile": False, "threads": 1},
+    }
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+def test_local_and_ray_give_the_same_rows(random_teacher: Path, tmp_path: Path) -> None:
+    threads = torch.get_num_threads()
+    try:
+        local = load_study(_study(tmp_path, random_teacher, "tiny"))
+        assert [r.name for r in local.runs] == ["gmp4_kl_student_s1", "gmp4_dqn_self_s1"]
+        rows = run_study(local, "local")
+        csv_path, md_path = write_results(local, rows)
+        with open(csv_path) as f:
+            table = list(csv.DictReader(f))
+        assert [t["loss"] for t in table] == ["kl", "dqn"] and table[0]["params"] == "1466"
+        assert all(-21 <= r["score_mean"] <= 21 and r["steps"] == 1200 for r in rows)
+        assert md_path.read_text().startswith("| game | spec |")
+        # finished runs are skipped: a second pass returns the stored rows without training
+        assert run_study(local, "local") == rows
+        pngs = report(local)
+        assert len(pngs) == 2 and all(p.stat().st_size > 5_000 for p in pngs)
+
+        ray = pytest.importorskip("ray")
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+        try:
+            remote = load_study(_study(tmp_path, random_teacher, "tiny_ray"))
+            rows_ray = run_study(remote, "ray")
+        finally:
+            ray.shutdown()
+        assert [{k: r[k] for k in DETERMINISTIC} for r in rows_ray] == [{k: r[k] for k in DETERMINISTIC} for r in rows]
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_study_refusals(tmp_path: Path, random_teacher: Path) -> None:
+    good = _study(tmp_path, random_teacher, "s")
+    doc = yaml.safe_load(good.read_text())
+    for change, msg in (({"losses": ["hinge"]}, "unknown loss"), ({"students": ["cnn"]}, "invalid student spec"),
+                        ({"distill": {"nope": 1}}, "unknown distill settings"), ({"games": ["Pongg"]}, "unknown game")):
+        bad = tmp_path / "bad.yaml"
+        bad.write_text(yaml.safe_dump({**doc, **change}))
+        with pytest.raises(UserError, match=msg):
+            load_study(bad)
+    with pytest.raises(UserError, match="no such study"):
+        load_study(tmp_path / "none.yaml")
+    with pytest.raises(UserError, match="no finished runs"):
+        report(load_study(good))
+    shutil.rmtree(tmp_path / "runs", ignore_errors=True)
