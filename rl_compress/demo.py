@@ -4,7 +4,8 @@
 2. distill a gmp16 student (0.6% of the teacher's parameters) from it on a short budget,
    with TensorBoard logs,
 3. evaluate the student under the same protocol and seeds, show its card (compression
-   ratio) and export it to ONNX.
+   ratio) and export it to ONNX,
+4. record a short H.264 video: the student's GMP attention next to the teacher's Grad-CAM.
 
 Outputs go to runs/demo/. Each step is an ``rl-compress`` command, printed before it runs.
 """
@@ -44,6 +45,8 @@ def run_demo(out: Path = OUT, teacher: Path = TEACHER, distill_steps: int = 20_0
          "--write-card"],
         ["info", str(student), "--json", str(out / "student_info.json")],
         ["export", str(student), "--format", "onnx", "--out", str(out / "student_gmp16.onnx")],
+        ["record", str(student), "--out", str(out / "student_gmp16.mp4"), "--max-frames", "400",
+         "--side-by-side", str(teacher)],
     ]
     for argv in steps:
         console.rule(f"[bold]rl-compress {shlex.join(argv)}")
@@ -58,7 +61,7 @@ def run_demo(out: Path = OUT, teacher: Path = TEACHER, distill_steps: int = 20_0
         f"teacher: {info['compression']['teacher_params']:,} params, mean {t_eval['mean']:.1f} over 3 games\n"
         f"student gmp16: {info['params']:,} params ({100 * info['compression']['ratio']:.2f}% of the teacher), "
         f"mean {s_eval['mean']:.1f} over the same 3 games after {distill_steps:,} env steps of distillation\n"
-        f"outputs in {out}/ ; TensorBoard: .venv/bin/tensorboard --logdir {out / 'tensorboard'}"
+        f"video: {out / 'student_gmp16.mp4'} ; outputs in {out}/ ; TensorBoard: .venv/bin/tensorboard --logdir {out / 'tensorboard'}"
     )
     return 0
 
