@@ -261,8 +261,9 @@ def distill(
             "last_eval": last_eval, "eval_history": history, "finished": final,
         }
         card = make_card("student", game, arch, student, training=training, teacher=ref)
-        if (out / CARD).exists() and "evaluation" in read_card(out):
-            card["evaluation"] = read_card(out)["evaluation"]
+        old = read_card(out) if (out / CARD).exists() else {}
+        if "evaluation" in old:
+            card["evaluation"] = old["evaluation"]
         save_checkpoint(out, {
             "student": student.state_dict(), "proj": proj.state_dict() if proj is not None else {},
             "optimizer": opt.state_dict(), "step": step, "updates": updates,
@@ -283,9 +284,7 @@ def distill(
                 with torch.no_grad():
                     if use_feat:
                         h_t = tnet.features(x)
-                        q_t = tnet.head(h_t)
-                        if getattr(tnet, "quantiles", 1) > 1:
-                            q_t = q_t.view(-1, tnet.quantiles, n_act).mean(1)
+                        q_t = tnet.from_features(h_t)
                     else:
                         q_t = tnet(x)
                     acting = q_t if cfg.actor == "teacher" else student(x)

@@ -62,12 +62,16 @@ class NatureDQN(nn.Module):
         """The penultimate (hidden) layer for a uint8 [B,4,84,84] batch."""
         return self.fc(self.conv_maps(obs))
 
-    def from_maps(self, maps: torch.Tensor) -> torch.Tensor:
-        """Outputs [B,A] from last conv activations (for Grad-CAM)."""
-        out = self.head(self.fc(maps))
+    def from_features(self, h: torch.Tensor) -> torch.Tensor:
+        """Q-values [B,A] from the hidden layer (the mean over quantiles for a QR-DQN head)."""
+        out = self.head(h)
         if self.quantiles > 1:
             out = out.view(-1, self.quantiles, self.num_actions).mean(1)
         return out
+
+    def from_maps(self, maps: torch.Tensor) -> torch.Tensor:
+        """Outputs [B,A] from last conv activations (for Grad-CAM)."""
+        return self.from_features(self.fc(maps))
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         """Q-values float32 [B,A] for a uint8 [B,4,84,84] batch."""
@@ -108,6 +112,10 @@ class GMPStudent(nn.Module):
         """The pooled (or hidden) vector that feeds the head."""
         return self.hidden(self.conv_maps(obs).amax(dim=(2, 3)))
 
+    def from_features(self, h: torch.Tensor) -> torch.Tensor:
+        """Logits [B,A] from ``features``."""
+        return self.head(h)
+
     def from_maps(self, maps: torch.Tensor) -> torch.Tensor:
         """Logits [B,A] from last conv activations."""
         return self.head(self.hidden(maps.amax(dim=(2, 3))))
@@ -135,6 +143,10 @@ class FlatStudent(nn.Module):
     def features(self, obs: torch.Tensor) -> torch.Tensor:
         """The hidden layer that feeds the head."""
         return self.fc(self.conv_maps(obs))
+
+    def from_features(self, h: torch.Tensor) -> torch.Tensor:
+        """Logits [B,A] from ``features``."""
+        return self.head(h)
 
     def from_maps(self, maps: torch.Tensor) -> torch.Tensor:
         """Logits [B,A] from last conv activations."""
