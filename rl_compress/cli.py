@@ -7,6 +7,8 @@ User mistakes raise UserError anywhere below; ``main`` prints them as one line
 from __future__ import annotations
 
 import argparse
+import csv
+import io
 import json
 import sys
 from pathlib import Path
@@ -269,6 +271,25 @@ def cmd_experiment(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_table(args: argparse.Namespace) -> int:
+    """Print (and optionally write) the results table of distilled students."""
+    from rl_compress.agent import atomic_write_bytes
+    from rl_compress.experiment import TABLE_COLUMNS, agents_table, table_markdown
+
+    rows = agents_table([Path(a) for a in args.agents], threshold=args.threshold)
+    md = table_markdown(rows)
+    if args.md:
+        atomic_write_bytes(Path(args.md), md.encode())
+    if args.csv:
+        buf = io.StringIO()
+        w = csv.DictWriter(buf, fieldnames=TABLE_COLUMNS + ["episodes"], extrasaction="ignore")
+        w.writeheader()
+        w.writerows(rows)
+        atomic_write_bytes(Path(args.csv), buf.getvalue().encode())
+    print(md, end="")
+    return 0
+
+
 # ---------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
     """The full argument parser."""
@@ -370,6 +391,14 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--budget", type=float, default=1.0,
                      help="scale every run's steps and episodes by this factor, e.g. 0.01 for a quick pass")
     exp.set_defaults(func=cmd_experiment)
+
+    tab = sub.add_parser("table", help="results table of distilled students, read from their cards")
+    tab.add_argument("agents", nargs="+", help="student agent directories (each evaluated with --write-card)")
+    tab.add_argument("--threshold", type=float, default=0.9,
+                     help="retention whose first periodic evaluation gives the steps/time-to columns (default 0.9)")
+    tab.add_argument("--md", default=None, help="also write the markdown table here")
+    tab.add_argument("--csv", default=None, help="also write the rows as CSV here")
+    tab.set_defaults(func=cmd_table)
     return p
 
 

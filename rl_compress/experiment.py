@@ -248,7 +248,8 @@ def report(study: Study) -> list[Path]:
         ax.set_title(f"{study.name}: {game}")
         ax.axhline(1.0, color="grey", lw=0.8)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7)
         fig.tight_layout()
         p = out_dir / f"{study.name}_{game}_retention_vs_params.png"
         fig.savefig(p)
@@ -275,3 +276,57 @@ def report(study: Study) -> list[Path]:
     plt.close(fig)
     paths.append(p)
     return paths
+
+
+TABLE_COLUMNS = ["agent", "spec", "params", "pct_of_teacher", "score", "teacher_score", "retention", "env_steps",
+                 "wall_time_s", "steps_to_90", "wall_to_90_s", "command"]
+
+
+def agents_table(paths: list[Path], threshold: float = 0.9) -> list[dict[str, Any]]:
+    """One row per student agent directory, every number read from the cards: params and share of
+    the teacher's, the card's evaluation and the teacher card's on the same protocol, seed and
+    episode count, retention, the run's env steps and wall time, and the first periodic evaluation
+    at or above ``threshold`` retention (env steps and wall time to reach it)."""
+    from rl_compress.evaluate import retention
+
+    rows = []
+    for path in paths:
+        student = load_agent(Path(path))
+        card = student.card
+        ref = card.get("teacher") or {}
+        if not ref.get("path"):
+            raise UserError(f"{path}: not a distilled student (its card names no teacher)")
+        teacher = load_agent(Path(ref["path"]), game=student.game)
+        ev, t_ev = card.get("evaluation"), teacher.card.get("evaluation")
+        if not ev or not t_ev:
+            missing = path if not ev else ref["path"]
+            raise UserError(f"{missing}: no evaluation in its card; run `rl-compress evaluate {missing} "
+                            "--episodes 30 --seed 0 --write-card`")
+        same = all(ev.get(k) == t_ev.get(k) for k in ("protocol", "seed", "episodes"))
+        if not same:
+            raise UserError(f"{path}: evaluated under another protocol, seed or episode count than its teacher "
+                            f"{ref['path']}; evaluate both with the same --episodes and --seed")
+        training = card.get("training") or {}
+        reached = next((h for h in training.get("eval_history") or []
+                        if h.get("retention") is not None and h["retention"] >= threshold), None)
+        rows.append({
+            "agent": str(path), "spec": card["arch"].get("spec", card["arch"].get("name")),
+            "params": card["params"], "pct_of_teacher": round(100 * card["params"] / teacher.card["params"], 3),
+            "score": f"{ev['mean']:.2f} ± {ev['std']:.2f}", "teacher_score": f"{t_ev['mean']:.2f} ± {t_ev['std']:.2f}",
+            "retention": retention(student.game, ev["mean"], t_ev["mean"]),
+            "env_steps": training.get("steps"), "wall_time_s": training.get("wall_time_s"),
+            "steps_to_90": reached["step"] if reached else None,
+            "wall_to_90_s": reached.get("wall_time_s") if reached else None,
+            "command": training.get("command"), "episodes": ev.get("episodes"),
+        })
+    return rows
+
+
+def table_markdown(rows: list[dict[str, Any]]) -> str:
+    """A markdown table of ``agents_table`` rows (the command in code quotes)."""
+    head = TABLE_COLUMNS
+    md = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        cells = [f"`{r[c]}`" if c == "command" and r[c] else _fmt(r.get(c)) for c in head]
+        md.append("| " + " | ".join(cells) + " |")
+    return "\n".join(md) + "\n"

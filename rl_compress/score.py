@@ -107,3 +107,25 @@ def score_npz(path: Any, game: str, radius: float = DEFAULT_RADIUS, seed: int = 
         "attention": localization_score(top_points(peaks), objects, radius),
         "random": localization_score(random_points(len(rams), seed), objects, radius),
     }
+
+
+def score_table(results: list[dict[str, Any]]) -> str:
+    """A markdown table of ``localize --score`` results (one JSON each): the hit rate of the top
+    peak over all frames and per object class, beside the uniform random point on the same frames."""
+    classes = sorted({c for r in results for c in r["attention"]["per_class"]})
+    head = ["agent", "method", "frames", "any object"] + classes + ["random point (any)"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in results:
+        per = r["attention"]["per_class"]
+        cells = [str(r["agent"]), str(r["method"]), str(r["frames"]), f"{r['attention']['any']:.3f}"]
+        cells += [f"{per[c]['hit']:.3f}" if per.get(c) and per[c]["hit"] is not None else "" for c in classes]
+        cells.append(f"{r['random']['any']:.3f}")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":  # python -m rl_compress.score RESULT.json ... > table.md
+    import json
+    import sys
+
+    print(score_table([json.loads(open(p).read()) for p in sys.argv[1:]]), end="")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-SUBCOMMANDS = ["teacher", "distill", "evaluate", "record", "localize", "export", "info", "bench", "experiment"]
+SUBCOMMANDS = ["teacher", "distill", "evaluate", "record", "localize", "export", "info", "bench", "experiment", "table"]
 
 
 def rlc(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:

@@ -11,7 +11,7 @@ import torch
 import yaml
 
 from rl_compress.errors import UserError
-from rl_compress.experiment import load_study, report, run_study, write_results
+from rl_compress.experiment import agents_table, load_study, report, run_study, table_markdown, write_results
 
 DETERMINISTIC = ["game", "spec", "params", "ratio_to_teacher", "loss", "actor", "seed", "steps", "score_mean",
                  "score_std", "teacher_mean", "episodes"]
@@ -46,6 +46,7 @@ def test_local_and_ray_give_the_same_rows(random_teacher: Path, tmp_path: Path) 
         assert run_study(local, "local") == rows
         pngs = report(local)
         assert len(pngs) == 2 and all(p.stat().st_size > 5_000 for p in pngs)
+        _check_table(local.run_dir(local.runs[0]), random_teacher, rows[0], tmp_path)
 
         ray = pytest.importorskip("ray")
         ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
@@ -57,6 +58,26 @@ def test_local_and_ray_give_the_same_rows(random_teacher: Path, tmp_path: Path) 
         assert [{k: r[k] for k in DETERMINISTIC} for r in rows_ray] == [{k: r[k] for k in DETERMINISTIC} for r in rows]
     finally:
         torch.set_num_threads(threads)
+
+
+def _check_table(student: Path, teacher: Path, row: dict, tmp_path: Path) -> None:
+    """`rl-compress table` reads the cards: same seeds and episodes as the study's own evaluation
+    give the same scores and retention; a mismatch in episodes or a teacher dir is refused."""
+    from rl_compress.agent import load_agent, update_card
+    from rl_compress.evaluate import evaluate
+
+    for d in (student, teacher):
+        update_card(d, evaluation=evaluate(load_agent(d).net, "pong", 2, seed=0))
+    (t,) = agents_table([student])
+    assert t["params"] == 1466 and t["pct_of_teacher"] == round(100 * 1466 / 1687206, 3)
+    assert t["score"] == f"{row['score_mean']:.2f} ± {row['score_std']:.2f}" and t["retention"] == row["retention"]
+    assert t["env_steps"] == 1200 and t["command"].startswith("rl-compress distill --teacher")
+    assert table_markdown([t]).splitlines()[0].startswith("| agent | spec | params | pct_of_teacher |")
+    with pytest.raises(UserError, match="not a distilled student"):
+        agents_table([teacher])
+    update_card(student, evaluation=evaluate(load_agent(student).net, "pong", 1, seed=0))
+    with pytest.raises(UserError, match="another protocol, seed or episode count"):
+        agents_table([student])
 
 
 def test_study_refusals(tmp_path: Path, random_teacher: Path) -> None:

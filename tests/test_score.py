@@ -67,3 +67,11 @@ def test_localize_score_cli(random_teacher: Path, tmp_path: Path) -> None:
     sc = json.loads((tmp_path / "s.json").read_text())
     assert sc["method"] == "gradcam" and sc["attention"]["frames"] == 30 and sc["attention"]["radius"] == 10
     assert 0 <= sc["attention"]["any"] <= 1 and 0 <= sc["random"]["any"] <= 1
+    # the table of experiments/localization_pong.sh: one row per result, rates as written
+    table = subprocess.run([sys.executable, "-m", "rl_compress.score", str(tmp_path / "s.json")],
+                           capture_output=True, text=True, timeout=120)
+    assert table.returncode == 0, table.stderr
+    head, _, row = table.stdout.splitlines()
+    assert head.startswith("| agent | method | frames | any object |") and "Player" in head
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[1:4] == ["gradcam", "30", f"{sc['attention']['any']:.3f}"] and cells[-1] == f"{sc['random']['any']:.3f}"

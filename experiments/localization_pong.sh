@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Localization scores on Pong: the top attention peak of each frame against the objects that
+# OCAtari reads from the RAM (radius 10 screen px), for the teacher (Grad-CAM, perturbation
+# saliency) and each shipped student (GMP, Grad-CAM, perturbation), each agent playing its own
+# FRAMES frames (seed 0). Writes experiments/results/localization_pong/*.json and
+# experiments/results/localization_pong.md.   Usage: experiments/localization_pong.sh [FRAMES]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+RLC=${RLC:-.venv/bin/rl-compress}
+FRAMES=${1:-1000}
+OUT=experiments/results/localization_pong
+mkdir -p "$OUT" runs/localize
+jsons=()
+score() {  # agent method
+  local name; name=$(basename "$1")_$2
+  $RLC localize "$1" --frames "$FRAMES" --method "$2" --seed 0 --score \
+    --out "runs/localize/$name.npz" --json "$OUT/$name.json"
+  jsons+=("$OUT/$name.json")
+}
+score agents/pong/teacher gradcam
+score agents/pong/teacher perturbation
+for spec in ${SPECS:-gmp16 gmp8 gmp32 gmp4}; do
+  [ -d "agents/pong/$spec" ] || continue
+  for method in gmp gradcam perturbation; do score "agents/pong/$spec" "$method"; done
+done
+.venv/bin/python -m rl_compress.score "${jsons[@]}" > experiments/results/localization_pong.md
+cat experiments/results/localization_pong.md

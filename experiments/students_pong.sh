@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# The shipped Pong students: distil each spec from agents/pong/teacher with Actor-Mimic (the
+# student acts, tau 0.1), evaluate it and the teacher on the same 30 games of the default
+# protocol (seed 0), and write the table experiments/results/students_pong.md from the cards.
+# Usage: experiments/students_pong.sh [STEPS] [SPEC...]   (defaults: 150000, gmp16 gmp8 gmp32 gmp4)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+RLC=${RLC:-.venv/bin/rl-compress}
+STEPS=${1:-150000}
+shift || true
+SPECS=("${@:-gmp16 gmp8 gmp32 gmp4}")
+SPECS=(${SPECS[@]})
+TEACHER=agents/pong/teacher
+for spec in "${SPECS[@]}"; do
+  out=agents/pong/$spec
+  if grep -q '"finished": true' "$out/agent.json" 2>/dev/null; then
+    echo "$out: finished, not distilled again" >&2
+  else
+    resume=; [ -f "$out/checkpoint.pt" ] && resume=--resume
+    $RLC distill --teacher $TEACHER --student "$spec" --steps "$STEPS" --out "$out" $resume \
+      --eval-every 25000 --eval-episodes 5 --tensorboard "runs/distill_$spec" --quiet
+  fi
+  $RLC evaluate "$out" --episodes 30 --seed 0 --write-card --quiet
+done
+dirs=()
+for spec in "${SPECS[@]}"; do dirs+=("agents/pong/$spec"); done
+$RLC table "${dirs[@]}" --md experiments/results/students_pong.md --csv experiments/results/students_pong.csv
