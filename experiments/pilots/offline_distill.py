@@ -1,0 +1,95 @@
+"""Offline distillation probe: how fast does a student learn the teacher's policy?
+
+The teacher plays (epsilon 0.05, 8 envs, sticky 0.25) to fill a fixed set of labelled states
+(seed 1) and a held-out set (seed 99); each student config then trains on the fixed set with
+batch 64 and reports, every quarter of its updates, its argmax agreement with the teacher on
+the held-out states: exact, and merged over Pong's duplicate actions (NOOP=FIRE,
+RIGHT=RIGHTFIRE, LEFT=LEFTFIRE). No env interaction while training: this isolates the
+learning of the student from the actor.
+
+    python experiments/pilots/offline_distill.py --teacher agents/pong/teacher \
+        --states 30000 --updates 8000 gmp16:ce:0.1:2.5e-4 gmp16:ce:0.01:2.5e-4 gmp32:ce:0.01:1e-3
+Each config is spec:loss:tau:lr with loss ce (softmax(Q/tau) cross-entropy) or nll (argmax).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from rl_compress.agent import load_agent
+from rl_compress.envs import EnvConfig, make_vector_env
+from rl_compress.networks import build_network, parse_spec
+
+PONG_MERGE = torch.tensor([0, 0, 1, 2, 1, 2])
+
+
+def collect(net: torch.nn.Module, game: str, n: int, seed: int, eps: float = 0.05) -> tuple[np.ndarray, np.ndarray]:
+    """n states played by the teacher (epsilon-greedy) and its Q-values on them."""
+    env = make_vector_env(game, 8, EnvConfig(sticky=0.25), num_threads=1)
+    obs, _ = env.reset(seed=seed)
+    rng = np.random.default_rng(seed)
+    xs, qs = [], []
+    with torch.no_grad():
+        while len(xs) * 8 < n:
+            q = net(torch.as_tensor(obs))
+            xs.append(obs.copy())
+            qs.append(q.numpy())
+            act = q.argmax(1).numpy()
+            explore = rng.random(8) < eps
+            act[explore] = rng.integers(0, q.shape[1], int(explore.sum()))
+            obs, *_ = env.step(act)
+    env.close()
+    return np.concatenate(xs), np.concatenate(qs)
+
+
+def main() -> None:
+    """Parse the configs, collect the states once, train and report each config."""
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--teacher", default="agents/pong/teacher")
+    p.add_argument("--states", type=int, default=30000)
+    p.add_argument("--updates", type=int, default=8000)
+    p.add_argument("configs", nargs="+", help="spec:loss:tau:lr")
+    args = p.parse_args()
+    teacher = load_agent(args.teacher)
+    net = teacher.net.eval()
+    t0 = time.time()
+    x_tr, q_tr = collect(net, teacher.game, args.states, 1)
+    x_te, q_te = torch.as_tensor(collect(net, teacher.game, 4000, 99)[0]), None
+    with torch.no_grad():
+        q_te = torch.cat([net(x_te[i:i + 500]) for i in range(0, len(x_te), 500)])
+    print(f"collected {len(x_tr)} + {len(x_te)} states in {time.time() - t0:.1f} s", flush=True)
+    for conf in args.configs:
+        spec, loss, tau, lr = conf.split(":")
+        torch.manual_seed(0)
+        s = build_network(parse_spec(spec), teacher.num_actions)
+        opt = torch.optim.Adam(s.parameters(), lr=float(lr))
+        rng = np.random.default_rng(0)
+        t, out = time.time(), []
+        for u in range(1, args.updates + 1):
+            i = rng.integers(0, len(x_tr), 64)
+            x, q = torch.as_tensor(x_tr[i]), torch.as_tensor(q_tr[i])
+            z = s(x)
+            if loss == "nll":
+                lo = F.cross_entropy(z, q.argmax(1))
+            else:
+                lo = -(F.softmax(q / float(tau), 1) * F.log_softmax(z, 1)).sum(1).mean()
+            opt.zero_grad()
+            lo.backward()
+            opt.step()
+            if u % max(args.updates // 4, 1) == 0:
+                with torch.no_grad():
+                    pred = torch.cat([s(x_te[j:j + 500]) for j in range(0, len(x_te), 500)]).argmax(1)
+                exact = (pred == q_te.argmax(1)).float().mean().item()
+                merged = (PONG_MERGE[pred] == PONG_MERGE[q_te.argmax(1)]).float().mean().item() \
+                    if teacher.game == "pong" else float("nan")
+                out.append(f"{u}: {exact:.3f}/{merged:.3f}")
+        print(f"{conf}  agreement exact/merged  " + "  ".join(out) + f"  ({time.time() - t:.0f} s)", flush=True)
+
+
+if __name__ == "__main__":
+    main()
