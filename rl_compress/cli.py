@@ -86,6 +86,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     res["agent"] = str(args.agent)
     res["game"] = agent.game
     if args.write_card:
+        from rl_compress.agent import WEIGHTS, sha256_file
+
+        # tie the result to these weights: training that writes new weights drops it
+        res["weights_sha256"] = sha256_file(agent.path / WEIGHTS)
+        res["steps"] = (agent.card.get("training") or {}).get("steps")
         update_card(Path(args.agent), evaluation={k: v for k, v in res.items() if k not in ("agent",)})
     if args.json:
         _emit_json(res, args.json)

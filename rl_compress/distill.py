@@ -260,10 +260,8 @@ def distill(
             f"--steps {cfg.steps} --loss {cfg.loss} --actor {cfg.actor} --out {out}",
             "last_eval": last_eval, "eval_history": history, "finished": final,
         }
+        # no "evaluation": one made of earlier weights would not apply to these
         card = make_card("student", game, arch, student, training=training, teacher=ref)
-        old = read_card(out) if (out / CARD).exists() else {}
-        if "evaluation" in old:
-            card["evaluation"] = old["evaluation"]
         save_checkpoint(out, {
             "student": student.state_dict(), "proj": proj.state_dict() if proj is not None else {},
             "optimizer": opt.state_dict(), "step": step, "updates": updates,

@@ -302,6 +302,12 @@ def agents_table(paths: list[Path], threshold: float = 0.9) -> list[dict[str, An
             missing = path if not ev else ref["path"]
             raise UserError(f"{missing}: no evaluation in its card; run `rl-compress evaluate {missing} "
                             "--episodes 30 --seed 0 --write-card`")
+        from rl_compress.agent import WEIGHTS, sha256_file
+
+        for d, e in ((Path(path), ev), (Path(ref["path"]), t_ev)):
+            if e.get("weights_sha256") not in (None, sha256_file(d / WEIGHTS)):
+                raise UserError(f"{d}: its card's evaluation was made of other weights; evaluate it again "
+                                "with --write-card")
         same = all(ev.get(k) == t_ev.get(k) for k in ("protocol", "seed", "episodes"))
         if not same:
             raise UserError(f"{path}: evaluated under another protocol, seed or episode count than its teacher "

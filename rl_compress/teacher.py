@@ -279,11 +279,7 @@ def train_teacher(
             "profile": _profile(prof, learn_t0, learn_step0, step, updates),
         }
         card = make_card("teacher" if arch["name"] == "nature_dqn" else "student", cfg.game, arch, online)
-        card["training"] = training
-        if (out / CARD).exists():
-            old = read_card(out)
-            if "evaluation" in old:
-                card["evaluation"] = old["evaluation"]
+        card["training"] = training  # no "evaluation": one made of earlier weights would not apply to these
         state = {
             "online": online.state_dict(),
             "target": target.state_dict(),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 import sys
@@ -40,6 +41,7 @@ def test_info_evaluate_export(random_teacher: Path, tmp_path: Path) -> None:
     assert len(ev["scores"]) == 2 and ev["mean"] == np.mean(ev["scores"])
     card = json.loads((random_teacher / "agent.json").read_text())
     assert card["evaluation"]["scores"] == ev["scores"]
+    assert card["evaluation"]["weights_sha256"] == hashlib.sha256((random_teacher / "model.safetensors").read_bytes()).hexdigest()
 
     onnx = tmp_path / "m.onnx"
     res = rlc("export", str(random_teacher), "--format", "onnx", "--out", str(onnx))

@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from rl_compress.agent import load_agent
+from rl_compress.agent import load_agent, update_card
 from rl_compress.distill import DistillConfig, distill, distill_loss
 from rl_compress.envs import sample_observations
 from rl_compress.errors import UserError
@@ -128,7 +128,9 @@ def test_eval_resume_and_refusals(random_teacher: Path, tmp_path: Path) -> None:
     ev = card["training"]["last_eval"]
     assert ev["step"] == 800 and -21 <= ev["mean"] <= 21 and -21 <= ev["teacher_mean"] <= 21
     first_updates = card["training"]["updates"]
+    update_card(out, evaluation={"mean": -21.0, "episodes": 1})
     card = distill(random_teacher, DistillConfig(student="gmp8", steps=1200), out, resume=True, show_progress=False)
+    assert "evaluation" not in card  # it was made of the weights before the resume
     # resume refills the memory (learning_starts steps) before updates go on
     assert card["training"]["steps"] == 1200 and card["training"]["updates"] == first_updates
     assert card["training"]["config"]["buffer_size"] == 4000

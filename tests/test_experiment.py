@@ -78,6 +78,9 @@ def _check_table(student: Path, teacher: Path, row: dict, tmp_path: Path) -> Non
     update_card(student, evaluation=evaluate(load_agent(student).net, "pong", 1, seed=0))
     with pytest.raises(UserError, match="another protocol, seed or episode count"):
         agents_table([student])
+    update_card(student, evaluation={**t, "weights_sha256": "0" * 64})
+    with pytest.raises(UserError, match="made of other weights"):
+        agents_table([student])
 
 
 def test_study_refusals(tmp_path: Path, random_teacher: Path) -> None:
