@@ -287,6 +287,7 @@ def agents_table(paths: list[Path], threshold: float = 0.9) -> list[dict[str, An
     the teacher's, the card's evaluation and the teacher card's on the same protocol, seed and
     episode count, retention, the run's env steps and wall time, and the first periodic evaluation
     at or above ``threshold`` retention (env steps and wall time to reach it)."""
+    from rl_compress.agent import WEIGHTS, sha256_file
     from rl_compress.evaluate import retention
 
     rows = []
@@ -297,13 +298,13 @@ def agents_table(paths: list[Path], threshold: float = 0.9) -> list[dict[str, An
         if not ref.get("path"):
             raise UserError(f"{path}: not a distilled student (its card names no teacher)")
         teacher = load_agent(Path(ref["path"]), game=student.game)
+        if ref.get("sha256") not in (None, sha256_file(Path(ref["path"]) / WEIGHTS)):
+            raise UserError(f"{path}: distilled from other weights than those now in {ref['path']}; distil it again")
         ev, t_ev = card.get("evaluation"), teacher.card.get("evaluation")
         if not ev or not t_ev:
             missing = path if not ev else ref["path"]
             raise UserError(f"{missing}: no evaluation in its card; run `rl-compress evaluate {missing} "
                             "--episodes 30 --seed 0 --write-card`")
-        from rl_compress.agent import WEIGHTS, sha256_file
-
         for d, e in ((Path(path), ev), (Path(ref["path"]), t_ev)):
             if e.get("weights_sha256") not in (None, sha256_file(d / WEIGHTS)):
                 raise UserError(f"{d}: its card's evaluation was made of other weights; evaluate it again "
