@@ -7,8 +7,6 @@ User mistakes raise UserError anywhere below; ``main`` prints them as one line
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import json
 import sys
 from pathlib import Path
@@ -279,18 +277,14 @@ def cmd_experiment(args: argparse.Namespace) -> int:
 def cmd_table(args: argparse.Namespace) -> int:
     """Print (and optionally write) the results table of distilled students."""
     from rl_compress.agent import atomic_write_bytes
-    from rl_compress.experiment import TABLE_COLUMNS, agents_table, table_markdown
+    from rl_compress.experiment import TABLE_COLUMNS, agents_table, rows_csv, table_markdown
 
     rows = agents_table([Path(a) for a in args.agents], threshold=args.threshold)
     md = table_markdown(rows)
     if args.md:
         atomic_write_bytes(Path(args.md), md.encode())
     if args.csv:
-        buf = io.StringIO()
-        w = csv.DictWriter(buf, fieldnames=TABLE_COLUMNS + ["episodes"], extrasaction="ignore")
-        w.writeheader()
-        w.writerows(rows)
-        atomic_write_bytes(Path(args.csv), buf.getvalue().encode())
+        atomic_write_bytes(Path(args.csv), rows_csv(rows, TABLE_COLUMNS + ["episodes"]).encode())
     print(md, end="")
     return 0
 

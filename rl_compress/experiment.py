@@ -194,18 +194,29 @@ def write_results(study: Study, rows: list[dict]) -> tuple[Path, Path]:
     """experiments/results/<study>.csv and .md (atomic)."""
     results = study.root / "results"
     results.mkdir(parents=True, exist_ok=True)
+    csv_path = results / f"{study.name}.csv"
+    atomic_write_bytes(csv_path, rows_csv(rows, COLUMNS).encode())
+    md_path = results / f"{study.name}.md"
+    atomic_write_bytes(md_path, rows_markdown(rows, COLUMNS[:-1]).encode())
+    return csv_path, md_path
+
+
+def rows_csv(rows: list[dict[str, Any]], columns: list[str]) -> str:
+    """CSV text of ``rows`` with a header of ``columns`` (other keys are left out)."""
     buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=COLUMNS, extrasaction="ignore")
+    w = csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore")
     w.writeheader()
     w.writerows(rows)
-    csv_path = results / f"{study.name}.csv"
-    atomic_write_bytes(csv_path, buf.getvalue().encode())
-    md = ["| " + " | ".join(COLUMNS[:-1]) + " |", "|" + "---|" * (len(COLUMNS) - 1)]
+    return buf.getvalue()
+
+
+def rows_markdown(rows: list[dict[str, Any]], columns: list[str], code: tuple[str, ...] = ()) -> str:
+    """A markdown table of ``rows`` over ``columns``; values of the ``code`` columns in code quotes."""
+    md = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     for r in rows:
-        md.append("| " + " | ".join(_fmt(r.get(c)) for c in COLUMNS[:-1]) + " |")
-    md_path = results / f"{study.name}.md"
-    atomic_write_bytes(md_path, ("\n".join(md) + "\n").encode())
-    return csv_path, md_path
+        cells = [f"`{r[c]}`" if c in code and r.get(c) else _fmt(r.get(c)) for c in columns]
+        md.append("| " + " | ".join(cells) + " |")
+    return "\n".join(md) + "\n"
 
 
 def _fmt(v: Any) -> str:
@@ -290,6 +301,14 @@ def agents_table(paths: list[Path], threshold: float = 0.9) -> list[dict[str, An
     from rl_compress.agent import WEIGHTS, sha256_file
     from rl_compress.evaluate import retention
 
+    digests: dict[Path, str] = {}
+
+    def digest(d: Path) -> str:
+        key = d.resolve()
+        if key not in digests:
+            digests[key] = sha256_file(d / WEIGHTS)
+        return digests[key]
+
     rows = []
     for path in paths:
         student = load_agent(Path(path))
@@ -298,7 +317,7 @@ def agents_table(paths: list[Path], threshold: float = 0.9) -> list[dict[str, An
         if not ref.get("path"):
             raise UserError(f"{path}: not a distilled student (its card names no teacher)")
         teacher = load_agent(Path(ref["path"]), game=student.game)
-        if ref.get("sha256") not in (None, sha256_file(Path(ref["path"]) / WEIGHTS)):
+        if ref.get("sha256") not in (None, digest(Path(ref["path"]))):
             raise UserError(f"{path}: distilled from other weights than those now in {ref['path']}; distil it again")
         ev, t_ev = card.get("evaluation"), teacher.card.get("evaluation")
         if not ev or not t_ev:
@@ -306,7 +325,7 @@ def agents_table(paths: list[Path], threshold: float = 0.9) -> list[dict[str, An
             raise UserError(f"{missing}: no evaluation in its card; run `rl-compress evaluate {missing} "
                             "--episodes 30 --seed 0 --write-card`")
         for d, e in ((Path(path), ev), (Path(ref["path"]), t_ev)):
-            if e.get("weights_sha256") not in (None, sha256_file(d / WEIGHTS)):
+            if e.get("weights_sha256") not in (None, digest(d)):
                 raise UserError(f"{d}: its card's evaluation was made of other weights; evaluate it again "
                                 "with --write-card")
         same = all(ev.get(k) == t_ev.get(k) for k in ("protocol", "seed", "episodes"))
@@ -331,9 +350,4 @@ def agents_table(paths: list[Path], threshold: float = 0.9) -> list[dict[str, An
 
 def table_markdown(rows: list[dict[str, Any]]) -> str:
     """A markdown table of ``agents_table`` rows (the command in code quotes)."""
-    head = TABLE_COLUMNS
-    md = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for r in rows:
-        cells = [f"`{r[c]}`" if c == "command" and r[c] else _fmt(r.get(c)) for c in head]
-        md.append("| " + " | ".join(cells) + " |")
-    return "\n".join(md) + "\n"
+    return rows_markdown(rows, TABLE_COLUMNS, code=("command",))
