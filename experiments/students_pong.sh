@@ -3,10 +3,13 @@
 # student acts, tau 0.1), evaluate it and the teacher on the same 30 games of the default
 # protocol (seed 0), and write the table experiments/results/students_pong.md from the cards.
 # Usage: experiments/students_pong.sh [STEPS] [SPEC...]   (defaults: 150000, gmp16 gmp8 gmp32 gmp4)
+# DISTILL_ARGS adds flags to every `rl-compress distill` (e.g. DISTILL_ARGS='--temperature 0.01'); each
+# card records its full command, and the table shows it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RLC=${RLC:-.venv/bin/rl-compress}
 STEPS=${1:-150000}
+DISTILL_ARGS=${DISTILL_ARGS:-}
 shift || true
 SPECS=("${@:-gmp16 gmp8 gmp32 gmp4}")
 SPECS=(${SPECS[@]})
@@ -18,7 +21,7 @@ for spec in "${SPECS[@]}"; do
   else
     resume=; [ -f "$out/checkpoint.pt" ] && resume=--resume
     $RLC distill --teacher $TEACHER --student "$spec" --steps "$STEPS" --out "$out" $resume \
-      --eval-every 25000 --eval-episodes 5 --tensorboard "runs/distill_$spec" --quiet
+      --eval-every 25000 --eval-episodes 5 --tensorboard "runs/distill_$spec" --quiet $DISTILL_ARGS
   fi
   $RLC evaluate "$out" --episodes 30 --seed 0 --write-card --quiet
 done
