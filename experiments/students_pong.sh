@@ -4,7 +4,8 @@
 # protocol (seed 0), and write the table experiments/results/students_pong.md from the cards.
 # Usage: experiments/students_pong.sh [STEPS] [SPEC...]   (defaults: 150000, gmp16 gmp8 gmp32 gmp4)
 # DISTILL_ARGS adds flags to every `rl-compress distill` (e.g. DISTILL_ARGS='--temperature 0.01'); each
-# card records its full command, and the table shows it.
+# card records its full command, and the table shows it. A finished student is extended (--resume) when
+# STEPS exceeds the steps it has; one that has them is only evaluated again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RLC=${RLC:-.venv/bin/rl-compress}
@@ -16,8 +17,9 @@ SPECS=(${SPECS[@]})
 TEACHER=agents/pong/teacher
 for spec in "${SPECS[@]}"; do
   out=agents/pong/$spec
-  if grep -q '"finished": true' "$out/agent.json" 2>/dev/null; then
-    echo "$out: finished, not distilled again" >&2
+  done_steps=$(python3 -c 'import json,sys; t=json.load(open(sys.argv[1])).get("training",{}); print(t.get("steps",0) if t.get("finished") else 0)' "$out/agent.json" 2>/dev/null || echo 0)
+  if [ "$done_steps" -ge "$STEPS" ]; then
+    echo "$out: finished at $done_steps steps, not distilled again" >&2
   else
     resume=; [ -f "$out/checkpoint.pt" ] && resume=--resume
     $RLC distill --teacher $TEACHER --student "$spec" --steps "$STEPS" --out "$out" $resume \
