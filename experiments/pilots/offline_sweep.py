@@ -1,0 +1,82 @@
+"""Offline distillation sweep on a wall-clock budget: how soon does a student leave the plateau?
+
+The teacher plays (epsilon 0.05, 8 envs, sticky 0.25) 40,000 labelled training states (seed 1)
+and 4,000 held-out states (seed 99). Each config then trains for BUDGET seconds on the training
+states and reports, at each quarter of the budget, the updates done and the argmax agreement
+with the teacher on the held-out states, merged over Pong's duplicate actions: on all states
+and on the 10% with the largest gap between the teacher's two best (merged) actions ("crit").
+A run stuck at the share of the teacher's most frequent action predicts a constant.
+
+    python experiments/pilots/offline_sweep.py 120 gmp16:0.01:1e-3:64:0 gmp16:0.01:1e-3:64:0.01
+Each config is spec:tau:lr:batch:feature_weight (cross-entropy to softmax(Q/tau), plus
+feature_weight x the squared error of a learned linear map of the student's pooled features onto
+the teacher's 512-d layer). Budgets are wall-clock: compare configs of one run only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from offline_distill import PONG_MERGE, collect
+
+from rl_compress.agent import load_agent
+from rl_compress.networks import build_network, parse_spec
+
+
+def main() -> None:
+    """Collect the states once, then train and report each config for the budget."""
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("budget", type=float, help="seconds of training per config")
+    p.add_argument("configs", nargs="+", help="spec:tau:lr:batch:feature_weight")
+    p.add_argument("--teacher", default="agents/pong/teacher")
+    args = p.parse_args()
+    tn = load_agent(args.teacher).net.eval()
+    t0 = time.time()
+    x_tr, q_tr = collect(tn, "pong", 40000, 1)
+    with torch.no_grad():
+        f_tr = torch.cat([tn.features(torch.as_tensor(x_tr[i:i + 500])) for i in range(0, len(x_tr), 500)])
+    print("teacher feature mean squared norm", (f_tr ** 2).sum(1).mean().item(), flush=True)
+    x_te, q_te = (torch.as_tensor(a) for a in collect(tn, "pong", 4000, 99))
+    g = torch.stack([q_te[:, [0, 1]].max(1).values, q_te[:, [2, 4]].max(1).values, q_te[:, [3, 5]].max(1).values], 1)
+    gs = g.sort(1, descending=True).values
+    gap = gs[:, 0] - gs[:, 1]
+    crit = gap >= gap.quantile(0.9)
+    print(f"collected in {time.time() - t0:.0f}s", flush=True)
+    for conf in args.configs:
+        spec, tau, lr, bs, fw = conf.split(":")
+        bs, fw = int(bs), float(fw)
+        torch.manual_seed(0)
+        s = build_network(parse_spec(spec), 6)
+        proj = torch.nn.Linear(s.head.in_features, 512)
+        opt = torch.optim.Adam(list(s.parameters()) + list(proj.parameters()), lr=float(lr))
+        rng = np.random.default_rng(0)
+        t1, u, out, nxt = time.time(), 0, [], args.budget / 4
+        while True:
+            i = rng.integers(0, len(x_tr), bs)
+            x, q = torch.as_tensor(x_tr[i]), torch.as_tensor(q_tr[i])
+            h = s.features(x)
+            lo = -(F.softmax(q / float(tau), 1) * F.log_softmax(s.head(h), 1)).sum(1).mean()
+            if fw > 0:
+                lo = lo + fw * ((proj(h) - f_tr[i]) ** 2).sum(1).mean()
+            opt.zero_grad()
+            lo.backward()
+            opt.step()
+            u += 1
+            el = time.time() - t1
+            if el >= nxt:
+                with torch.no_grad():
+                    pred = torch.cat([s(x_te[j:j + 500]) for j in range(0, len(x_te), 500)]).argmax(1)
+                a = (PONG_MERGE[pred] == PONG_MERGE[q_te.argmax(1)]).float()
+                out.append(f"{el:.0f}s/{u}u: {a.mean():.3f} crit {a[crit].mean():.3f}")
+                nxt += args.budget / 4
+                if el >= args.budget:
+                    break
+        print(conf, " | ".join(out), flush=True)
+
+
+if __name__ == "__main__":
+    main()
