@@ -277,7 +277,8 @@ def cmd_experiment(args: argparse.Namespace) -> int:
 def cmd_table(args: argparse.Namespace) -> int:
     """Print (and optionally write) the results table of distilled students."""
     from rl_compress.agent import atomic_write_bytes
-    from rl_compress.experiment import TABLE_COLUMNS, agents_table, rows_csv, table_markdown
+    from rl_compress.experiment import TABLE_COLUMNS, agents_table, table_markdown
+    from rl_compress.tables import rows_csv
 
     rows = agents_table([Path(a) for a in args.agents], threshold=args.threshold)
     md = table_markdown(rows)

@@ -22,8 +22,6 @@ directory); its result row is written to result.json there when it is complete.
 
 from __future__ import annotations
 
-import csv
-import io
 import itertools
 import json
 import time
@@ -33,6 +31,7 @@ from typing import Any
 
 from rl_compress.agent import atomic_write_bytes, atomic_write_json, load_agent
 from rl_compress.errors import UserError, first_line
+from rl_compress.tables import rows_csv, rows_markdown
 
 RESULT = "result.json"
 COLUMNS = ["game", "spec", "params", "ratio_to_teacher", "loss", "actor", "seed", "steps", "wall_time_s",
@@ -199,30 +198,6 @@ def write_results(study: Study, rows: list[dict]) -> tuple[Path, Path]:
     md_path = results / f"{study.name}.md"
     atomic_write_bytes(md_path, rows_markdown(rows, COLUMNS[:-1]).encode())
     return csv_path, md_path
-
-
-def rows_csv(rows: list[dict[str, Any]], columns: list[str]) -> str:
-    """CSV text of ``rows`` with a header of ``columns`` (other keys are left out)."""
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore")
-    w.writeheader()
-    w.writerows(rows)
-    return buf.getvalue()
-
-
-def rows_markdown(rows: list[dict[str, Any]], columns: list[str], code: tuple[str, ...] = ()) -> str:
-    """A markdown table of ``rows`` over ``columns``; values of the ``code`` columns in code quotes."""
-    md = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    for r in rows:
-        cells = [f"`{r[c]}`" if c in code and r.get(c) else _fmt(r.get(c)) for c in columns]
-        md.append("| " + " | ".join(cells) + " |")
-    return "\n".join(md) + "\n"
-
-
-def _fmt(v: Any) -> str:
-    if isinstance(v, float):
-        return f"{v:.4g}"
-    return "" if v is None else str(v)
 
 
 def report(study: Study) -> list[Path]:

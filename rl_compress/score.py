@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from rl_compress.errors import UserError
+from rl_compress.tables import rows_markdown
 
 DEFAULT_RADIUS = 10.0
 INSTALL_HINT = "pip install --no-deps ocatari==2.2.1 termcolor scikit-image pygame"
@@ -113,16 +114,14 @@ def score_table(results: list[dict[str, Any]]) -> str:
     """A markdown table of ``localize --score`` results (one JSON each): the hit rate of the top
     peak over all frames and per object class, beside the uniform random point on the same frames."""
     classes = sorted({c for r in results for c in r["attention"]["per_class"]})
-    head = ["agent", "method", "frames", "any object"] + classes + ["random point (any)"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    rows = []
     for r in results:
         per = r["attention"]["per_class"]
-        cells = [str(r["agent"]), str(r["method"]), str(r["frames"]), f"{r['attention']['any']:.3f}"]
-        cells += [f"{per[c]['hit']:.3f}" if per.get(c) and per[c]["hit"] is not None else "" for c in classes]
-        cells.append(f"{r['random']['any']:.3f}")
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
-
+        row = {"agent": r["agent"], "method": r["method"], "frames": r["frames"],
+               "any object": f"{r['attention']['any']:.3f}", "random point (any)": f"{r['random']['any']:.3f}"}
+        row.update({c: f"{per[c]['hit']:.3f}" for c in classes if per.get(c) and per[c]["hit"] is not None})
+        rows.append(row)
+    return rows_markdown(rows, ["agent", "method", "frames", "any object"] + classes + ["random point (any)"])
 
 if __name__ == "__main__":  # python -m rl_compress.score RESULT.json ... > table.md
     import json
