@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 
 import torch
-from offline_distill import PONG_MERGE, collect
+from offline_distill import PONG_MERGE, collect, in_chunks, merged_gap
 
 from rl_compress.agent import load_agent
 
@@ -23,11 +23,8 @@ def main() -> None:
     args = p.parse_args()
     tn, sn = load_agent(args.teacher).net.eval(), load_agent(args.student).net.eval()
     x, q = (torch.as_tensor(a) for a in collect(tn, "pong", 4000, 99))
-    with torch.no_grad():
-        z = torch.cat([sn(x[i:i + 500]) for i in range(0, len(x), 500)])
-    g = torch.stack([q[:, [0, 1]].max(1).values, q[:, [2, 4]].max(1).values, q[:, [3, 5]].max(1).values], 1)
-    gs = g.sort(1, descending=True).values
-    gap = gs[:, 0] - gs[:, 1]
+    z = in_chunks(sn, x)
+    gap = merged_gap(q)
     agree = (PONG_MERGE[q.argmax(1)] == PONG_MERGE[z.argmax(1)]).float()
     print(f"merged agreement, all states: {agree.mean().item():.3f} (median gap {gap.median().item():.4f})")
     for qq in (0.5, 0.8, 0.9, 0.95):

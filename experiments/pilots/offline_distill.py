@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import argparse
 import time
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -26,6 +28,19 @@ from rl_compress.envs import EnvConfig, make_vector_env
 from rl_compress.networks import build_network, parse_spec
 
 PONG_MERGE = torch.tensor([0, 0, 1, 2, 1, 2])
+
+
+def in_chunks(fn: Callable[[torch.Tensor], torch.Tensor], x: Any, size: int = 500) -> torch.Tensor:
+    """fn over ``x`` (array or tensor of states) in chunks of ``size``, without gradients, concatenated."""
+    with torch.no_grad():
+        return torch.cat([fn(torch.as_tensor(x[i:i + size])) for i in range(0, len(x), size)])
+
+
+def merged_gap(q: torch.Tensor) -> torch.Tensor:
+    """Per state, the gap between the teacher's two best actions, Pong's duplicates merged (max)."""
+    g = torch.stack([q[:, PONG_MERGE == k].max(1).values for k in range(int(PONG_MERGE.max()) + 1)], 1)
+    top = g.topk(2, dim=1).values
+    return top[:, 0] - top[:, 1]
 
 
 def collect(net: torch.nn.Module, game: str, n: int, seed: int, eps: float = 0.05) -> tuple[np.ndarray, np.ndarray]:
@@ -60,8 +75,7 @@ def main() -> None:
     t0 = time.time()
     x_tr, q_tr = collect(net, teacher.game, args.states, 1)
     x_te, q_te = torch.as_tensor(collect(net, teacher.game, 4000, 99)[0]), None
-    with torch.no_grad():
-        q_te = torch.cat([net(x_te[i:i + 500]) for i in range(0, len(x_te), 500)])
+    q_te = in_chunks(net, x_te)
     print(f"collected {len(x_tr)} + {len(x_te)} states in {time.time() - t0:.1f} s", flush=True)
     for conf in args.configs:
         spec, loss, tau, lr = conf.split(":")
@@ -82,8 +96,7 @@ def main() -> None:
             lo.backward()
             opt.step()
             if u % max(args.updates // 4, 1) == 0:
-                with torch.no_grad():
-                    pred = torch.cat([s(x_te[j:j + 500]) for j in range(0, len(x_te), 500)]).argmax(1)
+                pred = in_chunks(s, x_te).argmax(1)
                 exact = (pred == q_te.argmax(1)).float().mean().item()
                 merged = (PONG_MERGE[pred] == PONG_MERGE[q_te.argmax(1)]).float().mean().item() \
                     if teacher.game == "pong" else float("nan")

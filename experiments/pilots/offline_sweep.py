@@ -21,7 +21,7 @@ import time
 import numpy as np
 import torch
 import torch.nn.functional as F
-from offline_distill import PONG_MERGE, collect
+from offline_distill import PONG_MERGE, collect, in_chunks, merged_gap
 
 from rl_compress.agent import load_agent
 from rl_compress.networks import build_network, parse_spec
@@ -37,13 +37,10 @@ def main() -> None:
     tn = load_agent(args.teacher).net.eval()
     t0 = time.time()
     x_tr, q_tr = collect(tn, "pong", 40000, 1)
-    with torch.no_grad():
-        f_tr = torch.cat([tn.features(torch.as_tensor(x_tr[i:i + 500])) for i in range(0, len(x_tr), 500)])
+    f_tr = in_chunks(tn.features, x_tr)
     print("teacher feature mean squared norm", (f_tr ** 2).sum(1).mean().item(), flush=True)
     x_te, q_te = (torch.as_tensor(a) for a in collect(tn, "pong", 4000, 99))
-    g = torch.stack([q_te[:, [0, 1]].max(1).values, q_te[:, [2, 4]].max(1).values, q_te[:, [3, 5]].max(1).values], 1)
-    gs = g.sort(1, descending=True).values
-    gap = gs[:, 0] - gs[:, 1]
+    gap = merged_gap(q_te)
     crit = gap >= gap.quantile(0.9)
     print(f"collected in {time.time() - t0:.0f}s", flush=True)
     for conf in args.configs:
@@ -68,8 +65,7 @@ def main() -> None:
             u += 1
             el = time.time() - t1
             if el >= nxt:
-                with torch.no_grad():
-                    pred = torch.cat([s(x_te[j:j + 500]) for j in range(0, len(x_te), 500)]).argmax(1)
+                pred = in_chunks(s, x_te).argmax(1)
                 a = (PONG_MERGE[pred] == PONG_MERGE[q_te.argmax(1)]).float()
                 out.append(f"{el:.0f}s/{u}u: {a.mean():.3f} crit {a[crit].mean():.3f}")
                 nxt += args.budget / 4
