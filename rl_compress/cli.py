@@ -200,7 +200,7 @@ def cmd_record(args: argparse.Namespace) -> int:
     out = check_video_path(Path(args.out))
     agent = load_agent(Path(args.agent))
     overlay = args.overlay or ("gmp" if isinstance(agent.net, GMPStudent) else "gradcam")
-    if overlay == "gmp" and not isinstance(agent.net, GMPStudent):
+    if overlay.startswith("gmp") and not isinstance(agent.net, GMPStudent):
         raise UserError(f"{args.agent}: this agent has no global max pool; use --overlay gradcam")
     other = load_agent(Path(args.side_by_side), game=agent.game) if args.side_by_side else None
     names = action_names(agent.game)
@@ -342,8 +342,9 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("--out", required=True, help="video file, .mp4 or .gif")
     rec.add_argument("--episodes", type=int, default=1, help="episodes to play at most (default: 1)")
     rec.add_argument("--max-frames", type=int, default=2000, help="agent steps to record at most (default: 2000)")
-    rec.add_argument("--overlay", choices=["gmp", "gradcam", "none"], default=None,
-                     help="attention shown (default: gmp for a gmp student, else gradcam)")
+    rec.add_argument("--overlay", choices=["gmp", "gmp-cell", "gradcam", "none"], default=None,
+                     help="attention shown (default: gmp for a gmp student, else gradcam; gmp-cell: "
+                          "GMP at the 7x7 cell centres, without the trace to the pixel)")
     rec.add_argument("--side-by-side", default=None, metavar="TEACHER_DIR",
                      help="also show this agent's Grad-CAM on the same frames, on the right")
     rec.add_argument("--seed", type=int, default=0, help="seed of the episode (default: 0)")
@@ -355,7 +356,7 @@ def build_parser() -> argparse.ArgumentParser:
     loc.add_argument("agent", help="agent directory")
     loc.add_argument("--frames", type=int, required=True, help="agent steps to play and explain")
     loc.add_argument("--out", required=True, help=".npz file (keys: frames, ram, maps, peaks, actions)")
-    loc.add_argument("--method", choices=["gmp", "gradcam", "perturbation"], default="gmp",
+    loc.add_argument("--method", choices=["gmp", "gmp-cell", "gradcam", "perturbation"], default="gmp",
                      help="attention method (default: gmp)")
     loc.add_argument("--seed", type=int, default=0, help="seed of the first episode (default: 0)")
     loc.add_argument("--score", action="store_true",

@@ -22,11 +22,11 @@ import torch
 from torch import nn
 
 from rl_compress.errors import UserError
-from rl_compress.networks import GMPStudent, receptive_field
+from rl_compress.networks import GMPStudent, conv_activations, receptive_field
 
 SCREEN_H, SCREEN_W = 210, 160
 GRID = 84
-METHODS = ("gmp", "gradcam", "perturbation")
+METHODS = ("gmp", "gmp-cell", "gradcam", "perturbation")
 
 
 @dataclass
@@ -115,15 +115,107 @@ def _explained_actions(out: torch.Tensor, actions: np.ndarray | None) -> torch.T
     return out.argmax(1) if actions is None else torch.as_tensor(actions, dtype=torch.int64)
 
 
-def gmp_attention(net: nn.Module, obs: np.ndarray, actions: np.ndarray | None = None, k: int = 5) -> Attention:
+def winner_path(
+    convs: list[nn.Conv2d], acts: list[np.ndarray], obs: np.ndarray,
+    frames: np.ndarray, channels: np.ndarray, rows: np.ndarray, cols: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Trace each channel's max on the last conv map down to one input pixel.
+
+    At every layer (last to first) the unit on the path splits its evidence over the inputs
+    of its window by their positive contributions, weight x activation (the z+ rule of
+    excitation backprop / LRP, Zhang et al. 2016); the window position holding the most of it
+    is the next unit, and its channels carry the evidence on. Uses only the activations of
+    the forward pass. ``acts``: the ReLU outputs of the convs [B,C,H,W]; ``obs``: uint8
+    [B,4,84,84]; one path per (frames[i], channels[i]) starting at (rows[i], cols[i]) of the
+    last map. Returns the input pixel (row, col) of each path on the 84x84 grid.
+    """
+    n = len(frames)
+    idx = np.arange(n)
+    relevance = np.zeros((n, convs[-1].out_channels), dtype=np.float32)
+    relevance[idx, channels] = 1.0
+    r, c = rows.astype(np.int64), cols.astype(np.int64)
+    for layer in range(len(convs) - 1, -1, -1):
+        conv = convs[layer]
+        if conv.padding[0] != 0:
+            raise UserError("GMP attention traces convolutions without padding only")
+        k, s = conv.kernel_size[0], conv.stride[0]
+        inp = acts[layer - 1] if layer > 0 else obs
+        off = np.arange(k)
+        yy = (s * r)[:, None, None, None] + off[None, None, :, None]
+        xx = (s * c)[:, None, None, None] + off[None, None, None, :]
+        cin = np.arange(inp.shape[1])[None, :, None, None]
+        window = inp[frames[:, None, None, None], cin, yy, xx].astype(np.float32).reshape(n, 1, -1)
+        weight = conv.weight.detach().numpy().reshape(1, conv.out_channels, -1)
+        z = np.maximum(weight * window, 0.0)  # [n,Cout,Cin*k*k]
+        share = relevance / (z.sum(2) + 1e-12)
+        spread = np.einsum("no,noi->ni", share, z).reshape(n, -1, k * k)  # [n,Cin,k*k]
+        best = spread.sum(1).argmax(1)
+        r, c = s * r + best // k, s * c + best % k
+        relevance = spread[idx, :, best]
+    return r, c
+
+
+@lru_cache(maxsize=8)
+def _screen_gaussians(sigma: float) -> tuple[np.ndarray, np.ndarray]:
+    """1-D Gaussians (sigma in 84-grid px) centred on each 84-grid pixel, sampled at the screen
+    pixels: float32 [84,210] along y and [84,160] along x."""
+    centres = np.arange(GRID, dtype=np.float64)
+    out = []
+    for size in (SCREEN_H, SCREEN_W):
+        scale = size / GRID
+        px = np.arange(size, dtype=np.float64)
+        out.append(np.exp(-((px[None] - grid_to_screen(centres, "x" if size == SCREEN_W else "y")[:, None]) ** 2)
+                          / (2 * (sigma * scale) ** 2)).astype(np.float32))
+    return out[0], out[1]
+
+
+def path_attention(
+    net: nn.Module, acts: list[torch.Tensor], obs: np.ndarray, contrib: np.ndarray, rows: np.ndarray,
+    cols: np.ndarray, k: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Screen maps [B,210,160] and peaks [B,K,3] from each contributing channel's max traced
+    to an input pixel (``winner_path``); channels that end on the same pixel add up. The map
+    is a Gaussian per pixel, sigma half the first convolution's kernel."""
+    convs = [m for m in net.conv if isinstance(m, nn.Conv2d)]
+    frames, channels = np.nonzero(contrib > 0)
+    b = contrib.shape[0]
+    maps = np.zeros((b, SCREEN_H, SCREEN_W), dtype=np.float32)
+    peaks = np.zeros((b, k, 3), dtype=np.float32)
+    peaks[:, :, :2] = -1.0
+    if len(frames) == 0:
+        return maps, peaks
+    py, px = winner_path(convs, [a.numpy() for a in acts], obs, frames, channels,
+                         rows[frames, channels], cols[frames, channels])
+    gy, gx = _screen_gaussians(convs[0].kernel_size[0] / 2.0)
+    for i in range(b):
+        sel = frames == i
+        if not sel.any():
+            continue
+        cells = py[sel] * GRID + px[sel]
+        keys, inverse = np.unique(cells, return_inverse=True)
+        w = np.bincount(inverse, weights=contrib[i, channels[sel]]).astype(np.float32)
+        ys, xs = keys // GRID, keys % GRID
+        maps[i] = (gy[ys].T * w) @ gx[xs]
+        top = np.argsort(-w, kind="stable")[:k]
+        peaks[i, : len(top)] = np.stack([grid_to_screen(xs[top], "x"), grid_to_screen(ys[top], "y"), w[top] / w.max()], 1)
+    return maps, peaks
+
+
+def gmp_attention(
+    net: nn.Module, obs: np.ndarray, actions: np.ndarray | None = None, k: int = 5, refine: bool = True
+) -> Attention:
     """GMP attention for a uint8 [B,4,84,84] batch; explains ``actions`` or the greedy ones.
 
-    The maps come from the same forward pass that gives the action."""
+    Each channel's max and its contribution come from the same forward pass that gives the
+    action. ``refine``: trace each max to the input pixel it rests on (``winner_path``);
+    otherwise place it at the centre of its cell's receptive field (the 7x7 grid, method
+    gmp-cell)."""
     if not isinstance(net, GMPStudent):
         raise UserError("this agent has no global max pool: use --overlay gradcam (or --method gradcam)")
     x = torch.from_numpy(obs)
     with torch.no_grad():
-        maps = net.conv_maps(x)
+        acts = conv_activations(net.conv, x)
+    maps = acts[-1]
     if isinstance(net.hidden, nn.Identity):
         with torch.no_grad():
             out = net.from_maps(maps)
@@ -136,7 +228,10 @@ def gmp_attention(net: nn.Module, obs: np.ndarray, actions: np.ndarray | None = 
         (grad,) = torch.autograd.grad(out.gather(1, act[:, None]).sum(), pooled)
         weight = grad
     rows, cols, contrib = gmp_cells(maps, weight)
-    smaps, peaks = gmp_attention_from_cells(net, rows, cols, contrib, k)
+    if refine:
+        smaps, peaks = path_attention(net, acts, obs, contrib, rows, cols, k)
+    else:
+        smaps, peaks = gmp_attention_from_cells(net, rows, cols, contrib, k)
     return Attention(smaps, peaks, act.numpy())
 
 
@@ -205,9 +300,9 @@ def perturbation_attention(
 
 
 def attention(method: str, net: nn.Module, obs: np.ndarray, actions: np.ndarray | None = None, k: int = 5) -> Attention:
-    """Dispatch on ``method`` (gmp | gradcam | perturbation)."""
-    if method == "gmp":
-        return gmp_attention(net, obs, actions, k)
+    """Dispatch on ``method`` (gmp | gmp-cell | gradcam | perturbation)."""
+    if method in ("gmp", "gmp-cell"):
+        return gmp_attention(net, obs, actions, k, refine=method == "gmp")
     if method == "gradcam":
         return gradcam_attention(net, obs, actions, k)
     if method == "perturbation":

@@ -30,9 +30,20 @@ def scaled_convs(conv: nn.Sequential, obs: torch.Tensor) -> torch.Tensor:
     The 1/255 is folded into the first convolution's weights (conv(x/255, W) = conv(x, W/255)),
     which saves an elementwise pass over the whole input batch; the result is the same.
     """
+    return conv_activations(conv, obs)[-1]
+
+
+def conv_activations(conv: nn.Sequential, obs: torch.Tensor) -> list[torch.Tensor]:
+    """The output of every ReLU of ``conv`` (conv, ReLU pairs) on uint8 pixels scaled to [0, 1]
+    (see ``scaled_convs``): one float32 tensor per layer, the last one the conv maps."""
     first = conv[0]
     h = F.conv2d(obs.float(), first.weight * (1.0 / 255.0), first.bias, first.stride, first.padding)
-    return conv[1:](h)
+    acts = []
+    for m in conv[1:]:
+        h = m(h)
+        if isinstance(m, nn.ReLU):
+            acts.append(h)
+    return acts
 
 
 class NatureDQN(nn.Module):

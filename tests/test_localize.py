@@ -71,6 +71,31 @@ def test_synthetic_activation_lands_on_the_right_screen_pixels() -> None:
     assert smap[0, 200, 10] < 1e-3 * smap[0].max()
 
 
+def test_gmp_traces_each_max_to_the_pixel_that_caused_it() -> None:
+    """A single bright pixel and a student with positive weights: every channel's max rests on
+    windows that hold the pixel, so every traced path (and the top peak) ends on that pixel,
+    while the untraced method stops at a cell centre."""
+    torch.manual_seed(1)
+    net = build_network(parse_spec("gmp16"), 6)
+    with torch.no_grad():
+        for m in net.modules():
+            if isinstance(m, torch.nn.Conv2d):
+                m.weight.abs_()
+                m.bias.zero_()
+        net.head.weight.abs_()
+    obs = np.zeros((2, 4, 84, 84), dtype=np.uint8)
+    obs[0, :, 30, 61] = 255
+    obs[1, :, 70, 9] = 255
+    att = gmp_attention(net, obs, actions=np.zeros(2, dtype=np.int64), k=3)
+    for i, (y, x) in enumerate([(30, 61), (70, 9)]):
+        assert att.peaks[i, 0] == pytest.approx([grid_to_screen(x, "x"), grid_to_screen(y, "y"), 1.0], abs=1e-3)
+        assert (att.peaks[i, 1:, 2] == 0).all()  # all 16 paths end on the one pixel
+        my, mx = np.unravel_index(np.argmax(att.maps[i]), att.maps[i].shape)
+        assert abs(mx - grid_to_screen(x, "x")) <= 1 and abs(my - grid_to_screen(y, "y")) <= 1
+    cell = gmp_attention(net, obs[:1], actions=np.zeros(1, dtype=np.int64), k=3, refine=False)
+    assert np.abs(grid_to_screen(cell_centres(net), "x") - cell.peaks[0, 0, 0]).min() < 1e-3
+
+
 def test_screen_mapping_inverts_the_real_resize() -> None:
     """A bright patch on the screen, resized like the env does, maps back to where it was."""
     frame = np.zeros((210, 160), dtype=np.uint8)
