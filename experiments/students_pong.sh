@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The shipped Pong students: distil each spec from agents/pong/teacher with Actor-Mimic (the
 # student acts, tau 0.1), evaluate it and the teacher on the same 30 games of the default
-# protocol (seed 0), and write the table experiments/results/students_pong.md from the cards.
+# protocol (seed 0), and write the table experiments/results/students_pong.md from the cards of
+# every student in agents/pong/.
 # Usage: experiments/students_pong.sh [STEPS] [SPEC...]   (defaults: 150000, gmp16 gmp8 gmp32 gmp4)
 # DISTILL_ARGS adds flags to every `rl-compress distill` (e.g. DISTILL_ARGS='--temperature 0.01'); each
 # card records its full command, and the table shows it. A finished student is extended (--resume) when
@@ -27,6 +28,8 @@ for spec in "${SPECS[@]}"; do
   fi
   $RLC evaluate "$out" --episodes 30 --seed 0 --write-card --quiet
 done
-dirs=()
-for spec in "${SPECS[@]}"; do dirs+=("agents/pong/$spec"); done
+dirs=()  # the table holds every shipped student, not only the ones of this call
+for card in agents/pong/*/agent.json; do
+  grep -q '"kind": "student"' "$card" && dirs+=("$(dirname "$card")")
+done
 $RLC table "${dirs[@]}" --md experiments/results/students_pong.md --csv experiments/results/students_pong.csv
