@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Localization scores on Pong: the top attention peak of each frame against the objects that
 # OCAtari reads from the RAM (radius 10 screen px), for the teacher (Grad-CAM, perturbation
-# saliency) and each shipped student (GMP, Grad-CAM, perturbation), each agent playing its own
-# FRAMES frames (seed 0). Writes experiments/results/localization_pong/*.json and
+# saliency) and each shipped student (GMP traced to the pixel, GMP at the cell centres, Grad-CAM,
+# perturbation), each agent playing its own FRAMES frames (seed 0). Writes experiments/results/localization_pong/*.json and
 # experiments/results/localization_pong.md.   Usage: experiments/localization_pong.sh [FRAMES]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,7 +21,7 @@ score agents/pong/teacher gradcam
 score agents/pong/teacher perturbation
 for spec in ${SPECS:-gmp16 gmp8 gmp32 gmp4}; do
   [ -d "agents/pong/$spec" ] || continue
-  for method in gmp gradcam perturbation; do score "agents/pong/$spec" "$method"; done
+  for method in gmp gmp-cell gradcam perturbation; do score "agents/pong/$spec" "$method"; done
 done
 .venv/bin/python -m rl_compress.score "${jsons[@]}" > experiments/results/localization_pong.md
 cat experiments/results/localization_pong.md
