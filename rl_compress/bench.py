@@ -244,7 +244,8 @@ def bench_localize(student_spec: str = "gmp16", frames: int = 16) -> dict[str, A
     obs = sample_observations("pong", frames, num_envs=frames, warmup=50)
     student = build_network(parse_spec(student_spec), 6).eval()
     teacher = build_network(teacher_arch(), 6).eval()
-    plan = [("student", student, "gmp"), ("student", student, "gradcam"), ("student", student, "perturbation"),
+    plan = [("student", student, "gmp"), ("student", student, "gmp-cell"), ("student", student, "gradcam"),
+            ("student", student, "perturbation"),
             ("teacher", teacher, "gradcam"), ("teacher", teacher, "perturbation")]
     rows = []
     for who, net, method in plan:
@@ -272,4 +273,5 @@ def bench_localize(student_spec: str = "gmp16", frames: int = 16) -> dict[str, A
         r["extra_x_gmp"] = round(r["extra_ms"] / gmp_extra, 1) if gmp_extra > 0 else None
     return {"benchmark": "localize", "student": student_spec, "rows": rows,
             "forward_ms": {k: round(v, 3) for k, v in forward_ms.items()},
-            "note": "GMP time includes the map on the 210x160 screen; perturbation: (84/5)^2 = 289 forwards"}
+            "note": "GMP time includes the trace to the pixel and the map on the 210x160 screen (gmp-cell: "
+                    "the 7x7 cell centres, no trace); perturbation: (84/5)^2 = 289 forwards"}
