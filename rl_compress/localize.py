@@ -1,10 +1,13 @@
-"""Attention maps over the game screen: from the global max pool (GMP), and Grad-CAM.
+"""Attention maps over the game screen: from the global max pool (GMP), Grad-CAM and
+perturbation saliency.
 
 GMP: for the chosen action, each channel's max sits on one cell of the 7x7 map; its
 contribution to the action's logit is head weight x activation (for a hidden layer:
-gradient x activation). The cell's receptive field on the 84x84 input (36x36 at stride 8
-for the teacher's geometry, computed from the network) is carried to the 210x160 RGB
-screen by inverting the preprocessing's resize, giving a smooth map >= 0 and top-K peaks.
+gradient x activation). Method gmp traces each max down the convolutions to the input pixel
+it rests on (``winner_path``); gmp-cell stops at the centre of the cell's receptive field on
+the 84x84 input (36x36 at stride 8 for the teacher's geometry, computed from the network).
+Either point is carried to the 210x160 RGB screen by inverting the preprocessing's resize,
+giving a smooth map >= 0 and top-K peaks.
 
 Coordinates: x right, y down. A point at 84-grid pixel centre u maps to screen pixel
 (u + 0.5) * 160 / 84 - 0.5 horizontally and (u + 0.5) * 210 / 84 - 0.5 vertically, the
@@ -161,11 +164,9 @@ def _screen_gaussians(sigma: float) -> tuple[np.ndarray, np.ndarray]:
     pixels: float32 [84,210] along y and [84,160] along x."""
     centres = np.arange(GRID, dtype=np.float64)
     out = []
-    for size in (SCREEN_H, SCREEN_W):
-        scale = size / GRID
-        px = np.arange(size, dtype=np.float64)
-        out.append(np.exp(-((px[None] - grid_to_screen(centres, "x" if size == SCREEN_W else "y")[:, None]) ** 2)
-                          / (2 * (sigma * scale) ** 2)).astype(np.float32))
+    for size, axis in ((SCREEN_H, "y"), (SCREEN_W, "x")):
+        d = np.arange(size, dtype=np.float64)[None] - grid_to_screen(centres, axis)[:, None]
+        out.append(np.exp(-(d**2) / (2 * (sigma * size / GRID) ** 2)).astype(np.float32))
     return out[0], out[1]
 
 
