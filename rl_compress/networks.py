@@ -25,17 +25,17 @@ def conv_out(size: int, kernel: int, stride: int) -> int:
 
 
 def scaled_convs(conv: nn.Sequential, obs: torch.Tensor) -> torch.Tensor:
-    """Run ``conv`` on uint8 pixels as if they were scaled to [0, 1].
-
-    The 1/255 is folded into the first convolution's weights (conv(x/255, W) = conv(x, W/255)),
-    which saves an elementwise pass over the whole input batch; the result is the same.
-    """
+    """Run ``conv`` on uint8 pixels as if they were scaled to [0, 1]: its last activations."""
     return conv_activations(conv, obs)[-1]
 
 
 def conv_activations(conv: nn.Sequential, obs: torch.Tensor) -> list[torch.Tensor]:
-    """The output of every ReLU of ``conv`` (conv, ReLU pairs) on uint8 pixels scaled to [0, 1]
-    (see ``scaled_convs``): one float32 tensor per layer, the last one the conv maps."""
+    """The output of every ReLU of ``conv`` (conv, ReLU pairs) on uint8 pixels scaled to [0, 1]:
+    one float32 tensor per layer, the last one the conv maps.
+
+    The 1/255 is folded into the first convolution's weights (conv(x/255, W) = conv(x, W/255)),
+    which saves an elementwise pass over the whole input batch; the result is the same.
+    """
     first = conv[0]
     h = F.conv2d(obs.float(), first.weight * (1.0 / 255.0), first.bias, first.stride, first.padding)
     acts = []
