@@ -76,6 +76,14 @@ def to_screen(map84: np.ndarray) -> np.ndarray:
     return np.maximum(cv2.resize(map84, (SCREEN_W, SCREEN_H), interpolation=cv2.INTER_LINEAR), 0.0)
 
 
+def _empty_attention(b: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Zero maps [B,210,160] and peaks [B,K,3] marked as absent (x = y = -1, weight 0)."""
+    maps = np.zeros((b, SCREEN_H, SCREEN_W), dtype=np.float32)
+    peaks = np.zeros((b, k, 3), dtype=np.float32)
+    peaks[:, :, :2] = -1.0
+    return maps, peaks
+
+
 def gmp_cells(maps: torch.Tensor, channel_weight: torch.Tensor) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per channel: argmax row, argmax col and contribution (weight x max activation, >= 0).
 
@@ -95,18 +103,23 @@ def gmp_attention_from_cells(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Screen maps [B,210,160] and peaks [B,K,3] from the argmax cells and their contributions
     (channels whose maxima share a cell add up)."""
-    centres = cell_centres(net, cells)
-    b = rows.shape[0]
-    maps = np.zeros((b, SCREEN_H, SCREEN_W), dtype=np.float32)
-    peaks = np.zeros((b, k, 3), dtype=np.float32)
-    peaks[:, :, :2] = -1.0
-    for i in range(b):
-        grid = np.zeros((cells, cells), dtype=np.float32)
+    grids = np.zeros((rows.shape[0], cells, cells), dtype=np.float32)
+    for i, grid in enumerate(grids):
         np.add.at(grid, (rows[i], cols[i]), contrib[i])
-        if grid.max() <= 0:
+    return cell_grid_attention(net, grids, k)
+
+
+def cell_grid_attention(net: nn.Module, grids: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Screen maps [B,210,160] and peaks [B,K,3] (at the cells' receptive-field centres) from
+    weights >= 0 on the last conv map's cells [B,H,W]."""
+    b, cells = grids.shape[0], grids.shape[-1]
+    centres = cell_centres(net, cells)
+    maps, peaks = _empty_attention(b, k)
+    for i in range(b):
+        flat = grids[i].ravel()
+        if flat.max() <= 0:
             continue
-        maps[i] = cells_to_screen(net, grid)
-        flat = grid.ravel()
+        maps[i] = cells_to_screen(net, grids[i])
         for j, o in enumerate(np.argsort(-flat, kind="stable")[:k]):
             if flat[o] > 0:
                 peaks[i, j] = (grid_to_screen(centres[o % cells], "x"), grid_to_screen(centres[o // cells], "y"),
@@ -180,9 +193,7 @@ def path_attention(
     convs = [m for m in net.conv if isinstance(m, nn.Conv2d)]
     frames, channels = np.nonzero(contrib > 0)
     b = contrib.shape[0]
-    maps = np.zeros((b, SCREEN_H, SCREEN_W), dtype=np.float32)
-    peaks = np.zeros((b, k, 3), dtype=np.float32)
-    peaks[:, :, :2] = -1.0
+    maps, peaks = _empty_attention(b, k)
     if len(frames) == 0:
         return maps, peaks
     py, px = winner_path(convs, [a.numpy() for a in acts], obs, frames, channels,
@@ -244,20 +255,7 @@ def gradcam_attention(net: nn.Module, obs: np.ndarray, actions: np.ndarray | Non
     act = _explained_actions(out.detach(), actions)
     (grad,) = torch.autograd.grad(out.gather(1, act[:, None]).sum(), maps)
     cam = torch.relu((grad.mean(dim=(2, 3), keepdim=True) * maps).sum(1)).detach().numpy()  # [B,7,7]
-    b, cells = cam.shape[0], cam.shape[-1]
-    smaps = np.zeros((b, SCREEN_H, SCREEN_W), dtype=np.float32)
-    peaks = np.zeros((b, k, 3), dtype=np.float32)
-    peaks[:, :, :2] = -1.0
-    centres = cell_centres(net, cells)
-    for i in range(b):
-        flat = cam[i].ravel()
-        if flat.max() <= 0:
-            continue
-        smaps[i] = cells_to_screen(net, cam[i])
-        for j, o in enumerate(np.argsort(-flat, kind="stable")[:k]):
-            if flat[o] > 0:
-                peaks[i, j] = (grid_to_screen(centres[o % cells], "x"), grid_to_screen(centres[o // cells], "y"),
-                               flat[o] / flat.max())
+    smaps, peaks = cell_grid_attention(net, cam, k)
     return Attention(smaps, peaks, act.numpy())
 
 
@@ -278,9 +276,7 @@ def perturbation_attention(
         np.stack([cv2.GaussianBlur(o.transpose(1, 2, 0).astype(np.float32), (0, 0), 3).transpose(2, 0, 1) for o in obs])
     )
     g = len(centres)
-    smaps = np.zeros((b, SCREEN_H, SCREEN_W), dtype=np.float32)
-    peaks = np.zeros((b, k, 3), dtype=np.float32)
-    peaks[:, :, :2] = -1.0
+    smaps, peaks = _empty_attention(b, k)
     acts = np.zeros(b, dtype=np.int64)
     with torch.no_grad():
         for i in range(b):
