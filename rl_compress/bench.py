@@ -234,6 +234,17 @@ def bench_distill(student_spec: str = "gmp16", steps: int = 6_000, warmup: int =
             "batch_size": cfg.batch_size, "train_freq": cfg.train_freq}
 
 
+def _fastest_pass(call: Any, n: int, repeats: int) -> float:
+    """Seconds per call of ``call(i)`` for i in range(n): the fastest of ``repeats`` passes."""
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        for i in range(n):
+            call(i)
+        best = min(best, (time.perf_counter() - t0) / n)
+    return best
+
+
 def bench_localize(student_spec: str = "gmp16", frames: int = 16, repeats: int = 5) -> dict[str, Any]:
     """Cost per frame (batch 1, as while playing) of each attention method, as a ratio to the
     student's GMP map: the fastest of ``repeats`` passes over the frames, so that a busy
@@ -253,25 +264,14 @@ def bench_localize(student_spec: str = "gmp16", frames: int = 16, repeats: int =
     for who, net, method in plan:
         attention(method, net, obs[:1])
         n = frames if method != "perturbation" else max(4, frames // 4)
-        best = float("inf")
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            for i in range(n):
-                attention(method, net, obs[i : i + 1])
-            best = min(best, (time.perf_counter() - t0) / n)
+        best = _fastest_pass(lambda i: attention(method, net, obs[i : i + 1]), n, repeats)  # noqa: B023
         rows.append({"agent": who, "method": method, "ms_per_frame": round(best * 1000, 3)})
     forward_ms = {}
     for who, net in (("student", student), ("teacher", teacher)):
         x = torch.from_numpy(obs[:1])
-        best = float("inf")
         with torch.inference_mode():
             net(x)
-            for _ in range(repeats):
-                t0 = time.perf_counter()
-                for i in range(frames * 4):
-                    net(x)
-                best = min(best, (time.perf_counter() - t0) / (frames * 4))
-        forward_ms[who] = best * 1000
+            forward_ms[who] = _fastest_pass(lambda i: net(x), frames * 4, repeats) * 1000  # noqa: B023
     gmp = rows[0]["ms_per_frame"]
     gmp_extra = gmp - forward_ms["student"]
     for r in rows:

@@ -123,6 +123,7 @@ def score_table(results: list[dict[str, Any]]) -> str:
         rows.append(row)
     return rows_markdown(rows, ["agent", "method", "frames", "any object"] + classes + ["random point (any)"])
 
+
 if __name__ == "__main__":  # python -m rl_compress.score RESULT.json ... > table.md
     import json
     import sys
