@@ -89,34 +89,45 @@ class NatureDQN(nn.Module):
         return self.from_maps(self.conv_maps(obs))
 
 
-def _convs(channels: tuple[int, int, int]) -> nn.Sequential:
-    """The Nature-DQN conv geometry (8x8/4, 4x4/2, 3x3/1, ReLU) with the given widths."""
+def _convs(channels: tuple[int, int, int], wide: int = 0) -> nn.Sequential:
+    """The Nature-DQN conv geometry (8x8/4, 4x4/2, 3x3/1, ReLU) with the given widths; ``wide``
+    > 0 appends a fourth convolution ``wide`` x ``wide`` (stride 1, width ``channels[2]``)."""
     c1, c2, c3 = channels
-    return nn.Sequential(
+    layers: list[nn.Module] = [
         nn.Conv2d(4, c1, 8, stride=4),
         nn.ReLU(),
         nn.Conv2d(c1, c2, 4, stride=2),
         nn.ReLU(),
         nn.Conv2d(c2, c3, 3, stride=1),
         nn.ReLU(),
-    )
+    ]
+    if wide > 0:
+        layers += [nn.Conv2d(c3, c3, wide, stride=1), nn.ReLU()]
+    return nn.Sequential(*layers)
 
 
 class GMPStudent(nn.Module):
     """Tiny student: the teacher's conv geometry, a global max pool over the 7x7 map, then
     a linear head (optionally after one hidden layer). Outputs logits (or Q-values when
-    trained by DQN). ``conv_maps`` gives the last conv activations for localization."""
+    trained by DQN). ``conv_maps`` gives the last conv activations for localization.
 
-    def __init__(self, num_actions: int, channels: tuple[int, int, int] = (16, 16, 16), hidden: int = 0) -> None:
+    ``wide`` = K > 0 adds a K x K convolution on the 7x7 map before the pool, so that each
+    pooled cell sees 36 + 8(K-1) input pixels instead of 36 (the whole 84-pixel frame at K = 7):
+    without padding a 36-pixel cell never sees a far ball and the paddle together.
+    """
+
+    def __init__(
+        self, num_actions: int, channels: tuple[int, int, int] = (16, 16, 16), hidden: int = 0, wide: int = 0
+    ) -> None:
         super().__init__()
         self.num_actions = num_actions
-        self.conv = _convs(channels)
+        self.conv = _convs(channels, wide)
         width = channels[2]
         self.hidden = nn.Sequential(nn.Linear(width, hidden), nn.ReLU()) if hidden > 0 else nn.Identity()
         self.head = nn.Linear(hidden if hidden > 0 else width, num_actions)
 
     def conv_maps(self, obs: torch.Tensor) -> torch.Tensor:
-        """Last conv activations float32 [B,C,7,7] for a uint8 [B,4,84,84] batch."""
+        """Last conv activations float32 [B,C,S,S] (S = 7, or 8 - K with a K x K fourth conv)."""
         return scaled_convs(self.conv, obs)
 
     def features(self, obs: torch.Tensor) -> torch.Tensor:
@@ -168,13 +179,17 @@ class FlatStudent(nn.Module):
         return self.head(self.features(obs))
 
 
-SPEC_FORMS = "gmp<C> | gmp<C>-h<H> | gmp<C1>-<C2>-<C3>[-h<H>] | flat<C>-fc<H> | flat<C1>-<C2>-<C3>-fc<H>"
-_GMP = re.compile(r"^gmp(\d+)(?:-(\d+)-(\d+))?(?:-h(\d+))?$")
+SPEC_FORMS = (
+    "gmp<C>[-<C2>-<C3>][-w<K>][-h<H>] (-w<K>: a fourth KxK conv before the pool, K 2-7) | "
+    "flat<C>[-<C2>-<C3>]-fc<H>"
+)
+_GMP = re.compile(r"^gmp(\d+)(?:-(\d+)-(\d+))?(?:-w(\d+))?(?:-h(\d+))?$")
 _FLAT = re.compile(r"^flat(\d+)(?:-(\d+)-(\d+))?-fc(\d+)$")
 
 
 def parse_spec(spec: str) -> ArchSpec:
-    """Turn a student spec (``gmp16``, ``gmp16-h64``, ``gmp8-16-32``, ``flat16-fc128``) into an arch.
+    """Turn a student spec (``gmp16``, ``gmp16-h64``, ``gmp8-16-32``, ``gmp15-w5``, ``flat16-fc128``)
+    into an arch. The arch carries "wide" only when the spec has ``-w<K>``, so older cards match.
 
     Raises UserError showing the valid forms for anything else.
     """
@@ -182,12 +197,16 @@ def parse_spec(spec: str) -> ArchSpec:
     for name, pattern in (("gmp", _GMP), ("flat", _FLAT)):
         m = pattern.match(text)
         if m:
-            c1, c2, c3, h = m.groups()
+            c1, c2, c3, *rest = m.groups()
+            w, h = rest if name == "gmp" else (None, rest[0])
             channels = [int(c1), int(c2 or c1), int(c3 or c1)]
-            hidden = int(h or 0)
+            hidden, wide = int(h or 0), int(w or 0)
             if min(channels) < 1 or (name == "flat" and hidden < 1) or hidden > 65536 or max(channels) > 4096:
                 break
-            return {"name": name, "spec": text, "channels": channels, "hidden": hidden}
+            if w is not None and not 2 <= wide <= 7:
+                break
+            arch: ArchSpec = {"name": name, "spec": text, "channels": channels, "hidden": hidden}
+            return arch | ({"wide": wide} if wide else {})
     raise UserError(f"invalid student spec {spec!r}; valid forms: {SPEC_FORMS} (e.g. gmp16, gmp16-h64, flat16-fc128)")
 
 
@@ -208,8 +227,13 @@ def _build_student(arch: ArchSpec, num_actions: int) -> nn.Module:
     channels = tuple(int(c) for c in arch.get("channels", ()))
     if len(channels) != 3 or min(channels) < 1:
         raise UserError(f"{arch.get('name')} arch needs 3 positive channel widths, got {list(channels)}")
-    cls = GMPStudent if arch["name"] == "gmp" else FlatStudent
-    return cls(num_actions, channels, int(arch.get("hidden", 0)))  # type: ignore[arg-type]
+    hidden = int(arch.get("hidden", 0))
+    if arch["name"] == "flat":
+        return FlatStudent(num_actions, channels, hidden)  # type: ignore[arg-type]
+    wide = int(arch.get("wide", 0))
+    if not 0 <= wide <= 7 or wide == 1:
+        raise UserError(f"gmp arch: wide must be 0 or 2-7, got {wide}")
+    return GMPStudent(num_actions, channels, hidden, wide)  # type: ignore[arg-type]
 
 
 def _build_nature_dqn(arch: ArchSpec, num_actions: int) -> nn.Module:

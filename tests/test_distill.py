@@ -23,13 +23,19 @@ TINY = dict(steps=1200, learning_starts=400, buffer_size=4000, envs=4, batch_siz
 @pytest.mark.parametrize(
     "spec,params",
     [("gmp16", 10_646), ("gmp8", 3_726), ("gmp32", 34_086), ("gmp16-h64", 12_022), ("gmp8-16-32", 8_958),
-     ("flat16-fc128", 111_798), ("GMP16", 10_646)],
+     ("flat16-fc128", 111_798), ("GMP16", 10_646),
+     # a fourth conv 15@5x5 on the 7x7 map: 15*15*25 + 15 = 5,640 more than gmp15's 9,606
+     ("gmp15-w5", 15_246), ("gmp8-16-32-w3-h4", 18_170)],
 )
 def test_spec_params(spec: str, params: int) -> None:
     assert count_params(build_network(parse_spec(spec), 6)) == params
 
 
-@pytest.mark.parametrize("spec", ["gmp", "gmp16-", "gmp0", "flat16", "gmp16-32", "resnet", "gmp16-h0x", "flat16-fc0"])
+@pytest.mark.parametrize(
+    "spec",
+    ["gmp", "gmp16-", "gmp0", "flat16", "gmp16-32", "resnet", "gmp16-h0x", "flat16-fc0", "gmp16-w1", "gmp16-w8",
+     "gmp16-h8-w3", "flat16-w3-fc64"],
+)
 def test_bad_specs(spec: str) -> None:
     with pytest.raises(UserError) as e:
         parse_spec(spec)
@@ -44,6 +50,20 @@ def test_gmp_is_a_max_pool() -> None:
     assert maps.shape == (2, 16, 7, 7)
     assert torch.allclose(net.features(x), maps.flatten(2).max(2).values)
     assert torch.allclose(net(x), net.head(maps.flatten(2).max(2).values))
+
+
+def test_wide_student_pools_a_smaller_map() -> None:
+    """-w<K> adds a K x K conv on the 7x7 map: the pool then runs over (8-K)^2 cells that each
+    see 36 + 8(K-1) input pixels, and the card's arch rebuilds it; plain specs carry no "wide"."""
+    arch = parse_spec("gmp16-w5")
+    assert arch["wide"] == 5 and "wide" not in parse_spec("gmp16")
+    net = build_network(arch, 6)
+    x = torch.randint(0, 256, (2, 4, 84, 84), dtype=torch.uint8)
+    maps = net.conv_maps(x)
+    assert maps.shape == (2, 16, 3, 3)
+    assert torch.allclose(net(x), net.head(maps.amax(dim=(2, 3))))
+    with pytest.raises(UserError, match="wide"):
+        build_network(arch | {"wide": 9}, 6)
 
 
 def test_losses_by_hand() -> None:

@@ -46,6 +46,8 @@ def gmp_student(tmp_path: Path) -> Path:
 def test_receptive_field_from_the_arch() -> None:
     for arch in (teacher_arch(), parse_spec("gmp16"), parse_spec("flat16-fc128")):
         assert receptive_field(build_network(arch, 6)) == (36, 8, 0)
+    assert receptive_field(build_network(parse_spec("gmp16-w5"), 6)) == (36 + 8 * 4, 8, 0)
+    assert receptive_field(build_network(parse_spec("gmp16-w7"), 6)) == (84, 8, 0)
     net = build_network(parse_spec("gmp8"), 6)
     assert np.allclose(cell_centres(net), 17.5 + 8 * np.arange(7))
 
@@ -71,12 +73,13 @@ def test_synthetic_activation_lands_on_the_right_screen_pixels() -> None:
     assert smap[0, 200, 10] < 1e-3 * smap[0].max()
 
 
-def test_gmp_traces_each_max_to_the_pixel_that_caused_it() -> None:
+@pytest.mark.parametrize("spec", ["gmp16", "gmp8-w5"])
+def test_gmp_traces_each_max_to_the_pixel_that_caused_it(spec: str) -> None:
     """A single bright pixel and a student with positive weights: every channel's max rests on
     windows that hold the pixel, so every traced path (and the top peak) ends on that pixel,
-    while the untraced method stops at a cell centre."""
+    while the untraced method stops at a cell centre; through three convs or four."""
     torch.manual_seed(1)
-    net = build_network(parse_spec("gmp16"), 6)
+    net = build_network(parse_spec(spec), 6)
     with torch.no_grad():
         for m in net.modules():
             if isinstance(m, torch.nn.Conv2d):
@@ -89,11 +92,13 @@ def test_gmp_traces_each_max_to_the_pixel_that_caused_it() -> None:
     att = gmp_attention(net, obs, actions=np.zeros(2, dtype=np.int64), k=3)
     for i, (y, x) in enumerate([(30, 61), (70, 9)]):
         assert att.peaks[i, 0] == pytest.approx([grid_to_screen(x, "x"), grid_to_screen(y, "y"), 1.0], abs=1e-3)
-        assert (att.peaks[i, 1:, 2] == 0).all()  # all 16 paths end on the one pixel
+        assert (att.peaks[i, 1:, 2] == 0).all()  # all paths end on the one pixel
         my, mx = np.unravel_index(np.argmax(att.maps[i]), att.maps[i].shape)
         assert abs(mx - grid_to_screen(x, "x")) <= 1 and abs(my - grid_to_screen(y, "y")) <= 1
     cell = gmp_attention(net, obs[:1], actions=np.zeros(1, dtype=np.int64), k=3, refine=False)
-    assert np.abs(grid_to_screen(cell_centres(net), "x") - cell.peaks[0, 0, 0]).min() < 1e-3
+    side = net.conv_maps(torch.from_numpy(obs[:1])).shape[-1]  # 7, or 3 after a 5x5 fourth conv
+    assert np.abs(grid_to_screen(cell_centres(net, side), "x") - cell.peaks[0, 0, 0]).min() < 1e-3
+    assert np.abs(grid_to_screen(cell_centres(net, side), "y") - cell.peaks[0, 0, 1]).min() < 1e-3
 
 
 def test_screen_mapping_inverts_the_real_resize() -> None:

@@ -14,7 +14,7 @@ import copy
 import numpy as np
 import torch
 import torch.nn.functional as F
-from offline_distill import PONG_MERGE, collect, in_chunks, merged_gap
+from offline_distill import HeldOut
 
 from rl_compress.agent import load_agent
 
@@ -28,14 +28,8 @@ def main() -> None:
     p.add_argument("--teacher", default="agents/pong/teacher")
     args = p.parse_args()
     tn, base = load_agent(args.teacher).net.eval(), load_agent(args.student).net
-    x_tr, q_tr = collect(tn, "pong", 20000, 1)
-    x_te, q_te = (torch.as_tensor(a) for a in collect(tn, "pong", 4000, 99))
-    gap = merged_gap(q_te)
-    crit = gap >= gap.quantile(0.9)
-
-    def agreement(net: torch.nn.Module) -> str:
-        hit = (PONG_MERGE[q_te.argmax(1)] == PONG_MERGE[in_chunks(net, x_te).argmax(1)]).float()
-        return f"all {hit.mean().item():.3f}, top 10% gap {hit[crit].mean().item():.3f}"
+    data = HeldOut(tn, 20000)
+    x_tr, q_tr, agreement = data.x_tr, data.q_tr, data.agreement
 
     print(f"{args.student} before fine-tuning: {agreement(base)}", flush=True)
     for lr in args.lrs:

@@ -62,6 +62,23 @@ def collect(net: torch.nn.Module, game: str, n: int, seed: int, eps: float = 0.0
     return np.concatenate(xs), np.concatenate(qs)
 
 
+class HeldOut:
+    """Training states (seed 1) and held-out states (seed 99) the teacher plays, and the merged-action
+    agreement of a network with the teacher on the held-out ones: overall and on the 10% with the
+    largest Q-gap."""
+
+    def __init__(self, teacher: torch.nn.Module, n_train: int, n_test: int = 4000) -> None:
+        self.x_tr, self.q_tr = collect(teacher, "pong", n_train, 1)
+        self.x_te, self.q_te = (torch.as_tensor(a) for a in collect(teacher, "pong", n_test, 99))
+        gap = merged_gap(self.q_te)
+        self.crit = gap >= gap.quantile(0.9)
+
+    def agreement(self, net: torch.nn.Module) -> str:
+        """'all A, top 10% gap B' for ``net`` on the held-out states."""
+        hit = (PONG_MERGE[self.q_te.argmax(1)] == PONG_MERGE[in_chunks(net, self.x_te).argmax(1)]).float()
+        return f"all {hit.mean().item():.3f}, top 10% gap {hit[self.crit].mean().item():.3f}"
+
+
 def main() -> None:
     """Parse the configs, collect the states once, train and report each config."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
