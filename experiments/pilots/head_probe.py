@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import copy
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from offline_distill import HeldOut
@@ -83,24 +82,14 @@ def main() -> None:
     args = p.parse_args()
     tn, base = load_agent(args.teacher).net.eval(), load_agent(args.student).net
     data = HeldOut(tn, 20000)
-    x_tr, q_tr, agreement = data.x_tr, data.q_tr, data.agreement
+    agreement = data.agreement
 
     for kind in args.kinds:
         torch.manual_seed(0)
         net = Variant(base, kind)
         before = agreement(net)
-        opt = torch.optim.Adam(net.parameters(), lr=args.lr)
-        rng = np.random.default_rng(0)
-        for u in range(1, args.updates + 1):
-            i = rng.integers(0, len(x_tr), 64)
-            x, q = torch.as_tensor(x_tr[i]), torch.as_tensor(q_tr[i])
-            loss = -(F.softmax(q / 0.01, 1) * F.log_softmax(net(x), 1)).sum(1).mean()
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            if u % (args.updates // 4) == 0:
-                print(f"{kind} {u} updates: {agreement(net)}", flush=True)
         print(f"{kind}: before {before}", flush=True)
+        data.fine_tune(net, args.lr, args.updates, report=max(1, args.updates // 4))
 
 
 if __name__ == "__main__":

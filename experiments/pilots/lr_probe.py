@@ -11,9 +11,7 @@ from __future__ import annotations
 import argparse
 import copy
 
-import numpy as np
 import torch
-import torch.nn.functional as F
 from offline_distill import HeldOut
 
 from rl_compress.agent import load_agent
@@ -29,21 +27,13 @@ def main() -> None:
     args = p.parse_args()
     tn, base = load_agent(args.teacher).net.eval(), load_agent(args.student).net
     data = HeldOut(tn, 20000)
-    x_tr, q_tr, agreement = data.x_tr, data.q_tr, data.agreement
+    agreement = data.agreement
 
     print(f"{args.student} before fine-tuning: {agreement(base)}", flush=True)
     for lr in args.lrs:
         torch.manual_seed(0)
         net = copy.deepcopy(base)
-        opt = torch.optim.Adam(net.parameters(), lr=lr)
-        rng = np.random.default_rng(0)
-        for _ in range(args.updates):
-            i = rng.integers(0, len(x_tr), 64)
-            x, q = torch.as_tensor(x_tr[i]), torch.as_tensor(q_tr[i])
-            loss = -(F.softmax(q / 0.01, 1) * F.log_softmax(net(x), 1)).sum(1).mean()
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
+        data.fine_tune(net, lr, args.updates)
         print(f"lr {lr:g}, {args.updates} updates: {agreement(net)}", flush=True)
 
 

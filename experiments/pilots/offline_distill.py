@@ -73,6 +73,21 @@ class HeldOut:
         gap = merged_gap(self.q_te)
         self.crit = gap >= gap.quantile(0.9)
 
+    def fine_tune(self, net: torch.nn.Module, lr: float, updates: int, report: int = 0) -> None:
+        """``updates`` Adam steps (batch 64, seed 0) of cross-entropy to softmax(Q/0.01) on the training
+        states; every ``report`` updates (0: never) print the held-out agreement."""
+        opt = torch.optim.Adam(net.parameters(), lr=lr)
+        rng = np.random.default_rng(0)
+        for u in range(1, updates + 1):
+            i = rng.integers(0, len(self.x_tr), 64)
+            x, q = torch.as_tensor(self.x_tr[i]), torch.as_tensor(self.q_tr[i])
+            loss = -(F.softmax(q / 0.01, 1) * F.log_softmax(net(x), 1)).sum(1).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            if report and u % report == 0:
+                print(f"  {u} updates: {self.agreement(net)}", flush=True)
+
     def agreement(self, net: torch.nn.Module) -> str:
         """'all A, top 10% gap B' for ``net`` on the held-out states."""
         hit = (PONG_MERGE[self.q_te.argmax(1)] == PONG_MERGE[in_chunks(net, self.x_te).argmax(1)]).float()
