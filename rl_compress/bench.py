@@ -245,6 +245,37 @@ def _fastest_pass(call: Any, n: int, repeats: int) -> float:
     return best
 
 
+def attention_macs(method: str, net: torch.nn.Module, perturbations: int = 17 * 17) -> int:
+    """Multiply-accumulates per frame of an attention method, the forward that acts included,
+    counted from the layer shapes (``forward_macs``) plus the method's own work:
+    gmp - for each traced path (at most one per channel) 2 Cout Cin k^2 at every conv (the two
+    matmuls of ``winner_path``) and one 210x160 Gaussian outer product;
+    gmp-cell - one 84x84 Gaussian per cell of the last map, then the resize to the screen;
+    gradcam - the linear layers again (the gradient to the maps), C x H x W for the weighting, and
+    the cell map as gmp-cell; perturbation - ``perturbations`` + 1 forwards and a 4x84x84 blend
+    per perturbed copy."""
+    from rl_compress.localize import GRID, SCREEN_H, SCREEN_W
+    from rl_compress.networks import forward_macs
+
+    conv, linear = forward_macs(net)
+    forward = conv + linear
+    convs = [m for m in net.modules() if isinstance(m, torch.nn.Conv2d)]
+    with torch.no_grad():
+        last = net.conv_maps(torch.zeros(1, 4, GRID, GRID, dtype=torch.uint8))  # type: ignore[operator]
+    c, cells = last.shape[1], last.shape[-1]
+    cell_map = cells * cells * GRID * GRID + SCREEN_H * SCREEN_W * 4
+    if method == "gmp":
+        per_path = sum(2 * m.out_channels * m.in_channels * m.kernel_size[0] ** 2 for m in convs)
+        return forward + c * (per_path + SCREEN_H * SCREEN_W)
+    if method == "gmp-cell":
+        return forward + cell_map
+    if method == "gradcam":
+        return forward + linear + c * cells * cells + cell_map
+    if method == "perturbation":
+        return (perturbations + 1) * forward + perturbations * 4 * GRID * GRID
+    raise ValueError(f"unknown method {method!r}")
+
+
 def bench_localize(student_spec: str = "gmp16", frames: int = 16, repeats: int = 5) -> dict[str, Any]:
     """Cost per frame (batch 1, as while playing) of each attention method, as a ratio to the
     student's GMP map: the fastest of ``repeats`` passes over the frames, so that a busy
@@ -265,7 +296,8 @@ def bench_localize(student_spec: str = "gmp16", frames: int = 16, repeats: int =
         attention(method, net, obs[:1])
         n = frames if method != "perturbation" else max(4, frames // 4)
         best = _fastest_pass(lambda i: attention(method, net, obs[i : i + 1]), n, repeats)  # noqa: B023
-        rows.append({"agent": who, "method": method, "ms_per_frame": round(best * 1000, 3)})
+        rows.append({"agent": who, "method": method, "ms_per_frame": round(best * 1000, 3),
+                     "macs_per_frame": attention_macs(method, net)})
     forward_ms = {}
     for who, net in (("student", student), ("teacher", teacher)):
         x = torch.from_numpy(obs[:1])
@@ -276,10 +308,12 @@ def bench_localize(student_spec: str = "gmp16", frames: int = 16, repeats: int =
     gmp_extra = gmp - forward_ms["student"]
     for r in rows:
         r["x_gmp"] = round(r["ms_per_frame"] / gmp, 1)
+        r["x_gmp_macs"] = round(r["macs_per_frame"] / rows[0]["macs_per_frame"], 1)
         # beyond the forward pass that the agent runs anyway to act
         r["extra_ms"] = round(r["ms_per_frame"] - forward_ms[r["agent"]], 3)
         r["extra_x_gmp"] = round(r["extra_ms"] / gmp_extra, 1) if gmp_extra > 0 else None
     return {"benchmark": "localize", "student": student_spec, "frames": frames, "repeats": repeats, "rows": rows,
             "forward_ms": {k: round(v, 3) for k, v in forward_ms.items()},
             "note": "GMP time includes the trace to the pixel and the map on the 210x160 screen (gmp-cell: "
-                    "the 7x7 cell centres, no trace); perturbation: (84/5)^2 = 289 forwards"}
+                    "the 7x7 cell centres, no trace); perturbation: (84/5)^2 = 289 forwards; macs_per_frame: "
+                    "multiply-accumulates counted from the layer shapes (attention_macs), not timed"}

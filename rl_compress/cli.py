@@ -150,7 +150,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
         for row in res["rows"]:
             print(f"{row['agent']:>8} {row['method']:>12}: {row['ms_per_frame']:9.2f} ms/frame  "
                   f"{row['x_gmp']:8.1f}x GMP   beyond the acting forward: {row['extra_ms']:9.2f} ms, "
-                  f"{row['extra_x_gmp']}x GMP's", file=sys.stderr)
+                  f"{row['extra_x_gmp']}x GMP's   {row['macs_per_frame'] / 1e6:9.2f} M MACs "
+                  f"({row['x_gmp_macs']}x GMP)", file=sys.stderr)
         if args.json:
             _emit_json(res, args.json)
         return 0

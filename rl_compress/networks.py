@@ -269,3 +269,17 @@ def build_network(arch: ArchSpec, num_actions: int) -> nn.Module:
 def count_params(net: nn.Module) -> int:
     """Number of trainable parameters."""
     return sum(p.numel() for p in net.parameters() if p.requires_grad)
+
+
+def forward_macs(net: nn.Module) -> tuple[int, int]:
+    """Multiply-accumulates of one forward pass on one 4x84x84 frame: (in the convolutions, in the
+    linear layers after them), from the layers' shapes (the convolutions run in sequence)."""
+    conv, linear, size = 0, 0, 84
+    for m in net.modules():
+        if isinstance(m, nn.Conv2d):
+            k, s, p, d = m.kernel_size[0], m.stride[0], m.padding[0], m.dilation[0]
+            size = (size + 2 * p - d * (k - 1) - 1) // s + 1
+            conv += size * size * m.out_channels * m.in_channels * k * k // m.groups
+        elif isinstance(m, nn.Linear):
+            linear += m.in_features * m.out_features
+    return conv, linear

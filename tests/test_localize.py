@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from rl_compress.agent import make_card, save_agent
+from rl_compress.bench import attention_macs
 from rl_compress.envs import ScreenEnv, sample_observations
 from rl_compress.errors import UserError
 from rl_compress.localize import (
@@ -24,7 +25,7 @@ from rl_compress.localize import (
     grid_to_screen,
     perturbation_attention,
 )
-from rl_compress.networks import build_network, parse_spec, receptive_field, teacher_arch
+from rl_compress.networks import build_network, forward_macs, parse_spec, receptive_field, teacher_arch
 from rl_compress.video import render_overlay, write_video
 
 
@@ -201,3 +202,21 @@ def test_localize_npz_and_record_cli(gmp_student: Path, random_teacher: Path, tm
     bad = _cli("localize", str(gmp_student), "--frames", "0", "--out", str(tmp_path / "x.npz"))
     assert bad.returncode == 2 and "--frames" in bad.stderr
     assert not (tmp_path / "t.mp4").exists() and not (tmp_path / "x.npz").exists()
+
+
+def test_compute_per_frame_from_the_layer_shapes() -> None:
+    """MACs of a forward, by hand: the teacher's convs 20*20*32*4*64 + 9*9*64*32*16 + 7*7*64*64*9,
+    its FC 3136*512 + 512*6; and the bench's count of each attention method on top of it."""
+    teacher = build_network(teacher_arch(), 6)
+    assert forward_macs(teacher) == (3_276_800 + 2_654_208 + 1_806_336, 1_605_632 + 3_072)
+    student = build_network(parse_spec("gmp16"), 6)
+    fwd = 20 * 20 * 16 * 256 + 9 * 9 * 16 * 256 + 7 * 7 * 16 * 144
+    assert forward_macs(student) == (fwd, 16 * 6)
+    trace = 2 * (16 * 4 * 64 + 16 * 16 * 16 + 16 * 16 * 9) + 210 * 160  # per channel's path
+    assert attention_macs("gmp", student) == fwd + 96 + 16 * trace
+    assert attention_macs("perturbation", teacher) == 290 * 9_346_048 + 289 * 4 * 84 * 84
+    assert attention_macs("perturbation", teacher) > 100 * attention_macs("gmp", student)
+    # a fourth 5x5 conv leaves a 3x3 map: 3*3*15*15*25 more, and 9 cells for the cell map
+    wide = build_network(parse_spec("gmp15-w5"), 6)
+    assert forward_macs(wide)[0] == 20 * 20 * 15 * 256 + 9 * 9 * 15 * 240 + 7 * 7 * 15 * 135 + 3 * 3 * 15 * 375
+    assert attention_macs("gmp-cell", wide) == sum(forward_macs(wide)) + 9 * 84 * 84 + 210 * 160 * 4
