@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # The shipped Pong students: distil each spec from agents/pong/teacher with Actor-Mimic (the
-# student acts, tau 0.1), evaluate it and the teacher on the same 30 games of the default
+# student acts; the shipped ones used DISTILL_ARGS='--temperature 0.01 --lr 1e-3'), evaluate it
+# and the teacher on the same 30 games of the default
 # protocol (seed 0), and write the table experiments/results/students_pong.md from the cards of
 # every student in agents/pong/.
 # Usage: experiments/students_pong.sh [STEPS] [SPEC...]   (defaults: 150000, gmp16 gmp8 gmp32 gmp4)
 # DISTILL_ARGS adds flags to every `rl-compress distill` (e.g. DISTILL_ARGS='--temperature 0.01'); each
-# card records its full command, and the table shows it. A finished student is extended (--resume) when
+# card records its full command, and the table shows it. A run stopped with SIGTERM checkpoints and is
+# evaluated as it stands; calling the script again resumes it. A finished student is extended (--resume) when
 # STEPS exceeds the steps it has; one that has them is only evaluated again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
