@@ -239,8 +239,8 @@ def gmp_attention(
 
     Each channel's max and its contribution come from the same forward pass that gives the
     action. ``refine``: trace each max to the input pixel it rests on (``winner_path``);
-    otherwise place it at the centre of its cell's receptive field (the 7x7 grid, method
-    gmp-cell)."""
+    otherwise place it at the centre of its cell's receptive field (the cells of the last map,
+    7x7 for the teacher's geometry; method gmp-cell)."""
     if not isinstance(net, GMPStudent):
         raise UserError("this agent has no global max pool: use --overlay gradcam (or --method gradcam)")
     x = torch.from_numpy(obs)
@@ -294,7 +294,8 @@ def perturbation_attention(
 ) -> Attention:
     """Perturbation saliency (Greydanus et al. 2018): blur a Gaussian patch (sigma ``radius``)
     centred every ``stride`` pixels of the 84x84 input, in all 4 stacked frames, and score
-    0.5 * ||f(I) - f(I_perturbed)||^2 of the network's outputs. Costs (84/stride)^2 forwards.
+    0.5 * ||f(I) - f(I_perturbed)||^2 of the network's outputs, the perturbed frames kept in
+    float (not rounded to uint8). Costs (84/stride)^2 forwards, batched per frame.
     ``actions`` only labels the result (the score uses all outputs, as in the paper)."""
     x = torch.from_numpy(obs).float()
     b = x.shape[0]
