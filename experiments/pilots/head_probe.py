@@ -75,7 +75,7 @@ def main() -> None:
     """Collect the states once, then fine-tune each variant for the same updates."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("student")
-    p.add_argument("--kinds", nargs="+", default=["plain", "coord", "flat", "flat16", "wide3", "wide5", "dil3"])
+    p.add_argument("--kinds", nargs="+", default=["plain", "coord", "wide3", "dil3", "wide5", "wide7", "flat16", "flat"])
     p.add_argument("--updates", type=int, default=4000)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--teacher", default="agents/pong/teacher")
