@@ -49,7 +49,11 @@ def grid_to_screen(u: np.ndarray, axis: str) -> np.ndarray:
 
 def cell_centres(net: nn.Module, cells: int = 7) -> np.ndarray:
     """Centre, in 84-grid pixels, of each cell's receptive field along one axis."""
-    size, stride, offset = receptive_field(net)
+    return _centres(*receptive_field(net), cells)
+
+
+def _centres(size: int, stride: int, offset: int, cells: int) -> np.ndarray:
+    """``cell_centres`` from the receptive field (size, stride, offset)."""
     return offset + np.arange(cells) * stride + (size - 1) / 2.0
 
 
@@ -66,7 +70,7 @@ def _gaussian(d2: np.ndarray, sigma: float) -> np.ndarray:
 def cell_kernels(size: int, stride: int, offset: int, cells: int) -> np.ndarray:
     """One Gaussian (sigma = receptive field / 6) per cell of the last conv map, centred on
     the cell's receptive field on the 84x84 grid: float32 [cells*cells, 84*84], row-major cells."""
-    centres = offset + np.arange(cells) * stride + (size - 1) / 2.0
+    centres = _centres(size, stride, offset, cells)
     sigma = size / 6.0
     yy, xx = np.mgrid[0:GRID, 0:GRID].astype(np.float32)
     ker = [_gaussian((xx - cx) ** 2 + (yy - cy) ** 2, sigma) for cy in centres for cx in centres]
@@ -214,7 +218,6 @@ def path_attention(
     py, px = winner_path(convs, [a.numpy() for a in acts], obs, frames, channels,
                          rows[frames, channels], cols[frames, channels])
     gy, gx = _screen_gaussians(convs[0].kernel_size[0] / 2.0)
-    sx, sy = SCREEN_W / GRID, SCREEN_H / GRID
     for i in range(b):
         sel = frames == i
         if not sel.any():
@@ -226,8 +229,8 @@ def path_attention(
         np.matmul(gy[ys].T * w, gx[xs], out=maps[i])
         top = np.argsort(-w, kind="stable")[:k]
         m = len(top)
-        peaks[i, :m, 0] = (xs[top] + 0.5) * sx - 0.5  # grid_to_screen, inlined: this runs every acting step
-        peaks[i, :m, 1] = (ys[top] + 0.5) * sy - 0.5
+        peaks[i, :m, 0] = grid_to_screen(xs[top], "x")
+        peaks[i, :m, 1] = grid_to_screen(ys[top], "y")
         peaks[i, :m, 2] = w[top] / w.max()
     return maps, peaks
 
@@ -280,13 +283,14 @@ def gradcam_attention(net: nn.Module, obs: np.ndarray, actions: np.ndarray | Non
 
 
 @lru_cache(maxsize=4)
-def _perturbation_masks(stride: int, radius: float) -> torch.Tensor:
-    """The Gaussian masks [P,1,84,84] of perturbation saliency, one centred every ``stride`` px;
-    built once per (stride, radius), so that the baseline pays only for its forwards and blends."""
+def _perturbation_masks(stride: int, radius: float) -> tuple[np.ndarray, torch.Tensor]:
+    """The mask centres along one axis and the Gaussian masks [P,1,84,84] of perturbation
+    saliency, one centred every ``stride`` px; built once per (stride, radius), so that the
+    baseline pays only for its forwards and blends."""
     centres = np.arange(0, GRID, stride, dtype=np.float32)
     yy, xx = np.mgrid[0:GRID, 0:GRID].astype(np.float32)
     masks = np.stack([_gaussian((xx - cx) ** 2 + (yy - cy) ** 2, radius) for cy in centres for cx in centres])
-    return torch.from_numpy(masks)[:, None]
+    return centres, torch.from_numpy(masks)[:, None]
 
 
 def perturbation_attention(
@@ -299,11 +303,10 @@ def perturbation_attention(
     ``actions`` only labels the result (the score uses all outputs, as in the paper)."""
     x = torch.from_numpy(obs).float()
     b = x.shape[0]
-    masks_t = _perturbation_masks(stride, radius)  # [P,1,84,84]
+    centres, masks_t = _perturbation_masks(stride, radius)  # [P,1,84,84]
     blurred = torch.from_numpy(
         np.stack([cv2.GaussianBlur(o.transpose(1, 2, 0).astype(np.float32), (0, 0), 3).transpose(2, 0, 1) for o in obs])
     )
-    centres = np.arange(0, GRID, stride, dtype=np.float32)
     g = len(centres)
     smaps, peaks = _empty_attention(b, k)
     acts = np.zeros(b, dtype=np.int64)
