@@ -276,44 +276,56 @@ def attention_macs(method: str, net: torch.nn.Module, perturbations: int = 17 * 
     raise ValueError(f"unknown method {method!r}")
 
 
-def bench_localize(student_spec: str = "gmp16", frames: int = 16, repeats: int = 5) -> dict[str, Any]:
-    """Cost per frame (batch 1, as while playing) of each attention method, as a ratio to the
-    student's GMP map: the fastest of ``repeats`` passes over the frames, so that a busy
-    moment of the machine does not count. GMP's cost includes the forward pass that picks
-    the action."""
+def bench_localize(
+    student_spec: str = "gmp16", frames: int = 16, repeats: int = 5, batches: tuple[int, ...] = (1, 32)
+) -> dict[str, Any]:
+    """Cost per frame of each attention method, as a ratio to the student's GMP map at the same
+    batch size: batch 1 (as while playing) and larger batches (explaining recorded frames).
+    Each time is the fastest of ``repeats`` passes, so that a busy moment of the machine does
+    not count. GMP's cost includes the forward pass that picks the action; ``extra_ms`` is the
+    cost beyond that forward."""
     from rl_compress.envs import sample_observations
     from rl_compress.localize import attention
     from rl_compress.networks import build_network, parse_spec, teacher_arch
 
-    obs = sample_observations("pong", frames, num_envs=frames, warmup=50)
+    n_obs = max(frames, *batches)
+    obs = sample_observations("pong", n_obs, num_envs=min(n_obs, 16), warmup=50)
     student = build_network(parse_spec(student_spec), 6).eval()
     teacher = build_network(teacher_arch(), 6).eval()
     plan = [("student", student, "gmp"), ("student", student, "gmp-cell"), ("student", student, "gradcam"),
             ("student", student, "perturbation"),
             ("teacher", teacher, "gradcam"), ("teacher", teacher, "perturbation")]
-    rows = []
-    for who, net, method in plan:
-        attention(method, net, obs[:1])
-        n = frames if method != "perturbation" else max(4, frames // 4)
-        best = _fastest_pass(lambda i: attention(method, net, obs[i : i + 1]), n, repeats)  # noqa: B023
-        rows.append({"agent": who, "method": method, "ms_per_frame": round(best * 1000, 3),
-                     "macs_per_frame": attention_macs(method, net)})
-    forward_ms = {}
-    for who, net in (("student", student), ("teacher", teacher)):
-        x = torch.from_numpy(obs[:1])
-        with torch.inference_mode():
-            net(x)
-            forward_ms[who] = _fastest_pass(lambda i: net(x), frames * 4, repeats) * 1000  # noqa: B023
-    gmp = rows[0]["ms_per_frame"]
-    gmp_extra = gmp - forward_ms["student"]
-    for r in rows:
-        r["x_gmp"] = round(r["ms_per_frame"] / gmp, 1)
-        r["x_gmp_macs"] = round(r["macs_per_frame"] / rows[0]["macs_per_frame"], 1)
-        # beyond the forward pass that the agent runs anyway to act
-        r["extra_ms"] = round(r["ms_per_frame"] - forward_ms[r["agent"]], 3)
-        r["extra_x_gmp"] = round(r["extra_ms"] / gmp_extra, 1) if gmp_extra > 0 else None
-    return {"benchmark": "localize", "student": student_spec, "frames": frames, "repeats": repeats, "rows": rows,
-            "forward_ms": {k: round(v, 3) for k, v in forward_ms.items()},
+    rows: list[dict[str, Any]] = []
+    forward_ms: dict[str, dict[str, float]] = {}
+    for b in batches:
+        calls = max(1, frames // b)  # batches per pass; perturbation, ~300 forwards a frame, gets a quarter
+        fwd: dict[str, float] = {}
+        for who, net in (("student", student), ("teacher", teacher)):
+            with torch.inference_mode():
+                net(torch.from_numpy(obs[:b]))
+                fwd[who] = _fastest_pass(
+                    lambda i: net(torch.from_numpy(obs[i % calls * b : (i % calls + 1) * b])),  # noqa: B023
+                    max(4, 4 * calls), repeats,
+                ) * 1000 / b
+        forward_ms[str(b)] = {k: round(v, 3) for k, v in fwd.items()}
+        batch_rows = []
+        for who, net, method in plan:
+            attention(method, net, obs[:b])
+            n = calls if method != "perturbation" else max(1, calls // 4)
+            best = _fastest_pass(lambda i: attention(method, net, obs[i * b : (i + 1) * b]), n, repeats)  # noqa: B023
+            ms = best * 1000 / b
+            batch_rows.append({"batch": b, "agent": who, "method": method, "ms_per_frame": round(ms, 3),
+                               "macs_per_frame": attention_macs(method, net), "extra_ms": round(ms - fwd[who], 3)})
+        gmp = batch_rows[0]
+        for r in batch_rows:
+            r["x_gmp"] = round(r["ms_per_frame"] / gmp["ms_per_frame"], 1)
+            r["x_gmp_macs"] = round(r["macs_per_frame"] / gmp["macs_per_frame"], 1)
+            # beyond the forward pass that the agent runs anyway to act
+            r["extra_x_gmp"] = round(r["extra_ms"] / gmp["extra_ms"], 1) if gmp["extra_ms"] > 0 else None
+        rows += batch_rows
+    return {"benchmark": "localize", "student": student_spec, "frames": frames, "batches": list(batches),
+            "repeats": repeats, "rows": rows, "forward_ms": forward_ms,
             "note": "GMP time includes the trace to the pixel and the map on the 210x160 screen (gmp-cell: "
-                    "the 7x7 cell centres, no trace); perturbation: (84/5)^2 = 289 forwards; macs_per_frame: "
+                    "the 7x7 cell centres, no trace); perturbation: (84/5)^2 = 289 forwards per frame, batched "
+                    "per frame whatever the batch; ms_per_frame: time of a batch / its size; macs_per_frame: "
                     "multiply-accumulates counted from the layer shapes (attention_macs), not timed"}

@@ -148,7 +148,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.what == "localize":
         res = bench.bench_localize(args.student)
         for row in res["rows"]:
-            print(f"{row['agent']:>8} {row['method']:>12}: {row['ms_per_frame']:9.2f} ms/frame  "
+            print(f"batch {row['batch']:>3} {row['agent']:>8} {row['method']:>12}: {row['ms_per_frame']:9.2f} ms/frame  "
                   f"{row['x_gmp']:8.1f}x GMP   beyond the acting forward: {row['extra_ms']:9.2f} ms, "
                   f"{row['extra_x_gmp']}x GMP's   {row['macs_per_frame'] / 1e6:9.2f} M MACs "
                   f"({row['x_gmp_macs']}x GMP)", file=sys.stderr)

@@ -218,20 +218,23 @@ def path_attention(
     py, px = winner_path(convs, [a.numpy() for a in acts], obs, frames, channels,
                          rows[frames, channels], cols[frames, channels])
     gy, gx = _screen_gaussians(convs[0].kernel_size[0] / 2.0)
-    for i in range(b):
-        sel = frames == i
-        if not sel.any():
-            continue
-        per_pixel = np.bincount(py[sel] * GRID + px[sel], weights=contrib[i, channels[sel]], minlength=GRID * GRID)
-        keys = np.flatnonzero(per_pixel)
-        w = per_pixel[keys].astype(np.float32)
-        ys, xs = keys // GRID, keys % GRID
-        np.matmul(gy[ys].T * w, gx[xs], out=maps[i])
-        top = np.argsort(-w, kind="stable")[:k]
-        m = len(top)
-        peaks[i, :m, 0] = grid_to_screen(xs[top], "x")
-        peaks[i, :m, 1] = grid_to_screen(ys[top], "y")
-        peaks[i, :m, 2] = w[top] / w.max()
+    # channels of a frame that end on the same pixel add up: one weight per (frame, pixel), sorted
+    uniq, inv = np.unique((frames * GRID + py) * GRID + px, return_inverse=True)
+    weight = np.bincount(inv.ravel(), weights=contrib[frames, channels]).astype(np.float32)
+    frame, pixel = uniq // (GRID * GRID), uniq % (GRID * GRID)
+    counts = np.bincount(frame, minlength=b)
+    slot = np.arange(len(uniq)) - (np.cumsum(counts) - counts)[frame]  # rank of the pixel in its frame
+    w = np.zeros((b, counts.max()), dtype=np.float32)  # frames padded with zero weights
+    ys, xs = np.zeros(w.shape, dtype=np.int64), np.zeros(w.shape, dtype=np.int64)
+    w[frame, slot], ys[frame, slot], xs[frame, slot] = weight, pixel // GRID, pixel % GRID
+    np.matmul(gy[ys].transpose(0, 2, 1) * w[:, None, :], gx[xs], out=maps)  # a Gaussian per pixel, all frames at once
+    top = np.argsort(-w, axis=1, kind="stable")[:, :k]
+    kept = np.arange(top.shape[1])[None] < counts[:, None]
+    fr = np.arange(b)[:, None]
+    wmax = np.maximum(w.max(1, keepdims=True), 1e-30)
+    peaks[:, : top.shape[1], 0] = np.where(kept, grid_to_screen(xs[fr, top], "x"), -1.0)
+    peaks[:, : top.shape[1], 1] = np.where(kept, grid_to_screen(ys[fr, top], "y"), -1.0)
+    peaks[:, : top.shape[1], 2] = np.where(kept, w[fr, top] / wmax, 0.0)
     return maps, peaks
 
 

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from rl_compress.agent import make_card, save_agent
-from rl_compress.bench import attention_macs
+from rl_compress.bench import attention_macs, bench_localize
 from rl_compress.envs import ScreenEnv, sample_observations
 from rl_compress.errors import UserError
 from rl_compress.localize import (
@@ -129,6 +129,14 @@ def test_gmp_and_gradcam_on_real_frames() -> None:
         live = w > 0
         assert (att.peaks[:, :, 0][live] >= 0).all() and (att.peaks[:, :, 0][live] < 160).all()
         assert (att.peaks[:, :, 1][live] >= 0).all() and (att.peaks[:, :, 1][live] < 210).all()
+        # a batch gives each frame what it gets alone, a blank frame (fewer pixels than peaks) included
+        mixed = np.concatenate([obs[:3], np.zeros((1, 4, 84, 84), dtype=np.uint8), obs[3:]])
+        whole = gmp_attention(net, mixed, k=4)
+        for i in range(len(mixed)):
+            alone = gmp_attention(net, mixed[i : i + 1], k=4)
+            assert np.array_equal(whole.peaks[i, :, :2], alone.peaks[0, :, :2]) and whole.actions[i] == alone.actions[0]
+            np.testing.assert_allclose(whole.peaks[i, :, 2], alone.peaks[0, :, 2], rtol=1e-5)  # batched convs round
+            np.testing.assert_allclose(whole.maps[i], alone.maps[0], rtol=1e-5, atol=1e-6 * alone.maps.max())
     teacher = build_network(teacher_arch(), 6)
     cam = gradcam_attention(teacher, obs, actions=np.zeros(8, dtype=np.int64))
     assert cam.maps.shape == (8, 210, 160) and cam.maps.min() >= 0 and (cam.actions == 0).all()
@@ -220,3 +228,20 @@ def test_compute_per_frame_from_the_layer_shapes() -> None:
     wide = build_network(parse_spec("gmp15-w5"), 6)
     assert forward_macs(wide)[0] == 20 * 20 * 15 * 256 + 9 * 9 * 15 * 240 + 7 * 7 * 15 * 135 + 3 * 3 * 15 * 375
     assert attention_macs("gmp-cell", wide) == sum(forward_macs(wide)) + 9 * 84 * 84 + 210 * 160 * 4
+
+
+def test_bench_localize_rows() -> None:
+    """Each method at each batch size, timed per frame and compared with GMP at that batch."""
+    res = bench_localize("gmp16", frames=2, repeats=1, batches=(1, 2))
+    rows = res["rows"]
+    assert [(r["batch"], r["agent"], r["method"]) for r in rows[:6]] == [
+        (1, "student", "gmp"), (1, "student", "gmp-cell"), (1, "student", "gradcam"), (1, "student", "perturbation"),
+        (1, "teacher", "gradcam"), (1, "teacher", "perturbation")]
+    assert [r["batch"] for r in rows] == [1] * 6 + [2] * 6 and set(res["forward_ms"]) == {"1", "2"}
+    for r in rows:
+        assert r["ms_per_frame"] > 0 and r["macs_per_frame"] > 0
+        gmp = rows[0] if r["batch"] == 1 else rows[6]
+        assert r["x_gmp"] == round(r["ms_per_frame"] / gmp["ms_per_frame"], 1)
+        forward = res["forward_ms"][str(r["batch"])][r["agent"]]
+        assert r["extra_ms"] == pytest.approx(r["ms_per_frame"] - forward, abs=2e-3)
+    assert rows[5]["x_gmp_macs"] > 100 and rows[0]["x_gmp"] == 1.0
