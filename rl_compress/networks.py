@@ -7,6 +7,7 @@ representation (the teacher's 512-d layer) used by feature regression.
 
 from __future__ import annotations
 
+import itertools
 import re
 from typing import Any, Callable
 
@@ -39,7 +40,7 @@ def conv_activations(conv: nn.Sequential, obs: torch.Tensor) -> list[torch.Tenso
     first = conv[0]
     h = F.conv2d(obs.float(), first.weight * (1.0 / 255.0), first.bias, first.stride, first.padding)
     acts = []
-    for m in conv[1:]:
+    for m in itertools.islice(conv, 1, None):  # conv[1:] would build a new Sequential every call
         h = m(h)
         if isinstance(m, nn.ReLU):
             acts.append(h)
