@@ -17,6 +17,7 @@ learned linear map W (Actor-Mimic's beta; 0 = off).
 from __future__ import annotations
 
 import json
+import sys
 import time
 from collections import deque
 from dataclasses import asdict, dataclass
@@ -226,7 +227,9 @@ def distill(
     recent: deque[float] = deque(maxlen=20)
     tau, eps = cfg.tau(), cfg.actor_epsilon()
     debt = 0.0
-    stats = {"loss": float("nan"), "feature": 0.0, "agreement": float("nan"), "entropy": float("nan")}
+    stats = {"loss": float("nan"), "feature": 0.0, "agreement": float("nan"), "entropy": float("nan"),
+             "logit_std": float("nan")}
+    collapse_warned = False
     t_start = time.time()
     sps_t, sps_step = time.time(), step
     next_ckpt = (step // cfg.checkpoint_every + 1) * cfg.checkpoint_every
@@ -319,7 +322,9 @@ def distill(
                                 p = F.softmax(logits, 1)
                                 stats = {"loss": float(main), "feature": float(feat),
                                          "agreement": float((logits.argmax(1) == target.argmax(1)).float().mean()),
-                                         "entropy": float(-(p * torch.log(p.clamp_min(1e-12))).sum(1).mean())}
+                                         "entropy": float(-(p * torch.log(p.clamp_min(1e-12))).sum(1).mean()),
+                                         # spread of each output over the batch: 0 = the input no longer matters
+                                         "logit_std": float(logits.std(0).max())}
                 obs, reward, term, trunc, _ = env.recv()
                 step += k
                 replay.record_step(obs, actions, np.sign(reward).astype(np.float32), term, just_done)
@@ -344,6 +349,12 @@ def distill(
                             writer.add_scalar("losses/feature", stats["feature"], step)
                             writer.add_scalar("charts/agreement", stats["agreement"], step)
                             writer.add_scalar("charts/entropy", stats["entropy"], step)
+                            writer.add_scalar("charts/logit_std", stats["logit_std"], step)
+                    if updates and stats["logit_std"] < 1e-6 and not collapse_warned:
+                        collapse_warned = True
+                        print(f"warning: {out}: at step {step} the student gives every state the same outputs "
+                              "(its units died); it will not learn from here: start again with a lower --lr or "
+                              "another --seed", file=sys.stderr)
                     mean = f"{np.mean(recent):.1f}" if recent else "-"
                     bar.update(task, completed=step,
                                info=f"{sps:.0f} sps  agree {stats['agreement']:.2f}  return(20) {mean}")

@@ -99,7 +99,7 @@ def sharp_teacher(random_teacher: Path) -> Path:
      ("actor-mimic", "student", 0.01)],
 )
 def test_distill_learns_the_teacher(sharp_teacher: Path, tmp_path: Path, loss: str, actor: str,
-                                    feature_weight: float) -> None:
+                                    feature_weight: float, capsys: pytest.CaptureFixture[str]) -> None:
     cfg = DistillConfig(student="gmp8", loss=loss, actor=actor, feature_weight=feature_weight, **TINY)
     out = tmp_path / "student"
     card = distill(sharp_teacher, cfg, out, tensorboard=tmp_path / "tb", show_progress=False)
@@ -126,10 +126,26 @@ def test_distill_learns_the_teacher(sharp_teacher: Path, tmp_path: Path, loss: s
     acc = EventAccumulator(str(tmp_path / "tb"))
     acc.Reload()
     tags = acc.Tags()["scalars"]
-    for tag in ("losses/distill", "charts/agreement", "charts/entropy", "charts/SPS"):
+    for tag in ("losses/distill", "charts/agreement", "charts/entropy", "charts/SPS", "charts/logit_std"):
         assert tag in tags, tag
     if feature_weight:
         assert all(e.value > 0 for e in acc.Scalars("losses/feature"))
+    assert all(e.value > 1e-6 for e in acc.Scalars("charts/logit_std"))
+    assert "warning" not in capsys.readouterr().err
+
+
+def test_a_collapsed_student_is_reported(sharp_teacher: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Adam at lr 1 kills every unit of the student within a few hundred updates: its outputs no
+    longer depend on the input, TensorBoard shows a zero spread and the user is told once."""
+    cfg = DistillConfig(student="gmp8", lr=1.0, **TINY)
+    distill(sharp_teacher, cfg, tmp_path / "student", tensorboard=tmp_path / "tb", show_progress=False)
+    err = capsys.readouterr().err
+    assert err.count("warning:") == 1 and "same outputs" in err and "--lr" in err
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(tmp_path / "tb"))
+    acc.Reload()
+    assert acc.Scalars("charts/logit_std")[-1].value < 1e-6
 
 
 def test_eval_resume_and_refusals(random_teacher: Path, tmp_path: Path) -> None:
