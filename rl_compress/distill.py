@@ -34,7 +34,7 @@ from rl_compress.config import option
 from rl_compress.envs import EnvConfig, make_vector_env
 from rl_compress.errors import UserError
 from rl_compress.evaluate import DEFAULT_PROTOCOL, evaluate, retention
-from rl_compress.networks import build_network, count_params, parse_spec
+from rl_compress.networks import GMPStudent, build_network, conv_activations, count_params, parse_spec
 from rl_compress.progress import progress_bar
 from rl_compress.replay import FrameReplay
 from rl_compress.rundir import (
@@ -77,6 +77,7 @@ class DistillConfig:
     eval_seed: int = option("seed of the periodic evaluations", default=10_000)
     tb_clip_steps: int = option("steps of the overlay clip logged to TensorBoard at each evaluation (0 = off)", default=90)
     threads: int = option("torch threads (0 = all cores)", default=0)
+    recycle_every: int = option("updates between recycling the student's dead conv channels (ReDo; 0 = off)", default=0)
 
     def tau(self) -> float:
         """The temperature in use."""
@@ -104,7 +105,48 @@ def check_config(cfg: DistillConfig) -> None:
             raise UserError(f"--{name.replace('_', '-')} must be positive, got {getattr(cfg, name)}")
     if cfg.lr <= 0:
         raise UserError(f"--lr must be positive, got {cfg.lr}")
-    parse_spec(cfg.student)
+    arch = parse_spec(cfg.student)
+    if cfg.recycle_every < 0:
+        raise UserError(f"--recycle-every must be >= 0, got {cfg.recycle_every}")
+    if cfg.recycle_every and arch["name"] != "gmp":
+        raise UserError(f"--recycle-every works on gmp students, not {cfg.student!r}")
+
+
+def dead_channels(net: nn.Module, obs: torch.Tensor) -> list[torch.Tensor]:
+    """Per conv layer of a student, the channels whose ReLU output is zero at every position of
+    every state of ``obs``: they pass no gradient, so they never learn again."""
+    with torch.no_grad():
+        acts = conv_activations(net.conv, obs)  # type: ignore[arg-type]
+    return [(a.amax(dim=(0, 2, 3)) <= 0).nonzero().flatten() for a in acts]
+
+
+def recycle_dead_channels(
+    net: nn.Module, obs: torch.Tensor, opt: torch.optim.Optimizer | None = None
+) -> list[int]:
+    """ReDo (Sokar et al. 2023, "The Dormant Neuron Phenomenon in Deep RL") for the convolutions of
+    a GMP student: every channel that is dead on ``obs`` (``dead_channels``) gets fresh incoming
+    weights and bias (the layer's default init) and zero outgoing weights, so the outputs do not
+    change at once and the channel can learn again; Adam's moments of those weights are reset.
+    Returns how many channels were recycled in each conv layer."""
+    if not isinstance(net, GMPStudent):
+        raise UserError("recycling dead channels needs a gmp student")
+    convs = [m for m in net.conv if isinstance(m, nn.Conv2d)]
+    after_pool = net.hidden[0] if isinstance(net.hidden, nn.Sequential) else net.head
+    layers = list(zip(convs, [*convs[1:], after_pool], dead_channels(net, obs)))
+    for conv, nxt, dead in reversed(layers):  # last first: a layer's fresh rows must not refill zeroed columns
+        if len(dead) == 0:
+            continue
+        fresh = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride)
+        with torch.no_grad():
+            conv.weight[dead] = fresh.weight[dead]
+            conv.bias[dead] = fresh.bias[dead]
+            nxt.weight[:, dead] = 0.0
+        if opt is not None:
+            for param, index in ((conv.weight, dead), (conv.bias, dead), (nxt.weight, (slice(None), dead))):
+                for moment in ("exp_avg", "exp_avg_sq"):
+                    if moment in opt.state.get(param, {}):
+                        opt.state[param][moment][index] = 0.0
+    return [len(dead) for _, _, dead in layers]
 
 
 def distill_loss(
@@ -229,7 +271,10 @@ def distill(
     debt = 0.0
     stats = {"loss": float("nan"), "feature": 0.0, "agreement": float("nan"), "entropy": float("nan"),
              "logit_std": float("nan")}
+    dead_share = float("nan")  # share of the student's conv channels dead on the last checked batch
     collapse_warned = False
+    recycled = 0
+    n_channels = sum(m.out_channels for m in student.modules() if isinstance(m, nn.Conv2d))
     t_start = time.time()
     sps_t, sps_step = time.time(), step
     next_ckpt = (step // cfg.checkpoint_every + 1) * cfg.checkpoint_every
@@ -317,6 +362,14 @@ def distill(
                         opt.step()
                         updates += 1
                         debt -= 1.0
+                        recycle_now = cfg.recycle_every > 0 and updates % cfg.recycle_every == 0
+                        if isinstance(student, GMPStudent) and (updates % 100 == 0 or recycle_now):
+                            if recycle_now:
+                                n_dead = recycle_dead_channels(student, xs, opt)
+                                recycled += sum(n_dead)
+                            else:
+                                n_dead = [len(d) for d in dead_channels(student, xs)]
+                            dead_share = sum(n_dead) / n_channels
                         if updates % 50 == 0:
                             with torch.no_grad():
                                 p = F.softmax(logits, 1)
@@ -350,6 +403,9 @@ def distill(
                             writer.add_scalar("charts/agreement", stats["agreement"], step)
                             writer.add_scalar("charts/entropy", stats["entropy"], step)
                             writer.add_scalar("charts/logit_std", stats["logit_std"], step)
+                            if dead_share == dead_share:  # not NaN: a gmp student, checked
+                                writer.add_scalar("charts/dead_channels", dead_share, step)
+                                writer.add_scalar("charts/recycled_channels", recycled, step)
                     if updates and stats["logit_std"] < 1e-6 and not collapse_warned:
                         collapse_warned = True
                         print(f"warning: {out}: at step {step} the student gives every state the same outputs "

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from rl_compress.agent import load_agent, update_card
-from rl_compress.distill import DistillConfig, distill, distill_loss
+from rl_compress.distill import DistillConfig, dead_channels, distill, distill_loss, recycle_dead_channels
 from rl_compress.envs import sample_observations
 from rl_compress.errors import UserError
 from rl_compress.networks import build_network, count_params, parse_spec
@@ -64,6 +64,44 @@ def test_wide_student_pools_a_smaller_map() -> None:
     assert torch.allclose(net(x), net.head(maps.amax(dim=(2, 3))))
     with pytest.raises(UserError, match="wide"):
         build_network(arch | {"wide": 9}, 6)
+
+
+@pytest.mark.parametrize("spec", ["gmp8-w5", "gmp8-h16"])
+def test_recycling_dead_channels(spec: str) -> None:
+    """A channel whose ReLU never fires on real frames gets fresh incoming weights and zero
+    outgoing ones (ReDo): the outputs stay the same, Adam forgets those weights, live channels and
+    their weights are untouched."""
+    torch.manual_seed(0)
+    net = build_network(parse_spec(spec), 6)
+    x = torch.from_numpy(sample_observations("pong", 32, num_envs=8, warmup=50))
+    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+    F.mse_loss(net(x), torch.zeros(32, 6)).backward()
+    opt.step()
+    convs = [m for m in net.conv if isinstance(m, torch.nn.Conv2d)]
+    after_pool = net.hidden[0] if spec.endswith("h16") else net.head
+    with torch.no_grad():
+        convs[0].bias[2] = -1e4  # dead on every input
+        convs[-1].bias[5] = -1e4
+    dead = [d.tolist() for d in dead_channels(net, x)]
+    assert 2 in dead[0] and 5 in dead[-1]
+    with torch.no_grad():
+        before = net(x)
+    w0, w2 = convs[0].weight.clone(), convs[1].weight.clone()
+    counts = recycle_dead_channels(net, x, opt)
+    assert counts == [len(d) for d in dead]
+    with torch.no_grad():
+        assert torch.allclose(net(x), before, atol=1e-6)
+    assert convs[0].bias[2] > -1 and not torch.equal(convs[0].weight[2], w0[2])
+    live = [c for c in range(8) if c not in dead[0]]
+    assert torch.equal(convs[0].weight[live], w0[live])
+    assert (convs[1].weight[:, dead[0]] == 0).all() and (after_pool.weight[:, dead[-1]] == 0).all()
+    keep = [c for c in range(8) if c not in dead[1]]  # conv2's live channels, from conv1's live ones
+    assert torch.equal(convs[1].weight[keep][:, live], w2[keep][:, live])
+    assert (opt.state[convs[0].weight]["exp_avg"][2] == 0).all()
+    assert (opt.state[after_pool.weight]["exp_avg_sq"][:, 5] == 0).all()
+    assert (opt.state[convs[0].weight]["exp_avg"][live] != 0).any()
+    with pytest.raises(UserError, match="gmp student"):
+        recycle_dead_channels(build_network(parse_spec("flat8-fc16"), 6), x)
 
 
 def test_losses_by_hand() -> None:
@@ -146,6 +184,15 @@ def test_a_collapsed_student_is_reported(sharp_teacher: Path, tmp_path: Path, ca
     acc = EventAccumulator(str(tmp_path / "tb"))
     acc.Reload()
     assert acc.Scalars("charts/logit_std")[-1].value < 1e-6
+    assert acc.Scalars("charts/dead_channels")[-1].value > 0.5
+    assert all(e.value == 0 for e in acc.Scalars("charts/recycled_channels"))
+    # with --recycle-every the distiller gives the dead channels fresh weights as it goes
+    cfg = DistillConfig(student="gmp8", lr=1.0, recycle_every=20, **TINY)
+    card = distill(sharp_teacher, cfg, tmp_path / "recycled", tensorboard=tmp_path / "tb2", show_progress=False)
+    assert card["training"]["config"]["recycle_every"] == 20
+    acc = EventAccumulator(str(tmp_path / "tb2"))
+    acc.Reload()
+    assert acc.Scalars("charts/recycled_channels")[-1].value > 0
 
 
 def test_eval_resume_and_refusals(random_teacher: Path, tmp_path: Path) -> None:
