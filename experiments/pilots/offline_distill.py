@@ -73,10 +73,14 @@ class HeldOut:
         gap = merged_gap(self.q_te)
         self.crit = gap >= gap.quantile(0.9)
 
-    def fine_tune(self, net: torch.nn.Module, lr: float, updates: int, report: int = 0) -> None:
+    def fine_tune(
+        self, net: torch.nn.Module, lr: float, updates: int, report: int = 0, eps: float = 1e-8,
+        after_step: Callable[[int, torch.Tensor, torch.optim.Optimizer], None] | None = None,
+    ) -> None:
         """``updates`` Adam steps (batch 64, seed 0) of cross-entropy to softmax(Q/0.01) on the training
-        states; every ``report`` updates (0: never) print the held-out agreement."""
-        opt = torch.optim.Adam(net.parameters(), lr=lr)
+        states; every ``report`` updates (0: never) print the held-out agreement; ``after_step(u, x,
+        opt)`` runs after update ``u`` on batch ``x``."""
+        opt = torch.optim.Adam(net.parameters(), lr=lr, eps=eps)
         rng = np.random.default_rng(0)
         for u in range(1, updates + 1):
             i = rng.integers(0, len(self.x_tr), 64)
@@ -85,6 +89,8 @@ class HeldOut:
             opt.zero_grad()
             loss.backward()
             opt.step()
+            if after_step is not None:
+                after_step(u, x, opt)
             if report and u % report == 0:
                 print(f"  {u} updates: {self.agreement(net)}", flush=True)
 
