@@ -255,11 +255,11 @@ def attention_macs(method: str, net: torch.nn.Module, perturbations: int = 17 * 
     the cell map as gmp-cell; perturbation - ``perturbations`` + 1 forwards and a 4x84x84 blend
     per perturbed copy."""
     from rl_compress.localize import GRID, SCREEN_H, SCREEN_W
-    from rl_compress.networks import forward_macs
+    from rl_compress.networks import conv_layers, forward_macs
 
     conv, linear = forward_macs(net)
     forward = conv + linear
-    convs = [m for m in net.modules() if isinstance(m, torch.nn.Conv2d)]
+    convs = conv_layers(net)
     with torch.no_grad():
         last = net.conv_maps(torch.zeros(1, 4, GRID, GRID, dtype=torch.uint8))  # type: ignore[operator]
     c, cells = last.shape[1], last.shape[-1]

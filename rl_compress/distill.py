@@ -34,7 +34,7 @@ from rl_compress.config import option
 from rl_compress.envs import EnvConfig, make_vector_env
 from rl_compress.errors import UserError
 from rl_compress.evaluate import DEFAULT_PROTOCOL, evaluate, retention
-from rl_compress.networks import GMPStudent, build_network, conv_activations, count_params, parse_spec
+from rl_compress.networks import GMPStudent, build_network, conv_activations, conv_layers, count_params, parse_spec
 from rl_compress.progress import progress_bar
 from rl_compress.replay import FrameReplay
 from rl_compress.rundir import (
@@ -130,7 +130,7 @@ def recycle_dead_channels(
     Returns how many channels were recycled in each conv layer."""
     if not isinstance(net, GMPStudent):
         raise UserError("recycling dead channels needs a gmp student")
-    convs = [m for m in net.conv if isinstance(m, nn.Conv2d)]
+    convs = conv_layers(net)
     after_pool = net.hidden[0] if isinstance(net.hidden, nn.Sequential) else net.head
     layers = list(zip(convs, [*convs[1:], after_pool], dead_channels(net, obs)))
     for conv, nxt, dead in reversed(layers):  # last first: a layer's fresh rows must not refill zeroed columns
@@ -274,7 +274,7 @@ def distill(
     dead_share = float("nan")  # share of the student's conv channels dead on the last checked batch
     collapse_warned = False
     recycled = 0
-    n_channels = sum(m.out_channels for m in student.modules() if isinstance(m, nn.Conv2d))
+    n_channels = sum(m.out_channels for m in conv_layers(student))
     t_start = time.time()
     sps_t, sps_step = time.time(), step
     next_ckpt = (step // cfg.checkpoint_every + 1) * cfg.checkpoint_every
@@ -363,7 +363,7 @@ def distill(
                         updates += 1
                         debt -= 1.0
                         recycle_now = cfg.recycle_every > 0 and updates % cfg.recycle_every == 0
-                        if isinstance(student, GMPStudent) and (updates % 100 == 0 or recycle_now):
+                        if isinstance(student, GMPStudent) and (recycle_now or (writer is not None and updates % 100 == 0)):
                             if recycle_now:
                                 n_dead = recycle_dead_channels(student, xs, opt)
                                 recycled += sum(n_dead)

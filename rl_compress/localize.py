@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from rl_compress.errors import UserError
-from rl_compress.networks import GMPStudent, conv_activations, receptive_field
+from rl_compress.networks import GMPStudent, conv_activations, conv_layers, receptive_field
 
 SCREEN_H, SCREEN_W = 210, 160
 GRID = 84
@@ -209,7 +209,7 @@ def path_attention(
     """Screen maps [B,210,160] and peaks [B,K,3] from each contributing channel's max traced
     to an input pixel (``winner_path``); channels that end on the same pixel add up. The map
     is a Gaussian per pixel, sigma half the first convolution's kernel."""
-    convs = [m for m in net.conv if isinstance(m, nn.Conv2d)]
+    convs = conv_layers(net)
     frames, channels = np.nonzero(contrib > 0)
     b = contrib.shape[0]
     maps, peaks = _empty_attention(b, k)

@@ -30,6 +30,11 @@ def scaled_convs(conv: nn.Sequential, obs: torch.Tensor) -> torch.Tensor:
     return conv_activations(conv, obs)[-1]
 
 
+def conv_layers(net: nn.Module) -> list[nn.Conv2d]:
+    """The convolutions of ``net``, input first."""
+    return [m for m in net.modules() if isinstance(m, nn.Conv2d)]
+
+
 def conv_activations(conv: nn.Sequential, obs: torch.Tensor) -> list[torch.Tensor]:
     """The output of every ReLU of ``conv`` (conv, ReLU pairs) on uint8 pixels scaled to [0, 1]:
     one float32 tensor per layer, the last one the conv maps.
