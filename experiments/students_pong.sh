@@ -4,7 +4,9 @@
 # and the teacher on the same 30 games of the default
 # protocol (seed 0), and write the table experiments/results/students_pong.md from the cards of
 # every student in agents/pong/.
-# Usage: experiments/students_pong.sh [STEPS] [SPEC...]   (defaults: 150000, gmp16 gmp8 gmp32 gmp4)
+# Usage: experiments/students_pong.sh [STEPS] [SPEC[@NAME]...]   (defaults: 150000, gmp16 gmp8 gmp32 gmp4)
+# A student lands in agents/pong/NAME (NAME defaults to SPEC), so one spec can be shipped at two settings,
+# e.g. gmp15-w5@gmp15-w5-lr3e-4.
 # DISTILL_ARGS adds flags to every `rl-compress distill` (e.g. DISTILL_ARGS='--temperature 0.01'); each
 # card records its full command, and the table shows it. A run stopped with SIGTERM checkpoints and is
 # evaluated as it stands; calling the script again resumes it. A finished student is extended (--resume) when
@@ -18,15 +20,16 @@ shift || true
 SPECS=("${@:-gmp16 gmp8 gmp32 gmp4}")
 SPECS=(${SPECS[@]})
 TEACHER=agents/pong/teacher
-for spec in "${SPECS[@]}"; do
-  out=agents/pong/$spec
+for item in "${SPECS[@]}"; do
+  spec=${item%%@*}
+  out=agents/pong/${item#*@}
   done_steps=$(python3 -c 'import json,sys; t=json.load(open(sys.argv[1])).get("training",{}); print(t.get("steps",0) if t.get("finished") else 0)' "$out/agent.json" 2>/dev/null || echo 0)
   if [ "$done_steps" -ge "$STEPS" ]; then
     echo "$out: finished at $done_steps steps, not distilled again" >&2
   else
     resume=; [ -f "$out/checkpoint.pt" ] && resume=--resume
     $RLC distill --teacher $TEACHER --student "$spec" --steps "$STEPS" --out "$out" $resume \
-      --eval-every 25000 --eval-episodes 5 --tensorboard "runs/distill_$spec" --quiet $DISTILL_ARGS
+      --eval-every 25000 --eval-episodes 5 --tensorboard "runs/distill_$(basename "$out")" --quiet $DISTILL_ARGS
   fi
   $RLC evaluate "$out" --episodes 30 --seed 0 --write-card --quiet
 done

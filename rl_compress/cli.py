@@ -265,7 +265,9 @@ def cmd_experiment(args: argparse.Namespace) -> int:
     study = load_study(Path(args.study), budget=args.budget)
     if args.action == "run":
         print(f"{study.name}: {len(study.runs)} runs, backend {args.backend}", file=sys.stderr)
-        rows = run_study(study, args.backend, args.address)
+        if args.jobs > 1 and args.backend != "local":
+            raise UserError("--jobs applies to the local backend; Ray schedules runs by their CPUs")
+        rows = run_study(study, args.backend, args.address, jobs=args.jobs)
         csv_path, md_path = write_results(study, rows)
         print(f"results: {csv_path}, {md_path}", file=sys.stderr)
         print(md_path.read_text())
@@ -390,6 +392,8 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("study", help="study YAML file")
     exp.add_argument("--backend", choices=["local", "ray"], default="local", help="where runs execute (default: local)")
     exp.add_argument("--address", default=None, help="Ray cluster address (default: a local Ray)")
+    exp.add_argument("--jobs", type=int, default=1,
+                     help="local backend: runs at once, each in its own process on one thread (default: 1)")
     exp.add_argument("--budget", type=float, default=1.0,
                      help="scale every run's steps and episodes by this factor, e.g. 0.01 for a quick pass")
     exp.set_defaults(func=cmd_experiment)

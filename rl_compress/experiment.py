@@ -16,6 +16,15 @@ Study file (experiments/<study>.yaml):
     distill: {lr: 0.00025}                  # any other DistillConfig field
     dqn: {buffer_size: 100000}              # TeacherConfig fields of the from-scratch runs
 
+With ``vary``, the study is an ablation instead of a grid: the base run takes the first entry of
+students, losses and actors, and each value under ``vary`` changes that one factor of the base
+(one factor at a time), for every game and seed:
+
+    students: [gmp32-w5]
+    losses: [actor-mimic]
+    actors: [student]
+    vary: {losses: [kl, mse, nll, dqn], actors: [teacher], students: [flat32-fc128]}
+
 Each run lives in experiments/runs/<study>/<game>/<spec>_<loss>_<actor>_s<seed>/ (an agent
 directory); its result row is written to result.json there when it is complete.
 """
@@ -116,13 +125,52 @@ def load_study(path: Path, budget: float = 1.0) -> Study:
     teachers = {resolve_game(k): v for k, v in (doc.get("teachers") or {}).items()}
     steps = max(int(int(doc["steps"]) * budget), 1000)
     episodes = max(int(int(doc.get("eval_episodes", 30)) * budget), 2)
+    cells = _cells(path, doc, actors)
     runs = []
-    for game, spec, loss, actor, seed in itertools.product(games, doc["students"], doc["losses"], actors, doc["seeds"]):
+    seen = set()
+    for game, (spec, loss, actor), seed in itertools.product(games, cells, doc["seeds"]):
         if loss == "dqn" and actor != actors[0]:
             continue  # from-scratch DQN has no teacher actor: one run per spec and seed
-        runs.append(Run(game, teachers.get(game, f"agents/{game}/teacher"), spec, loss,
-                        "self" if loss == "dqn" else actor, int(seed), steps, episodes, dict(extra), dict(dqn)))
+        run = Run(game, teachers.get(game, f"agents/{game}/teacher"), spec, loss,
+                  "self" if loss == "dqn" else actor, int(seed), steps, episodes, dict(extra), dict(dqn))
+        if (game, run.name) not in seen:
+            seen.add((game, run.name))
+            runs.append(run)
     return Study(str(doc.get("name", path.stem)), path, runs, path.parent)
+
+
+VARY_KEYS = ("students", "losses", "actors")
+
+
+def _cells(path: Path, doc: dict[str, Any], actors: list[str]) -> list[tuple[str, str, str]]:
+    """The (spec, loss, actor) cells of a study: the full grid, or with ``vary`` the base (first
+    of each list) and, for each varied factor, the base with that one factor changed."""
+    from rl_compress.distill import ACTORS, LOSSES
+    from rl_compress.networks import parse_spec
+
+    if "vary" not in doc:
+        return list(itertools.product(doc["students"], doc["losses"], actors))
+    vary = doc["vary"]
+    if not isinstance(vary, dict) or not vary:
+        raise UserError(f"{path}: vary maps factors ({', '.join(VARY_KEYS)}) to lists of values")
+    bad = [k for k in vary if k not in VARY_KEYS]
+    if bad:
+        raise UserError(f"{path}: cannot vary {', '.join(map(str, bad))} (only {', '.join(VARY_KEYS)})")
+    base = {"students": doc["students"][0], "losses": doc["losses"][0], "actors": actors[0]}
+    cells = [(base["students"], base["losses"], base["actors"])]
+    for key, values in vary.items():
+        if not isinstance(values, list):
+            raise UserError(f"{path}: vary.{key} must be a list")
+        for v in values:
+            if key == "students":
+                parse_spec(v)
+            elif key == "losses" and v not in LOSSES + ("dqn",):
+                raise UserError(f"{path}: unknown loss {v!r} (one of {', '.join(LOSSES + ('dqn',))})")
+            elif key == "actors" and v not in ACTORS:
+                raise UserError(f"{path}: unknown actor {v!r}")
+            cell = {**base, key: v}
+            cells.append((cell["students"], cell["losses"], cell["actors"]))
+    return cells
 
 
 def execute(run: Run, out: Path) -> dict[str, Any]:
@@ -165,17 +213,29 @@ def execute(run: Run, out: Path) -> dict[str, Any]:
 
 
 def _execute_remote(run: Run, out: str) -> dict[str, Any]:
-    """Ray task body (a module-level function so that Ray can ship it)."""
+    """Body of a Ray task or a local worker process (module-level, so that it can be shipped)."""
     import torch
 
     torch.set_num_threads(1)
     return execute(run, Path(out))
 
 
-def run_study(study: Study, backend: str = "local", address: str | None = None, cpus_per_run: int = 1) -> list[dict]:
-    """Run every cell of the study with the chosen backend; returns the rows in grid order."""
-    if backend == "local":
+def run_study(study: Study, backend: str = "local", address: str | None = None, cpus_per_run: int = 1,
+              jobs: int = 1) -> list[dict]:
+    """Run every cell of the study with the chosen backend; returns the rows in grid order.
+    ``jobs`` > 1 runs that many cells at once on the local backend, each in its own process
+    with one torch thread."""
+    if jobs < 1:
+        raise UserError(f"--jobs must be at least 1, got {jobs}")
+    if backend == "local" and jobs == 1:
         return [execute(r, study.run_dir(r)) for r in study.runs]
+    if backend == "local":
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+            futures = [pool.submit(_execute_remote, r, str(study.run_dir(r).resolve())) for r in study.runs]
+            return [f.result() for f in futures]
     if backend != "ray":
         raise UserError(f"unknown backend {backend!r}; choose local or ray")
     try:

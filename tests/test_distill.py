@@ -113,6 +113,13 @@ def test_losses_by_hand() -> None:
     assert torch.isclose(distill_loss(z, q, "actor-mimic", 0.1), ce)
     assert torch.isclose(distill_loss(q / 0.01, q, "kl", 0.01), torch.tensor(0.0), atol=1e-5)
     assert distill_loss(z, q, "kl", 0.01) > 0
+    # at one temperature kl and actor-mimic differ by the target's entropy, a constant: same gradient
+    grads = []
+    for loss in ("kl", "actor-mimic"):
+        zz = z.clone().requires_grad_(True)
+        distill_loss(zz, q, loss, 0.05).backward()
+        grads.append(zz.grad)
+    assert torch.allclose(grads[0], grads[1], atol=1e-6) and grads[0].abs().max() > 1e-3
     assert torch.isclose(distill_loss(z, q, "mse", 1.0), ((z - q) ** 2).mean())
     assert torch.isclose(distill_loss(z, q, "nll", 1.0), F.cross_entropy(z, q.argmax(1)))
 

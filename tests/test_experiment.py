@@ -56,6 +56,9 @@ def test_local_and_ray_give_the_same_rows(random_teacher: Path, tmp_path: Path) 
         finally:
             ray.shutdown()
         assert [{k: r[k] for k in DETERMINISTIC} for r in rows_ray] == [{k: r[k] for k in DETERMINISTIC} for r in rows]
+        # two local worker processes at once give the same rows in grid order
+        rows_jobs = run_study(load_study(_study(tmp_path, random_teacher, "tiny_jobs")), "local", jobs=2)
+        assert [{k: r[k] for k in DETERMINISTIC} for r in rows_jobs] == [{k: r[k] for k in DETERMINISTIC} for r in rows]
     finally:
         torch.set_num_threads(threads)
 
@@ -97,3 +100,27 @@ def test_study_refusals(tmp_path: Path, random_teacher: Path) -> None:
     with pytest.raises(UserError, match="no finished runs"):
         report(load_study(good))
     shutil.rmtree(tmp_path / "runs", ignore_errors=True)
+
+
+def test_vary_is_one_factor_at_a_time(tmp_path: Path, random_teacher: Path) -> None:
+    doc = yaml.safe_load(_study(tmp_path, random_teacher, "abl").read_text())
+    doc.update({"students": ["gmp8-w5", "gmp4"], "losses": ["actor-mimic"], "seeds": [1, 2],
+                "vary": {"losses": ["kl", "dqn", "actor-mimic"], "actors": ["teacher"], "students": ["flat4-fc8"]}})
+    path = tmp_path / "abl.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    study = load_study(path)
+    names = [r.name for r in study.runs]
+    # the base, then each change of one factor (the repeated base is run once), for every seed
+    # (safe_dump sorts the keys of vary: actors, losses, students)
+    cells = ("gmp8-w5_actor-mimic_student", "gmp8-w5_actor-mimic_teacher", "gmp8-w5_kl_student", "gmp8-w5_dqn_self",
+             "flat4-fc8_actor-mimic_student")
+    assert names == [f"{cell}_s{seed}" for cell in cells for seed in (1, 2)]
+    assert len(names) == 10 and len(set(names)) == 10
+    for vary, msg in (({"seeds": [3]}, "cannot vary seeds"), ({"losses": "kl"}, "must be a list"),
+                      ({"losses": ["hinge"]}, "unknown loss"), ({"actors": ["nobody"]}, "unknown actor"),
+                      ({"students": ["cnn"]}, "invalid student spec"), ([], "vary maps factors")):
+        path.write_text(yaml.safe_dump({**doc, "vary": vary}))
+        with pytest.raises(UserError, match=msg):
+            load_study(path)
+    with pytest.raises(UserError, match="--jobs must be at least 1"):
+        run_study(study, "local", jobs=0)
