@@ -7,6 +7,12 @@ box (distance 0 inside the box). The default radius, 10 px, is about half a cell
 7x7 map on the screen (a cell's stride is 8 of 84 grid pixels: 15 px across, 20 px down),
 so a peak at the right cell's centre counts. HUD objects (scores) are left out.
 
+Beside the top peak, the score counts the top 3 peaks (``attention_top3``): a class is hit when
+any of them is near it, against 3 uniform random points. One peak per frame says what the map
+ranks first; three say whether the agent attends to an object at all (a GMP map has one peak per
+live channel, and a small student may rank a proxy first, e.g. Pong's enemy paddle, which follows
+the ball).
+
 OCAtari is optional: ``pip install --no-deps ocatari==2.2.1 termcolor scikit-image pygame``
 (it declares numpy<2 but runs with numpy 2 in RAM mode).
 """
@@ -57,23 +63,29 @@ def distance_to_box(x: float, y: float, box: Box) -> float:
 
 
 def localization_score(points: np.ndarray, objects: list[list[Box]], radius: float = DEFAULT_RADIUS) -> dict[str, Any]:
-    """Hit rates of one point per frame ([N,2] x, y; NaN or negative = no point).
+    """Hit rates of the points of each frame: [N,2] (one point) or [N,K,2] (a class is hit when
+    any of the frame's K points is near it); x, y in screen pixels, NaN or negative = no point.
 
-    Returns {"frames", "radius", "any": rate over all frames, "per_class": {class: {"frames":
-    frames where the class is present, "hit": rate over those frames}}}.
+    Returns {"frames", "radius", "points", "any": rate over all frames, "per_class": {class:
+    {"frames": frames where the class is present, "hit": rate over those frames}}}.
     """
+    points = np.asarray(points, dtype=np.float64)
+    if points.ndim == 2:
+        points = points[:, None, :]
+    if points.ndim != 3 or points.shape[2] != 2:
+        raise ValueError("points must be [N,2] or [N,K,2]")
     if len(points) != len(objects):
         raise ValueError("one point per frame of objects")
     classes = sorted({b[0] for frame in objects for b in frame})
     present = {c: 0 for c in classes}
     hits = {c: 0 for c in classes}
     any_hits = 0
-    for (x, y), frame in zip(points, objects):
-        valid = np.isfinite(x) and x >= 0 and y >= 0
+    for pts, frame in zip(points, objects):
+        pts = [(x, y) for x, y in pts if np.isfinite(x) and x >= 0 and y >= 0]
         near_any = False
         for c in {b[0] for b in frame}:
             present[c] += 1
-            if valid and min(distance_to_box(x, y, b) for b in frame if b[0] == c) <= radius:
+            if any(min(distance_to_box(x, y, b) for b in frame if b[0] == c) <= radius for x, y in pts):
                 hits[c] += 1
                 near_any = True
         any_hits += near_any
@@ -81,51 +93,69 @@ def localization_score(points: np.ndarray, objects: list[list[Box]], radius: flo
     return {
         "frames": n,
         "radius": radius,
+        "points": int(points.shape[1]),
         "any": any_hits / n if n else 0.0,
         "per_class": {c: {"frames": present[c], "hit": hits[c] / present[c] if present[c] else None} for c in classes},
     }
 
 
-def top_points(peaks: np.ndarray) -> np.ndarray:
-    """The top peak (x, y) of each frame from [N,K,3] peaks; NaN where there is none."""
-    pts = peaks[:, 0, :2].astype(np.float64).copy()
-    pts[peaks[:, 0, 2] <= 0] = np.nan
-    return pts
+def top_points(peaks: np.ndarray, k: int = 1) -> np.ndarray:
+    """The top peak (x, y) of each frame from [N,K,3] peaks, [N,2]; with ``k`` > 1 the top ``k``
+    peaks, [N,k,2]. NaN where a frame has no such peak (weight 0)."""
+    pts = peaks[:, :k, :2].astype(np.float64).copy()
+    pts[peaks[:, :k, 2] <= 0] = np.nan
+    return pts[:, 0] if k == 1 else pts
 
 
-def random_points(n: int, seed: int = 0) -> np.ndarray:
-    """Uniform random points on the 210x160 screen (the chance baseline)."""
+def random_points(n: int, seed: int = 0, k: int = 1) -> np.ndarray:
+    """Uniform random points on the 210x160 screen (the chance baseline): [N,2], or [N,k,2]."""
     rng = np.random.default_rng(seed)
-    return np.stack([rng.uniform(0, 160, n), rng.uniform(0, 210, n)], axis=1)
+    pts = np.stack([rng.uniform(0, 160, (n, k)), rng.uniform(0, 210, (n, k))], axis=2)
+    return pts[:, 0] if k == 1 else pts
 
 
 def score_npz(path: Any, game: str, radius: float = DEFAULT_RADIUS, seed: int = 0) -> dict[str, Any]:
-    """Score the top peaks stored in a localize .npz, and the uniform random baseline."""
+    """Score the top peak and the top 3 peaks stored in a localize .npz, and the uniform random
+    baseline (1 and 3 points)."""
     with np.load(path) as data:
         rams, peaks = data["ram"], data["peaks"]
     objects = objects_from_ram(game, rams)
+    k = min(3, peaks.shape[1])
     return {
         "attention": localization_score(top_points(peaks), objects, radius),
         "random": localization_score(random_points(len(rams), seed), objects, radius),
+        "attention_top3": localization_score(top_points(peaks, k), objects, radius),
+        "random_top3": localization_score(random_points(len(rams), seed, 3), objects, radius),
     }
 
 
-def score_table(results: list[dict[str, Any]]) -> str:
+def score_table(results: list[dict[str, Any]], top3: bool = False) -> str:
     """A markdown table of ``localize --score`` results (one JSON each): the hit rate of the top
-    peak over all frames and per object class, beside the uniform random point on the same frames."""
-    classes = sorted({c for r in results for c in r["attention"]["per_class"]})
+    peak (``top3``: of any of the top 3 peaks) over all frames and per object class, beside as
+    many uniform random points on the same frames."""
+    key, rnd, label = ("attention_top3", "random_top3", "3 random points (any)") if top3 else \
+        ("attention", "random", "random point (any)")
+    missing = [r.get("agent") for r in results if key not in r]
+    if missing:
+        raise UserError(f"no top-3 score in the results of {missing[0]}; score its .npz again")
+    classes = sorted({c for r in results for c in r[key]["per_class"]})
     rows = []
     for r in results:
-        per = r["attention"]["per_class"]
+        per = r[key]["per_class"]
         row = {"agent": r["agent"], "method": r["method"], "frames": r["frames"],
-               "any object": f"{r['attention']['any']:.3f}", "random point (any)": f"{r['random']['any']:.3f}"}
+               "any object": f"{r[key]['any']:.3f}", label: f"{r[rnd]['any']:.3f}"}
         row.update({c: f"{per[c]['hit']:.3f}" for c in classes if per.get(c) and per[c]["hit"] is not None})
         rows.append(row)
-    return rows_markdown(rows, ["agent", "method", "frames", "any object"] + classes + ["random point (any)"])
+    return rows_markdown(rows, ["agent", "method", "frames", "any object"] + classes + [label])
 
 
-if __name__ == "__main__":  # python -m rl_compress.score RESULT.json ... > table.md
+if __name__ == "__main__":  # python -m rl_compress.score [--top3] RESULT.json ... > table.md
     import json
     import sys
 
-    print(score_table([json.loads(open(p).read()) for p in sys.argv[1:]]), end="")
+    args = sys.argv[1:]
+    top3 = "--top3" in args
+    try:
+        print(score_table([json.loads(open(p).read()) for p in args if p != "--top3"], top3=top3), end="")
+    except UserError as e:
+        sys.exit(f"error: {e}")

@@ -56,6 +56,16 @@ def test_oracle_and_random_points_on_real_ram() -> None:
     peaks = np.zeros((2, 3, 3), dtype=np.float32)
     peaks[0, 0] = (5, 6, 1.0)
     assert np.array_equal(top_points(peaks)[0], [5, 6]) and np.isnan(top_points(peaks)[1]).all()
+    # top 3: a frame is a hit for a class when any of its points is near it
+    far = np.full((len(objects), 3, 2), -1.0)
+    far[:, 0] = (0, 0)  # the top-left corner, far from every object
+    far[:, 2] = pts  # the third point on the ball, where there is one
+    sc3 = localization_score(far, objects, radius=10)
+    assert sc3["points"] == 3 and sc3["per_class"]["Ball"]["hit"] == 1.0
+    assert localization_score(far[:, :2], objects, radius=10)["any"] == 0.0
+    assert top_points(peaks, 3).shape == (2, 3, 2) and np.isnan(top_points(peaks, 3)[0, 1:]).all()
+    rnd3 = localization_score(random_points(len(objects), k=3), objects, radius=10)
+    assert rnd["any"] < rnd3["any"] < 0.7
 
 
 def test_localize_score_cli(random_teacher: Path, tmp_path: Path) -> None:
@@ -75,3 +85,14 @@ def test_localize_score_cli(random_teacher: Path, tmp_path: Path) -> None:
     assert head.startswith("| agent | method | frames | any object |") and "Player" in head
     cells = [c.strip() for c in row.strip("|").split("|")]
     assert cells[1:4] == ["gradcam", "30", f"{sc['attention']['any']:.3f}"] and cells[-1] == f"{sc['random']['any']:.3f}"
+    table3 = subprocess.run([sys.executable, "-m", "rl_compress.score", "--top3", str(tmp_path / "s.json")],
+                            capture_output=True, text=True, timeout=120)
+    assert table3.returncode == 0, table3.stderr
+    head3, _, row3 = table3.stdout.splitlines()
+    assert head3.endswith("| 3 random points (any) |") and sc["attention_top3"]["points"] == 3
+    assert row3.split("|")[4].strip() == f"{sc['attention_top3']['any']:.3f}"
+    old = tmp_path / "old.json"  # a result scored before the top 3 existed: one clear line
+    old.write_text(json.dumps({k: v for k, v in sc.items() if k != "attention_top3"}))
+    bad = subprocess.run([sys.executable, "-m", "rl_compress.score", "--top3", str(old)],
+                         capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 1 and bad.stderr.startswith("error: no top-3 score") and "Traceback" not in bad.stderr
