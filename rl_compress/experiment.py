@@ -197,6 +197,9 @@ def execute(run: Run, out: Path) -> dict[str, Any]:
         cfg = DistillConfig(student=run.spec, steps=run.steps, loss=run.loss, actor=run.actor, seed=run.seed,
                             **settings)
         card = distill(Path(run.teacher), cfg, out, resume=resume, show_progress=False)
+    if not card["training"].get("finished"):  # stopped by SIGINT / SIGTERM: checkpointed, not complete
+        raise UserError(f"{out}: stopped at {card['training']['steps']} of {run.steps} env steps; "
+                        "run the study again to resume it")
     student = load_agent(out)
     res = evaluate(student.net, run.game, run.eval_episodes, seed=0)
     t_res = evaluate(teacher.net, run.game, run.eval_episodes, seed=0)
@@ -230,12 +233,7 @@ def run_study(study: Study, backend: str = "local", address: str | None = None, 
     if backend == "local" and jobs == 1:
         return [execute(r, study.run_dir(r)) for r in study.runs]
     if backend == "local":
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
-
-        with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-            futures = [pool.submit(_execute_remote, r, str(study.run_dir(r).resolve())) for r in study.runs]
-            return [f.result() for f in futures]
+        return _run_in_processes(study, jobs)
     if backend != "ray":
         raise UserError(f"unknown backend {backend!r}; choose local or ray")
     try:
@@ -247,6 +245,46 @@ def run_study(study: Study, backend: str = "local", address: str | None = None, 
     task = ray.remote(num_cpus=cpus_per_run)(_execute_remote)
     futures = [task.remote(r, str(study.run_dir(r).resolve())) for r in study.runs]
     return ray.get(futures)
+
+
+def _run_in_processes(study: Study, jobs: int) -> list[dict]:
+    """The local backend with ``jobs`` worker processes. SIGINT / SIGTERM are passed on to the
+    workers, whose runs checkpoint and stop, and runs not yet started are dropped."""
+    import multiprocessing
+    import os
+    import signal
+    from concurrent.futures import CancelledError, ProcessPoolExecutor
+
+    errors: list[str] = []
+    rows = []
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = [pool.submit(_execute_remote, r, str(study.run_dir(r).resolve())) for r in study.runs]
+
+        def forward(signum: int, frame: Any) -> None:
+            errors.append("stopped; run the study again to resume it")
+            for f in futures:
+                f.cancel()
+            for pid in list(getattr(pool, "_processes", None) or {}):
+                try:
+                    os.kill(pid, signum)
+                except ProcessLookupError:
+                    pass
+
+        old = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            for f in futures:
+                try:
+                    rows.append(f.result())
+                except CancelledError:
+                    pass
+                except UserError as e:
+                    errors.insert(0, str(e))
+        finally:
+            for sig, handler in old.items():
+                signal.signal(sig, handler)
+    if errors:
+        raise UserError(errors[0])
+    return rows
 
 
 def write_results(study: Study, rows: list[dict]) -> tuple[Path, Path]:

@@ -124,3 +124,33 @@ def test_vary_is_one_factor_at_a_time(tmp_path: Path, random_teacher: Path) -> N
             load_study(path)
     with pytest.raises(UserError, match="--jobs must be at least 1"):
         run_study(study, "local", jobs=0)
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_a_stopped_run_is_not_a_result(random_teacher: Path, tmp_path: Path, jobs: int) -> None:
+    """SIGTERM checkpoints the runs in progress (in worker processes too); the study then fails
+    with one line and writes no result for them (a later `experiment run` resumes them)."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    path = _study(tmp_path, random_teacher, "stop")
+    doc = yaml.safe_load(path.read_text())
+    path.write_text(yaml.safe_dump({**doc, "losses": ["kl", "nll"], "steps": 200_000}))
+    run_dirs = [tmp_path / "runs" / "stop" / "pong" / f"gmp4_{loss}_student_s1" for loss in ("kl", "nll")][:jobs]
+    exe = str(Path(sys.executable).with_name("rl-compress"))
+    proc = subprocess.Popen([exe, "experiment", "run", str(path), "--jobs", str(jobs)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    while not all((d / "returns.csv").exists() for d in run_dirs) and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 2 and "Traceback" not in err
+    assert err.strip().splitlines()[-1].startswith("error: ") and "run the study again to resume it" in err
+    # every run in progress got the signal: checkpointed long before its first periodic checkpoint
+    for d in run_dirs:
+        assert (d / "checkpoint.pt").exists() and not (d / "result.json").exists()
+    assert not (tmp_path / "runs" / "stop" / "pong" / "gmp4_nll_student_s1" / "result.json").exists()
