@@ -47,7 +47,7 @@ def conv_activations(conv: nn.Sequential, obs: torch.Tensor) -> list[torch.Tenso
     acts = []
     for m in itertools.islice(conv, 1, None):  # conv[1:] would build a new Sequential every call
         h = m(h)
-        if isinstance(m, nn.ReLU):
+        if isinstance(m, (nn.ReLU, nn.LeakyReLU)):
             acts.append(h)
     return acts
 

@@ -6,7 +6,9 @@ offline_distill.py. First the dead channels of each shipped student on 256 of th
 cross-entropy to softmax(Q/0.01), Adam lr 1e-3, batch 64:
 
     python experiments/pilots/dead_probe.py scratch gmp16 8000 1e-8:0 1e-5:0 1e-8:250
-        trains a fresh student (seed 1) per config adam_eps:recycle_every (0 = no recycling);
+        trains a fresh student (seed 1) per config adam_eps:recycle_every (0 = no recycling), with
+        ":center" at the end: biases centred on the data first (center_biases below), or ":leaky":
+        LeakyReLU(0.01) in place of the conv ReLUs;
     python experiments/pilots/dead_probe.py finetune agents/pong/gmp16 4000 0 250
         fine-tunes a shipped student per recycle_every.
 
@@ -20,13 +22,34 @@ import argparse
 import copy
 
 import torch
+import torch.nn.functional as F
 from offline_distill import HeldOut
 
 from rl_compress.agent import load_agent
 from rl_compress.distill import dead_channels, recycle_dead_channels
-from rl_compress.networks import build_network, parse_spec
+from rl_compress.networks import build_network, conv_activations, conv_layers, parse_spec
 
 SHIPPED = ["agents/pong/gmp16", "agents/pong/gmp15-w5", "agents/pong/gmp8-w5"]
+
+
+@torch.no_grad()
+def center_biases(net: torch.nn.Module, obs: torch.Tensor) -> list[int]:
+    """Data-dependent init: shift each conv layer's bias, input first, so that every channel's
+    pre-activation has mean zero over ``obs`` (all states and positions). On nearly constant
+    frames (Pong's background) default init leaves many channels negative everywhere, dead from
+    the first update; centred, each one is active where its input is above its mean. Returns the
+    channels per layer that were dead on ``obs`` before the shift."""
+    convs = conv_layers(net)
+    dead = []
+    for i, conv in enumerate(convs):
+        if i == 0:
+            x = obs.float() * (1.0 / 255.0)
+        else:
+            x = conv_activations(net.conv, obs)[i - 1]
+        pre = F.conv2d(x, conv.weight, conv.bias, conv.stride, conv.padding)
+        dead.append(int((pre.amax(dim=(0, 2, 3)) <= 0).sum()))
+        conv.bias -= pre.mean(dim=(0, 2, 3))
+    return dead
 
 
 def train(net: torch.nn.Module, ho: HeldOut, updates: int, eps: float, recycle: int, label: str) -> None:
@@ -61,14 +84,21 @@ def main() -> None:
     if base is not None:
         print("start", ho.agreement(base))
     for c in args.configs:
+        label = f"{args.student} {c}"
         if base is None:
             eps, recycle = float(c.split(":")[0]), int(c.split(":")[1])
             torch.manual_seed(1)
             net = build_network(parse_spec(args.student), 6)
+            if c.endswith(":leaky"):  # LeakyReLU(0.01) in place of every conv ReLU
+                for i, m in enumerate(net.conv):
+                    if isinstance(m, torch.nn.ReLU):
+                        net.conv[i] = torch.nn.LeakyReLU(0.01)
+            if c.endswith(":center"):  # data-dependent init on 256 training states
+                print("dead before centring", center_biases(net, torch.as_tensor(ho.x_tr[:256])))
         else:
             eps, recycle = 1e-8, int(c)
             net = copy.deepcopy(base)
-        train(net, ho, args.updates, eps, recycle, f"{args.student} eps {eps:g} recycle {recycle}")
+        train(net, ho, args.updates, eps, recycle, label)
 
 
 if __name__ == "__main__":
