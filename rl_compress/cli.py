@@ -189,6 +189,19 @@ def cmd_distill(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_prune(args: argparse.Namespace) -> int:
+    """Prune a gmp student's dead (and, to a budget, least needed) conv channels."""
+    from rl_compress.prune import prune_agent
+
+    command = " ".join(["rl-compress", *sys.argv[1:]]) if sys.argv[0].endswith("rl-compress") else None
+    card = prune_agent(Path(args.agent), Path(args.out), states=args.states, seed=args.seed,
+                       max_params=args.max_params, command=command, log=lambda m: print(m, file=sys.stderr))
+    pf = card["training"]["pruned_from"]
+    print(f"{args.out}: {card['arch']['spec']} ({card['params']} params, from {pf['params']}), agreement with "
+          f"{args.agent} on {pf['states']} of its states {pf['agreement']:.3f}", file=sys.stderr)
+    return 0
+
+
 def cmd_record(args: argparse.Namespace) -> int:
     """Record a video of an agent with its attention overlay."""
     from rl_compress.agent import load_agent
@@ -330,6 +343,17 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--quiet", action="store_true", help="no progress bar")
     add_config_flags(d, DistillConfig)
     d.set_defaults(func=cmd_distill)
+
+    pr = sub.add_parser("prune", help="drop a gmp student's dead conv channels (and more, to a parameter budget)")
+    pr.add_argument("agent", help="gmp student agent directory")
+    pr.add_argument("--out", required=True, help="agent directory to write (new or empty)")
+    pr.add_argument("--states", type=int, default=4000,
+                    help="states the agent plays (epsilon 0.1) on which channels are judged (default: 4000)")
+    pr.add_argument("--max-params", type=int, default=None,
+                    help="then remove the live channels whose loss changes the agent's actions least until "
+                         "it has at most this many parameters (default: dead channels only)")
+    pr.add_argument("--seed", type=int, default=0, help="seed of the states' games (default: 0)")
+    pr.set_defaults(func=cmd_prune)
 
     ev = sub.add_parser("evaluate", help="evaluate an agent under the default protocol")
     ev.add_argument("agent", help="agent directory")

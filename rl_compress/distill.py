@@ -78,6 +78,8 @@ class DistillConfig:
     tb_clip_steps: int = option("steps of the overlay clip logged to TensorBoard at each evaluation (0 = off)", default=90)
     threads: int = option("torch threads (0 = all cores)", default=0)
     recycle_every: int = option("updates between recycling the student's dead conv channels (ReDo; 0 = off)", default=0)
+    init_from: str = option("student agent directory whose weights start the run, e.g. a pruned one "
+                            "(its spec must be --student)", default="")
 
     def tau(self) -> float:
         """The temperature in use."""
@@ -186,6 +188,15 @@ def _teacher_ref(path: Path, teacher: Any) -> dict[str, Any]:
             "evaluation": (teacher.card.get("evaluation") or {}).get("mean")}
 
 
+def _init_source(path: Path, arch: dict[str, Any], game: str) -> Any:
+    """The student agent whose weights start a run: same arch and game, or one clear error."""
+    src = load_agent(path, game=game)
+    if src.card.get("kind") != "student" or src.card["arch"] != arch:
+        raise UserError(f"--init-from {path} is {src.card['arch'].get('spec', src.card['arch'].get('name'))!r}, "
+                        f"not the student {arch['spec']!r}; pass --student with its spec")
+    return src
+
+
 def distill(
     teacher_dir: Path,
     cfg: DistillConfig,
@@ -219,10 +230,13 @@ def distill(
         for k, v in saved.items():
             if k not in {"steps", "checkpoint_every", "eval_every", "eval_episodes", "threads"}:
                 setattr(cfg, k, v)
+    init = _init_source(Path(cfg.init_from), arch, game) if cfg.init_from and ckpt is None else None
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     student = build_network(arch, n_act)
+    if init is not None:
+        student.load_state_dict(init.net.state_dict())
     tnet = teacher.net.eval()
     for p in tnet.parameters():
         p.requires_grad_(False)
@@ -281,6 +295,13 @@ def distill(
     next_eval = (step // cfg.eval_every + 1) * cfg.eval_every if cfg.eval_every else None
 
     history: list[dict[str, Any]] = json.loads(ckpt["history"]) if ckpt is not None else []
+    init_ref: dict[str, Any] | None = None
+    if init is not None:
+        src = init.card.get("training") or {}
+        init_ref = {"agent": cfg.init_from, "weights_sha256": sha256_file(Path(cfg.init_from) / WEIGHTS),
+                    "env_steps": int(src.get("steps") or 0), "wall_time_s": float(src.get("wall_time_s") or 0.0)}
+    elif ckpt is not None and cfg.init_from:
+        init_ref = (read_card(out).get("training") or {}).get("init_from")
 
     def do_eval() -> None:
         nonlocal teacher_eval, last_eval
@@ -308,6 +329,8 @@ def distill(
             f"--steps {cfg.steps} --loss {cfg.loss} --actor {cfg.actor} --out {out}",
             "last_eval": last_eval, "eval_history": history, "finished": final,
         }
+        if init_ref is not None:
+            training["init_from"] = init_ref
         # no "evaluation": one made of earlier weights would not apply to these
         card = make_card("student", game, arch, student, training=training, teacher=ref)
         save_checkpoint(out, {

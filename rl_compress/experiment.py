@@ -406,6 +406,9 @@ def agents_table(paths: list[Path], threshold: float = 0.9) -> list[dict[str, An
             raise UserError(f"{path}: evaluated under another protocol, seed or episode count than its teacher "
                             f"{ref['path']}; evaluate both with the same --episodes and --seed")
         training = card.get("training") or {}
+        # a run started from another student's weights (--init-from) counts that student's cost too
+        init = training.get("init_from") or {}
+        steps0, wall0 = int(init.get("env_steps") or 0), float(init.get("wall_time_s") or 0.0)
         reached = next((h for h in training.get("eval_history") or []
                         if h.get("retention") is not None and h["retention"] >= threshold), None)
         rows.append({
@@ -413,9 +416,10 @@ def agents_table(paths: list[Path], threshold: float = 0.9) -> list[dict[str, An
             "params": card["params"], "pct_of_teacher": round(100 * card["params"] / teacher.card["params"], 3),
             "score": f"{ev['mean']:.2f} ± {ev['std']:.2f}", "teacher_score": f"{t_ev['mean']:.2f} ± {t_ev['std']:.2f}",
             "retention": retention(student.game, ev["mean"], t_ev["mean"]),
-            "env_steps": training.get("steps"), "wall_time_s": training.get("wall_time_s"),
-            "steps_to_90": reached["step"] if reached else None,
-            "wall_to_90_s": reached.get("wall_time_s") if reached else None,
+            "env_steps": steps0 + int(training.get("steps") or 0),
+            "wall_time_s": round(wall0 + float(training.get("wall_time_s") or 0.0), 1),
+            "steps_to_90": steps0 + reached["step"] if reached else None,
+            "wall_to_90_s": round(wall0 + reached["wall_time_s"], 1) if reached and reached.get("wall_time_s") else None,
             "command": training.get("command"), "episodes": ev.get("episodes"),
         })
     return rows

@@ -95,9 +95,10 @@ class NatureDQN(nn.Module):
         return self.from_maps(self.conv_maps(obs))
 
 
-def _convs(channels: tuple[int, int, int], wide: int = 0) -> nn.Sequential:
+def _convs(channels: tuple[int, int, int], wide: int = 0, wide_channels: int = 0) -> nn.Sequential:
     """The Nature-DQN conv geometry (8x8/4, 4x4/2, 3x3/1, ReLU) with the given widths; ``wide``
-    > 0 appends a fourth convolution ``wide`` x ``wide`` (stride 1, width ``channels[2]``)."""
+    > 0 appends a fourth convolution ``wide`` x ``wide`` (stride 1, width ``wide_channels``, by
+    default ``channels[2]``)."""
     c1, c2, c3 = channels
     layers: list[nn.Module] = [
         nn.Conv2d(4, c1, 8, stride=4),
@@ -108,7 +109,7 @@ def _convs(channels: tuple[int, int, int], wide: int = 0) -> nn.Sequential:
         nn.ReLU(),
     ]
     if wide > 0:
-        layers += [nn.Conv2d(c3, c3, wide, stride=1), nn.ReLU()]
+        layers += [nn.Conv2d(c3, wide_channels or c3, wide, stride=1), nn.ReLU()]
     return nn.Sequential(*layers)
 
 
@@ -119,16 +120,18 @@ class GMPStudent(nn.Module):
 
     ``wide`` = K > 0 adds a K x K convolution on the 7x7 map before the pool, so that each
     pooled cell sees 36 + 8(K-1) input pixels instead of 36 (the whole 84-pixel frame at K = 7):
-    without padding a 36-pixel cell never sees a far ball and the paddle together.
+    without padding a 36-pixel cell never sees a far ball and the paddle together; its width is
+    ``wide_channels`` (default: ``channels[2]``).
     """
 
     def __init__(
-        self, num_actions: int, channels: tuple[int, int, int] = (16, 16, 16), hidden: int = 0, wide: int = 0
+        self, num_actions: int, channels: tuple[int, int, int] = (16, 16, 16), hidden: int = 0, wide: int = 0,
+        wide_channels: int = 0,
     ) -> None:
         super().__init__()
         self.num_actions = num_actions
-        self.conv = _convs(channels, wide)
-        width = channels[2]
+        self.conv = _convs(channels, wide, wide_channels)
+        width = (wide_channels or channels[2]) if wide else channels[2]
         self.hidden = nn.Sequential(nn.Linear(width, hidden), nn.ReLU()) if hidden > 0 else nn.Identity()
         self.head = nn.Linear(hidden if hidden > 0 else width, num_actions)
 
@@ -186,16 +189,18 @@ class FlatStudent(nn.Module):
 
 
 SPEC_FORMS = (
-    "gmp<C>[-<C2>-<C3>][-w<K>][-h<H>] (-w<K>: a fourth KxK conv before the pool, K 2-7) | "
+    "gmp<C>[-<C2>-<C3>[-<C4>]][-w<K>][-h<H>] (-w<K>: a fourth KxK conv before the pool, K 2-7, width C4 "
+    "or C3) | "
     "flat<C>[-<C2>-<C3>]-fc<H>"
 )
-_GMP = re.compile(r"^gmp(\d+)(?:-(\d+)-(\d+))?(?:-w(\d+))?(?:-h(\d+))?$")
+_GMP = re.compile(r"^gmp(\d+)(?:-(\d+)-(\d+)(?:-(\d+))?)?(?:-w(\d+))?(?:-h(\d+))?$")
 _FLAT = re.compile(r"^flat(\d+)(?:-(\d+)-(\d+))?-fc(\d+)$")
 
 
 def parse_spec(spec: str) -> ArchSpec:
-    """Turn a student spec (``gmp16``, ``gmp16-h64``, ``gmp8-16-32``, ``gmp15-w5``, ``flat16-fc128``)
-    into an arch. The arch carries "wide" only when the spec has ``-w<K>``, so older cards match.
+    """Turn a student spec (``gmp16``, ``gmp16-h64``, ``gmp8-16-32``, ``gmp15-w5``, ``gmp14-15-22-19-w5``,
+    ``flat16-fc128``) into an arch. The arch carries "wide" only when the spec has ``-w<K>``, and
+    "wide_channels" only when it gives a fourth width, so older cards match.
 
     Raises UserError showing the valid forms for anything else.
     """
@@ -203,16 +208,20 @@ def parse_spec(spec: str) -> ArchSpec:
     for name, pattern in (("gmp", _GMP), ("flat", _FLAT)):
         m = pattern.match(text)
         if m:
-            c1, c2, c3, *rest = m.groups()
-            w, h = rest if name == "gmp" else (None, rest[0])
-            channels = [int(c1), int(c2 or c1), int(c3 or c1)]
+            if name == "gmp":
+                c1, c2, c3, c4, w, h = m.groups()
+            else:
+                (c1, c2, c3, h), c4, w = m.groups(), None, None
+            if c4 is not None and w is None:
+                break  # a fourth width needs the fourth conv
+            channels = [int(c1), int(c2 or c1), int(c3 or c1)] + ([int(c4)] if c4 is not None else [])
             hidden, wide = int(h or 0), int(w or 0)
             if min(channels) < 1 or (name == "flat" and hidden < 1) or hidden > 65536 or max(channels) > 4096:
                 break
             if w is not None and not 2 <= wide <= 7:
                 break
-            arch: ArchSpec = {"name": name, "spec": text, "channels": channels, "hidden": hidden}
-            return arch | ({"wide": wide} if wide else {})
+            arch: ArchSpec = {"name": name, "spec": text, "channels": channels[:3], "hidden": hidden}
+            return arch | ({"wide": wide} if wide else {}) | ({"wide_channels": channels[3]} if c4 else {})
     raise UserError(f"invalid student spec {spec!r}; valid forms: {SPEC_FORMS} (e.g. gmp16, gmp16-h64, flat16-fc128)")
 
 
@@ -239,7 +248,10 @@ def _build_student(arch: ArchSpec, num_actions: int) -> nn.Module:
     wide = int(arch.get("wide", 0))
     if not 0 <= wide <= 7 or wide == 1:
         raise UserError(f"gmp arch: wide must be 0 or 2-7, got {wide}")
-    return GMPStudent(num_actions, channels, hidden, wide)  # type: ignore[arg-type]
+    wide_channels = int(arch.get("wide_channels", 0))
+    if wide_channels < 0 or (wide_channels and not wide):
+        raise UserError(f"gmp arch: wide_channels {wide_channels} needs a wide conv")
+    return GMPStudent(num_actions, channels, hidden, wide, wide_channels)  # type: ignore[arg-type]
 
 
 def _build_nature_dqn(arch: ArchSpec, num_actions: int) -> nn.Module:
