@@ -18,7 +18,8 @@ def rows_csv(rows: list[dict[str, Any]], columns: list[str]) -> str:
 
 
 def rows_markdown(rows: list[dict[str, Any]], columns: list[str], code: tuple[str, ...] = ()) -> str:
-    """A markdown table of ``rows`` over ``columns``: floats to 4 significant digits, None empty,
+    """A markdown table of ``rows`` over ``columns``: floats to 4 significant digits (whole numbers
+    from 1,000 up, never in exponent form), None empty,
     strings as they are; values of the ``code`` columns in code quotes."""
     md = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     for r in rows:
@@ -29,5 +30,5 @@ def rows_markdown(rows: list[dict[str, Any]], columns: list[str], code: tuple[st
 
 def _fmt(v: Any) -> str:
     if isinstance(v, float):
-        return f"{v:.4g}"
+        return f"{v:.0f}" if abs(v) >= 1000 else f"{v:.4g}"
     return "" if v is None else str(v)
