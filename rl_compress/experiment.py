@@ -247,21 +247,47 @@ def run_study(study: Study, backend: str = "local", address: str | None = None, 
     return ray.get(futures)
 
 
+_STOP: Any = None  # in a local worker process: the pool's stop event (set on SIGINT / SIGTERM)
+
+
+def _init_worker(stop: Any) -> None:
+    import signal
+
+    from rl_compress.rundir import request_stop
+
+    global _STOP
+    _STOP = stop
+    for sig in (signal.SIGINT, signal.SIGTERM):  # a signal during a run's setup still checkpoints it
+        signal.signal(sig, request_stop)
+
+
+def _execute_worker(run: Run, out: str) -> dict[str, Any] | None:
+    """A local worker's task: the run, unless the study was stopped before it began (None)."""
+    from rl_compress.rundir import stop_requested
+
+    if stop_requested() or (_STOP is not None and _STOP.is_set()):
+        return None
+    return _execute_remote(run, out)
+
+
 def _run_in_processes(study: Study, jobs: int) -> list[dict]:
     """The local backend with ``jobs`` worker processes. SIGINT / SIGTERM are passed on to the
-    workers, whose runs checkpoint and stop, and runs not yet started are dropped."""
+    workers, whose runs checkpoint and stop; runs not yet begun are not begun."""
     import multiprocessing
     import os
     import signal
     from concurrent.futures import CancelledError, ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
 
-    errors: list[str] = []
+    ctx = multiprocessing.get_context("spawn")
+    stop = ctx.Event()
+    failures: list[str] = []
     rows = []
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = [pool.submit(_execute_remote, r, str(study.run_dir(r).resolve())) for r in study.runs]
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_init_worker, initargs=(stop,)) as pool:
+        futures = [pool.submit(_execute_worker, r, str(study.run_dir(r).resolve())) for r in study.runs]
 
         def forward(signum: int, frame: Any) -> None:
-            errors.append("stopped; run the study again to resume it")
+            stop.set()
             for f in futures:
                 f.cancel()
             for pid in list(getattr(pool, "_processes", None) or {}):
@@ -274,16 +300,24 @@ def _run_in_processes(study: Study, jobs: int) -> list[dict]:
         try:
             for f in futures:
                 try:
-                    rows.append(f.result())
+                    row = f.result()
                 except CancelledError:
-                    pass
+                    continue
                 except UserError as e:
-                    errors.insert(0, str(e))
+                    failures.append(str(e))
+                    continue
+                except BrokenProcessPool:
+                    failures.append("a worker process died; run the study again to resume its runs")
+                    break
+                if row is not None:
+                    rows.append(row)
         finally:
             for sig, handler in old.items():
                 signal.signal(sig, handler)
-    if errors:
-        raise UserError(errors[0])
+    if failures:
+        raise UserError(failures[0])
+    if stop.is_set():
+        raise UserError("stopped; run the study again to resume it")
     return rows
 
 

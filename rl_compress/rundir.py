@@ -32,6 +32,21 @@ def git_commit() -> str | None:
         return None
 
 
+_stop_requested = False
+
+
+def request_stop(signum: int = 0, frame: Any = None) -> None:
+    """Signal handler for a process that runs training loops (a study's worker): a SIGINT /
+    SIGTERM that arrives before a loop's StopFlag is in place still stops that loop at once."""
+    global _stop_requested
+    _stop_requested = True
+
+
+def stop_requested() -> bool:
+    """Whether ``request_stop`` was called in this process."""
+    return _stop_requested
+
+
 class StopFlag:
     """Turns SIGINT / SIGTERM into a flag so the loop can checkpoint and stop cleanly."""
 
@@ -40,12 +55,14 @@ class StopFlag:
         self._old: dict[int, Any] = {}
 
     def __enter__(self) -> "StopFlag":
+        self.stop = _stop_requested
         for sig in (signal.SIGINT, signal.SIGTERM):
             self._old[sig] = signal.signal(sig, self._handle)
         return self
 
     def _handle(self, signum: int, frame: Any) -> None:
         self.stop = True
+        request_stop()
 
     def __exit__(self, *exc: Any) -> None:
         for sig, old in self._old.items():

@@ -137,7 +137,7 @@ def test_a_stopped_run_is_not_a_result(random_teacher: Path, tmp_path: Path, job
 
     path = _study(tmp_path, random_teacher, "stop")
     doc = yaml.safe_load(path.read_text())
-    path.write_text(yaml.safe_dump({**doc, "losses": ["kl", "nll"], "steps": 200_000}))
+    path.write_text(yaml.safe_dump({**doc, "losses": ["kl", "nll", "mse"], "steps": 200_000}))
     run_dirs = [tmp_path / "runs" / "stop" / "pong" / f"gmp4_{loss}_student_s1" for loss in ("kl", "nll")][:jobs]
     exe = str(Path(sys.executable).with_name("rl-compress"))
     proc = subprocess.Popen([exe, "experiment", "run", str(path), "--jobs", str(jobs)], stdout=subprocess.PIPE,
@@ -153,4 +153,6 @@ def test_a_stopped_run_is_not_a_result(random_teacher: Path, tmp_path: Path, job
     # every run in progress got the signal: checkpointed long before its first periodic checkpoint
     for d in run_dirs:
         assert (d / "checkpoint.pt").exists() and not (d / "result.json").exists()
-    assert not (tmp_path / "runs" / "stop" / "pong" / "gmp4_nll_student_s1" / "result.json").exists()
+    # and the runs waiting for a worker were not begun
+    for loss in ("kl", "nll", "mse")[jobs:]:
+        assert not (tmp_path / "runs" / "stop" / "pong" / f"gmp4_{loss}_student_s1").exists()
