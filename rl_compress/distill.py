@@ -216,12 +216,14 @@ def distill(
     game, n_act = teacher.game, teacher.num_actions
     ref = _teacher_ref(teacher_dir, teacher)
     ckpt: dict[str, Any] | None = None
+    resumed_init: dict[str, Any] | None = None  # training.init_from of the run resumed
     has_run = (out / CHECKPOINT).exists() or (out / CARD).exists()
     if not resume and has_run:
         raise UserError(f"{out}: already holds a run; pass --resume to continue it or choose another --out")
     if resume:
         ckpt = load_checkpoint(out)
         card = read_card(out)
+        resumed_init = (card.get("training") or {}).get("init_from")
         if card["arch"] != arch:
             raise UserError(f"{out}: run distils {card['arch'].get('spec')!r}, not {arch['spec']!r}")
         if (card.get("teacher") or {}).get("sha256") != ref["sha256"]:
@@ -301,7 +303,7 @@ def distill(
         init_ref = {"agent": cfg.init_from, "weights_sha256": sha256_file(Path(cfg.init_from) / WEIGHTS),
                     "env_steps": int(src.get("steps") or 0), "wall_time_s": float(src.get("wall_time_s") or 0.0)}
     elif ckpt is not None and cfg.init_from:
-        init_ref = (read_card(out).get("training") or {}).get("init_from")
+        init_ref = resumed_init  # the card read for the resume above
 
     def do_eval() -> None:
         nonlocal teacher_eval, last_eval

@@ -78,13 +78,13 @@ def _logits(net: nn.Module, obs: torch.Tensor, chunk: int = 512) -> torch.Tensor
 
 
 def prune_to_budget(
-    net: GMPStudent, obs: torch.Tensor, max_params: int, log: Any = None
+    net: GMPStudent, obs: torch.Tensor, max_params: int, log: Any = None, target: torch.Tensor | None = None
 ) -> tuple[GMPStudent, list[dict[str, Any]]]:
     """Remove live channels one at a time, each time the one whose removal keeps the most of the
     original network's actions (argmax agreement on ``obs``; ties: the smallest mean change of the
     logits), until the network has at most ``max_params`` parameters. Returns the network and the
-    steps taken."""
-    target = _logits(net, obs)
+    steps taken. ``target``: ``net``'s logits on ``obs`` where the caller has them already."""
+    target = _logits(net, obs) if target is None else target
     act = target.argmax(1)
     keep = [torch.arange(c.out_channels) for c in conv_layers(net)]
     steps: list[dict[str, Any]] = []
@@ -170,14 +170,16 @@ def prune_agent(
                         "state the same outputs")
     pruned = keep_channels(net, live)
     dead = [c.out_channels - len(k) for c, k in zip(conv_layers(net), live)]
-    exact = float((_logits(pruned, obs) - _logits(net, obs)).abs().max())
+    original, pruned_logits = _logits(net, obs), _logits(pruned, obs)
+    exact = float((pruned_logits - original).abs().max())
     if log is not None:
         log(f"{src}: dead channels per conv layer {dead}; {before} -> {count_params(pruned)} params "
             f"(largest logit change on the {states} states: {exact:.2e})")
     steps: list[dict[str, Any]] = []
     if max_params is not None and count_params(pruned) > max_params:
-        pruned, steps = prune_to_budget(pruned, obs, max_params, log)
-    agree = float((_logits(pruned, obs).argmax(1) == _logits(net, obs).argmax(1)).float().mean())
+        pruned, steps = prune_to_budget(pruned, obs, max_params, log, target=pruned_logits)
+        pruned_logits = _logits(pruned, obs)
+    agree = float((pruned_logits.argmax(1) == original.argmax(1)).float().mean())
     training = dict(agent.card.get("training") or {})
     training["wall_time_s"] = round(float(training.get("wall_time_s") or 0.0) + time.time() - t0, 1)
     training["command"] = command or f"rl-compress prune {src} --out {out} --states {states}" + (
