@@ -3,7 +3,8 @@
 # OCAtari reads from the RAM (radius 10 screen px), for the teacher (Grad-CAM, perturbation
 # saliency) and each shipped student (GMP traced to the pixel, GMP at the cell centres, Grad-CAM,
 # perturbation), each agent playing its own FRAMES frames (seed 0). Writes experiments/results/localization_pong/*.json and
-# experiments/results/localization_pong.md: the hit rates of the top peak, then of any of the top 3 peaks.
+# experiments/results/localization_pong.md: the hit rates of the top peak, then of any of the top 3 peaks,
+# then of the top peak against the objects of the 4 stacked frames the agent saw.
 # Usage: [SPECS="name ..."] experiments/localization_pong.sh [FRAMES]   (students: agents/pong/<name>)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,7 +21,7 @@ score() {  # agent method
 }
 score agents/pong/teacher gradcam
 score agents/pong/teacher perturbation
-for spec in ${SPECS:-gmp16 gmp15-w5 gmp15-w5-lr3e-4 gmp32-w5}; do
+for spec in ${SPECS:-gmp16 gmp15-w5 gmp32-w5 gmp32-w5-1pct-tuned}; do
   [ -d "agents/pong/$spec" ] || continue
   for method in gmp gmp-cell gradcam perturbation; do score "agents/pong/$spec" "$method"; done
 done
@@ -32,6 +33,10 @@ done
   echo "Any of the top 3 peaks within 10 px of an object:"
   echo
   .venv/bin/python -m rl_compress.score --top3 "${jsons[@]}"
+  echo
+  echo "Top peak within 10 px of an object in any of the 4 stacked frames the agent saw:"
+  echo
+  .venv/bin/python -m rl_compress.score --stack "${jsons[@]}"
 } > experiments/results/localization_pong.md.tmp
 mv experiments/results/localization_pong.md.tmp experiments/results/localization_pong.md
 cat experiments/results/localization_pong.md

@@ -254,14 +254,14 @@ def cmd_localize(args: argparse.Namespace) -> int:
     if args.score:
         from rl_compress.score import objects_from_ram
 
+        if args.radius <= 0:
+            raise UserError(f"--radius must be positive, got {args.radius}")
         objects_from_ram(agent.game, np.zeros((0, 128), dtype=np.uint8))  # fail early if OCAtari is missing
     res = localize_to_npz(agent.net, agent.game, _positive("--frames", args.frames), out, args.method, args.seed)
     print(f"{out}: {res['frames']} frames from {res['episodes']} episode(s), method {res['method']}", file=sys.stderr)
     if args.score:
         from rl_compress.score import score_npz
 
-        if args.radius <= 0:
-            raise UserError(f"--radius must be positive, got {args.radius}")
         sc = score_npz(out, agent.game, args.radius)
         sc.update({"agent": str(args.agent), "method": args.method, "game": agent.game, "frames": res["frames"]})
         _emit_json(sc, args.json)

@@ -13,6 +13,13 @@ ranks first; three say whether the agent attends to an object at all (a GMP map 
 live channel, and a small student may rank a proxy first, e.g. Pong's enemy paddle, which follows
 the ball).
 
+A third score (``attention_stack``) counts the top peak as a hit when it is near the object in any
+of the 4 frames the agent saw (the stored frame and the 3 before it): a network that acts on a
+stack of frames may rest its evidence where the ball was a few frames ago, which the current
+frame's boxes miss. The .npz does not mark episode boundaries, so the first 3 frames of a new
+episode are also matched against the last objects of the previous one (at most 3 frames per
+episode).
+
 OCAtari is optional: ``pip install --no-deps ocatari==2.2.1 termcolor scikit-image pygame``
 (it declares numpy<2 but runs with numpy 2 in RAM mode).
 """
@@ -52,6 +59,12 @@ def objects_from_ram(game: str, rams: np.ndarray) -> list[list[Box]]:
         detect_objects_ram(objects, ram, name, False)
         out.append([(o.category, *map(float, o.xywh)) for o in objects if o and not getattr(o, "hud", False)])
     return out
+
+
+def stacked_objects(objects: list[list[Box]], stack: int = 4) -> list[list[Box]]:
+    """For each frame, the objects of that frame and of the ``stack - 1`` frames before it: what a
+    network acting on ``stack`` stacked frames could see."""
+    return [[b for j in range(max(0, i - stack + 1), i + 1) for b in objects[j]] for i in range(len(objects))]
 
 
 def distance_to_box(x: float, y: float, box: Box) -> float:
@@ -115,29 +128,42 @@ def random_points(n: int, seed: int = 0, k: int = 1) -> np.ndarray:
 
 
 def score_npz(path: Any, game: str, radius: float = DEFAULT_RADIUS, seed: int = 0) -> dict[str, Any]:
-    """Score the top peak and the top 3 peaks stored in a localize .npz, and the uniform random
-    baseline (1 and 3 points)."""
+    """Score the top peak and the top 3 peaks stored in a localize .npz against the current frame's
+    objects, the top peak against the objects of the 4 stacked frames, and the uniform random
+    baseline of each (1 and 3 points)."""
     with np.load(path) as data:
         rams, peaks = data["ram"], data["peaks"]
     objects = objects_from_ram(game, rams)
     k = min(3, peaks.shape[1])
+    stacked = stacked_objects(objects)
     return {
         "attention": localization_score(top_points(peaks), objects, radius),
         "random": localization_score(random_points(len(rams), seed), objects, radius),
         "attention_top3": localization_score(top_points(peaks, k), objects, radius),
         "random_top3": localization_score(random_points(len(rams), seed, 3), objects, radius),
+        "attention_stack": localization_score(top_points(peaks), stacked, radius),
+        "random_stack": localization_score(random_points(len(rams), seed), stacked, radius),
     }
 
 
-def score_table(results: list[dict[str, Any]], top3: bool = False) -> str:
-    """A markdown table of ``localize --score`` results (one JSON each): the hit rate of the top
-    peak (``top3``: of any of the top 3 peaks) over all frames and per object class, beside as
+SCORES = {  # table mode -> (attention key, random key, label of the random column)
+    "top1": ("attention", "random", "random point (any)"),
+    "top3": ("attention_top3", "random_top3", "3 random points (any)"),
+    "stack": ("attention_stack", "random_stack", "random point (any)"),
+}
+
+
+def score_table(results: list[dict[str, Any]], mode: str = "top1") -> str:
+    """A markdown table of ``localize --score`` results (one JSON each): the hit rate over all
+    frames and per object class of the top peak (``mode`` "top1"), of any of the top 3 peaks
+    ("top3") or of the top peak against the objects of the 4 stacked frames ("stack"), beside as
     many uniform random points on the same frames."""
-    key, rnd, label = ("attention_top3", "random_top3", "3 random points (any)") if top3 else \
-        ("attention", "random", "random point (any)")
+    if mode not in SCORES:
+        raise UserError(f"unknown score table {mode!r}; one of: {', '.join(SCORES)}")
+    key, rnd, label = SCORES[mode]
     missing = [r.get("agent") for r in results if key not in r]
     if missing:
-        raise UserError(f"no top-3 score in the results of {missing[0]}; score its .npz again")
+        raise UserError(f"no {mode} score in the results of {missing[0]}; score its .npz again")
     classes = sorted({c for r in results for c in r[key]["per_class"]})
     rows = []
     for r in results:
@@ -149,13 +175,13 @@ def score_table(results: list[dict[str, Any]], top3: bool = False) -> str:
     return rows_markdown(rows, ["agent", "method", "frames", "any object"] + classes + [label])
 
 
-if __name__ == "__main__":  # python -m rl_compress.score [--top3] RESULT.json ... > table.md
+if __name__ == "__main__":  # python -m rl_compress.score [--top3|--stack] RESULT.json ... > table.md
     import json
     import sys
 
     args = sys.argv[1:]
-    top3 = "--top3" in args
+    mode = "top3" if "--top3" in args else "stack" if "--stack" in args else "top1"
     try:
-        print(score_table([json.loads(open(p).read()) for p in args if p != "--top3"], top3=top3), end="")
+        print(score_table([json.loads(open(p).read()) for p in args if not p.startswith("--")], mode), end="")
     except UserError as e:
         sys.exit(f"error: {e}")

@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rl_compress.score import distance_to_box, localization_score, objects_from_ram, random_points, top_points
+from rl_compress.score import (distance_to_box, localization_score, objects_from_ram, random_points, stacked_objects,
+                               top_points)
 
 pytest.importorskip("ocatari", reason="the localization score needs the optional ocatari package")
 
@@ -66,6 +67,16 @@ def test_oracle_and_random_points_on_real_ram() -> None:
     assert top_points(peaks, 3).shape == (2, 3, 2) and np.isnan(top_points(peaks, 3)[0, 1:]).all()
     rnd3 = localization_score(random_points(len(objects), k=3), objects, radius=10)
     assert rnd["any"] < rnd3["any"] < 0.7
+    # the stack score: a point where the ball was 2 frames ago hits it against the 4 stacked frames'
+    # objects, though the ball has moved on in the current frame
+    stacked = stacked_objects(objects)
+    assert stacked[0] == objects[0] and len(stacked[5]) == sum(len(f) for f in objects[2:6])
+    lag = np.full_like(pts, np.nan)
+    lag[2:] = pts[:-2]
+    now = localization_score(lag, objects, radius=1)["per_class"]["Ball"]
+    then = localization_score(lag, stacked, radius=1)["per_class"]["Ball"]
+    with_lag = sum(1 for i in range(2, len(objects)) if np.isfinite(lag[i]).all() and any(b[0] == "Ball" for b in objects[i]))
+    assert then["hit"] * then["frames"] >= with_lag > now["hit"] * now["frames"]
 
 
 def test_localize_score_cli(random_teacher: Path, tmp_path: Path) -> None:
@@ -91,8 +102,13 @@ def test_localize_score_cli(random_teacher: Path, tmp_path: Path) -> None:
     head3, _, row3 = table3.stdout.splitlines()
     assert head3.endswith("| 3 random points (any) |") and sc["attention_top3"]["points"] == 3
     assert row3.split("|")[4].strip() == f"{sc['attention_top3']['any']:.3f}"
+    table_stack = subprocess.run([sys.executable, "-m", "rl_compress.score", "--stack", str(tmp_path / "s.json")],
+                                 capture_output=True, text=True, timeout=120)
+    assert table_stack.returncode == 0, table_stack.stderr
+    assert table_stack.stdout.splitlines()[2].split("|")[4].strip() == f"{sc['attention_stack']['any']:.3f}"
+    assert sc["attention_stack"]["any"] >= sc["attention"]["any"]
     old = tmp_path / "old.json"  # a result scored before the top 3 existed: one clear line
     old.write_text(json.dumps({k: v for k, v in sc.items() if k != "attention_top3"}))
     bad = subprocess.run([sys.executable, "-m", "rl_compress.score", "--top3", str(old)],
                          capture_output=True, text=True, timeout=120)
-    assert bad.returncode == 1 and bad.stderr.startswith("error: no top-3 score") and "Traceback" not in bad.stderr
+    assert bad.returncode == 1 and bad.stderr.startswith("error: no top3 score") and "Traceback" not in bad.stderr
