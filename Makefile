@@ -21,7 +21,7 @@ demo: $(STAMP)
 	$(BIN)/python -m rl_compress.demo
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=10
 
 bench-teacher: $(STAMP)
 	$(BIN)/rl-compress bench teacher --json experiments/results/bench_teacher.json
