@@ -15,6 +15,7 @@ Study file (experiments/<study>.yaml):
     eval_episodes: 30
     distill: {lr: 0.00025}                  # any other DistillConfig field
     dqn: {buffer_size: 100000}              # TeacherConfig fields of the from-scratch runs
+    per_student: {gmp32: {distill: {lr: 0.0003}}}   # a spec's own settings, over the two above
 
 With ``vary``, the study is an ablation instead of a grid: the base run takes the first entry of
 students, losses and actors, and each value under ``vary`` changes that one factor of the base
@@ -118,7 +119,17 @@ def load_study(path: Path, budget: float = 1.0) -> Study:
             raise UserError(f"{path}: unknown actor {actor!r}")
     extra = doc.get("distill", {}) or {}
     dqn = doc.get("dqn", {}) or {}
-    for section, settings, cls in (("distill", extra, DistillConfig), ("dqn", dqn, TeacherConfig)):
+    per_student = doc.get("per_student", {}) or {}
+    if not isinstance(per_student, dict):
+        raise UserError(f"{path}: per_student maps student specs to {{distill: ..., dqn: ...}}")
+    sections = [("distill", extra, DistillConfig), ("dqn", dqn, TeacherConfig)]
+    for spec, own in per_student.items():
+        parse_spec(spec)
+        if not isinstance(own, dict) or any(k not in ("distill", "dqn") or not isinstance(v, dict) for k, v in own.items()):
+            raise UserError(f"{path}: per_student.{spec} maps distill and/or dqn to settings")
+        sections += [(f"per_student.{spec}.distill", own.get("distill", {}), DistillConfig),
+                     (f"per_student.{spec}.dqn", own.get("dqn", {}), TeacherConfig)]
+    for section, settings, cls in sections:
         bad = [k for k in settings if k not in cls.__dataclass_fields__]
         if bad:
             raise UserError(f"{path}: unknown {section} settings {bad}")
@@ -131,8 +142,10 @@ def load_study(path: Path, budget: float = 1.0) -> Study:
     for game, (spec, loss, actor), seed in itertools.product(games, cells, doc["seeds"]):
         if loss == "dqn" and actor != actors[0]:
             continue  # from-scratch DQN has no teacher actor: one run per spec and seed
+        own = per_student.get(spec, {})
         run = Run(game, teachers.get(game, f"agents/{game}/teacher"), spec, loss,
-                  "self" if loss == "dqn" else actor, int(seed), steps, episodes, dict(extra), dict(dqn))
+                  "self" if loss == "dqn" else actor, int(seed), steps, episodes,
+                  {**extra, **own.get("distill", {})}, {**dqn, **own.get("dqn", {})})
         if (game, run.name) not in seen:
             seen.add((game, run.name))
             runs.append(run)

@@ -90,7 +90,10 @@ def test_study_refusals(tmp_path: Path, random_teacher: Path) -> None:
     good = _study(tmp_path, random_teacher, "s")
     doc = yaml.safe_load(good.read_text())
     for change, msg in (({"losses": ["hinge"]}, "unknown loss"), ({"students": ["cnn"]}, "invalid student spec"),
-                        ({"distill": {"nope": 1}}, "unknown distill settings"), ({"games": ["Pongg"]}, "unknown game")):
+                        ({"distill": {"nope": 1}}, "unknown distill settings"), ({"games": ["Pongg"]}, "unknown game"),
+                        ({"per_student": {"gmp4": {"distill": {"nope": 1}}}}, "unknown per_student.gmp4.distill settings"),
+                        ({"per_student": {"gmp4": {"lr": 1e-3}}}, "maps distill and/or dqn"),
+                        ({"per_student": {"cnn": {}}}, "invalid student spec")):
         bad = tmp_path / "bad.yaml"
         bad.write_text(yaml.safe_dump({**doc, **change}))
         with pytest.raises(UserError, match=msg):
@@ -116,6 +119,14 @@ def test_vary_is_one_factor_at_a_time(tmp_path: Path, random_teacher: Path) -> N
              "flat4-fc8_actor-mimic_student")
     assert names == [f"{cell}_s{seed}" for cell in cells for seed in (1, 2)]
     assert len(names) == 10 and len(set(names)) == 10
+    # a spec's own settings override the study's, for that spec only
+    doc_own = {**doc, "distill": {"lr": 1e-3, "temperature": 0.01}, "dqn": {"lr": 1e-4},
+               "per_student": {"gmp8-w5": {"distill": {"lr": 3e-4}, "dqn": {"lr": 5e-5}}}}
+    path.write_text(yaml.safe_dump(doc_own))
+    own = {r.name: r for r in load_study(path).runs}
+    assert own["gmp8-w5_actor-mimic_student_s1"].distill == {"lr": 3e-4, "temperature": 0.01}
+    assert own["gmp8-w5_dqn_self_s1"].dqn == {"lr": 5e-5}
+    assert own["flat4-fc8_actor-mimic_student_s1"].distill == {"lr": 1e-3, "temperature": 0.01}
     for vary, msg in (({"seeds": [3]}, "cannot vary seeds"), ({"losses": "kl"}, "must be a list"),
                       ({"losses": ["hinge"]}, "unknown loss"), ({"actors": ["nobody"]}, "unknown actor"),
                       ({"students": ["cnn"]}, "invalid student spec"), ([], "vary maps factors")):
