@@ -412,7 +412,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.set_defaults(func=cmd_bench)
 
     exp = sub.add_parser("experiment", help="run or report a study grid (experiments/<study>.yaml)")
-    exp.add_argument("action", choices=["run", "report"], help="run the grid, or draw its plots")
+    exp.add_argument("action", choices=["run", "report"],
+                     help="run the grid, or write the tables and plots of the runs finished so far")
     exp.add_argument("study", help="study YAML file")
     exp.add_argument("--backend", choices=["local", "ray"], default="local", help="where runs execute (default: local)")
     exp.add_argument("--address", default=None, help="Ray cluster address (default: a local Ray)")

@@ -346,8 +346,10 @@ def write_results(study: Study, rows: list[dict]) -> tuple[Path, Path]:
 
 
 def report(study: Study) -> list[Path]:
-    """PNG plots from the finished runs: retention vs params (log x) per game, and the
-    learning curves (retention vs env steps, from each card's evaluation history) per loss."""
+    """The results tables (csv, md) of the runs finished so far, in the study's order, and PNG
+    plots of them: retention vs params (log x) per game, and the learning curves (retention vs
+    env steps, from each card's evaluation history) per run. Returns the plots' paths, then the
+    tables'."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -394,7 +396,7 @@ def report(study: Study) -> list[Path]:
         hist = (load_agent(d).card.get("training") or {}).get("eval_history") or []
         pts = [(h["step"], h["retention"]) for h in hist if h.get("retention") is not None]
         if pts:
-            ax.plot(*zip(*pts), marker=".", label=f"{r.game} {r.spec} {r.loss} s{r.seed}")
+            ax.plot(*zip(*pts), marker=".", label=f"{r.game} {r.spec} {r.loss} ({r.actor}) s{r.seed}")
     ax.set_xlabel("env steps")
     ax.set_ylabel("retention")
     ax.set_title(f"{study.name}: learning curves")
@@ -406,7 +408,7 @@ def report(study: Study) -> list[Path]:
     fig.savefig(p)
     plt.close(fig)
     paths.append(p)
-    return paths
+    return paths + list(write_results(study, rows))
 
 
 TABLE_COLUMNS = ["agent", "spec", "params", "pct_of_teacher", "score", "teacher_score", "retention", "env_steps",

@@ -44,8 +44,10 @@ def test_local_and_ray_give_the_same_rows(random_teacher: Path, tmp_path: Path) 
         assert md_path.read_text().startswith("| game | spec |")
         # finished runs are skipped: a second pass returns the stored rows without training
         assert run_study(local, "local") == rows
-        pngs = report(local)
+        md_path.unlink()
+        *pngs, csv_again, md_again = report(local)  # the plots, and the tables of the finished runs
         assert len(pngs) == 2 and all(p.stat().st_size > 5_000 for p in pngs)
+        assert (csv_again, md_again) == (csv_path, md_path) and md_path.read_text().count("\n| pong |") == 2
         _check_table(local.run_dir(local.runs[0]), random_teacher, rows[0], tmp_path)
 
         ray = pytest.importorskip("ray")
