@@ -17,6 +17,7 @@ import numpy as np
 from rl_compress.config import add_config_flags, config_from_args
 from rl_compress.errors import UserError
 
+
 class OneLineParser(argparse.ArgumentParser):
     """argparse that reports a bad command line as one line (and exit code 2), like our errors."""
 

@@ -10,8 +10,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rl_compress.score import (distance_to_box, localization_score, objects_from_ram, random_points, stacked_objects,
-                               top_points)
+from rl_compress.score import (
+    distance_to_box,
+    localization_score,
+    objects_from_ram,
+    random_points,
+    stacked_objects,
+    top_points,
+)
 
 pytest.importorskip("ocatari", reason="the localization score needs the optional ocatari package")
 
