@@ -125,7 +125,9 @@ def load_study(path: Path, budget: float = 1.0) -> Study:
     sections = [("distill", extra, DistillConfig), ("dqn", dqn, TeacherConfig)]
     for spec, own in per_student.items():
         parse_spec(spec)
-        if not isinstance(own, dict) or any(k not in ("distill", "dqn") or not isinstance(v, dict) for k, v in own.items()):
+        bad_own = not isinstance(own, dict) or any(k not in ("distill", "dqn") or not isinstance(v, dict)
+                                                   for k, v in own.items())
+        if bad_own:
             raise UserError(f"{path}: per_student.{spec} maps distill and/or dqn to settings")
         sections += [(f"per_student.{spec}.distill", own.get("distill", {}), DistillConfig),
                      (f"per_student.{spec}.dqn", own.get("dqn", {}), TeacherConfig)]

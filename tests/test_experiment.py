@@ -93,7 +93,8 @@ def test_study_refusals(tmp_path: Path, random_teacher: Path) -> None:
     doc = yaml.safe_load(good.read_text())
     for change, msg in (({"losses": ["hinge"]}, "unknown loss"), ({"students": ["cnn"]}, "invalid student spec"),
                         ({"distill": {"nope": 1}}, "unknown distill settings"), ({"games": ["Pongg"]}, "unknown game"),
-                        ({"per_student": {"gmp4": {"distill": {"nope": 1}}}}, "unknown per_student.gmp4.distill settings"),
+                        ({"per_student": {"gmp4": {"distill": {"nope": 1}}}},
+                         "unknown per_student.gmp4.distill settings"),
                         ({"per_student": {"gmp4": {"lr": 1e-3}}}, "maps distill and/or dqn"),
                         ({"per_student": {"cnn": {}}}, "invalid student spec")):
         bad = tmp_path / "bad.yaml"
