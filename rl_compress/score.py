@@ -136,13 +136,14 @@ def score_npz(path: Any, game: str, radius: float = DEFAULT_RADIUS, seed: int = 
     objects = objects_from_ram(game, rams)
     k = min(3, peaks.shape[1])
     stacked = stacked_objects(objects)
+    top, rnd = top_points(peaks), random_points(len(rams), seed)
     return {
-        "attention": localization_score(top_points(peaks), objects, radius),
-        "random": localization_score(random_points(len(rams), seed), objects, radius),
+        "attention": localization_score(top, objects, radius),
+        "random": localization_score(rnd, objects, radius),
         "attention_top3": localization_score(top_points(peaks, k), objects, radius),
         "random_top3": localization_score(random_points(len(rams), seed, 3), objects, radius),
-        "attention_stack": localization_score(top_points(peaks), stacked, radius),
-        "random_stack": localization_score(random_points(len(rams), seed), stacked, radius),
+        "attention_stack": localization_score(top, stacked, radius),
+        "random_stack": localization_score(rnd, stacked, radius),
     }
 
 
