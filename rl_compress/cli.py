@@ -48,16 +48,19 @@ def cmd_teacher_train(args: argparse.Namespace) -> int:
     from rl_compress.agent import read_card
     from rl_compress.teacher import TeacherConfig, train_teacher
 
+    # on --resume the game and arch are the run's; with --init-from they default to the source's
+    source = Path(args.out) if args.resume else Path(args.init_from) if args.init_from else None
+    source_card = read_card(source) if source is not None and (source / "agent.json").exists() else None
     fixed = {}
-    if args.resume and args.game is None and (Path(args.out) / "agent.json").exists():
-        fixed["game"] = read_card(Path(args.out))["game"]
+    if args.game is None and source_card is not None:
+        fixed["game"] = source_card["game"]
     cfg = config_from_args(TeacherConfig, args, **fixed)
     command = " ".join(["rl-compress", *sys.argv[1:]]) if sys.argv[0].endswith("rl-compress") else None
     from rl_compress.networks import parse_spec
 
     arch = parse_spec(args.arch) if args.arch else None
-    if arch is None and args.resume and (Path(args.out) / "agent.json").exists():
-        arch = read_card(Path(args.out))["arch"]
+    if arch is None and source_card is not None:
+        arch = source_card["arch"]
     card = train_teacher(cfg, Path(args.out), resume=args.resume, tensorboard=args.tensorboard,
                          show_progress=not args.quiet, command=command, arch=arch)
     tr = card["training"]

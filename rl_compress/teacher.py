@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rl_compress.agent import CARD, make_card, read_card, save_agent
+from rl_compress.agent import CARD, WEIGHTS, load_agent, make_card, read_card, save_agent, sha256_file
 from rl_compress.config import option
 from rl_compress.envs import EnvConfig, make_vector_env, num_actions, resolve_game
 from rl_compress.errors import UserError, first_line
@@ -74,6 +74,9 @@ class TeacherConfig:
     overlap_env: bool = option("step the emulators on their threads while the learner updates", default=True)
     env_threads: int = option("emulator threads (0 = one per env); 1 leaves the cores to the learner", default=1)
     compile: bool = option("torch.compile the update's networks (~30 s once; eager if compiling fails)", default=True)
+    init_from: str = option("agent directory (same game and arch) whose weights start a new run, e.g. to go on "
+                            "from a trained teacher with another --lr; Adam and the replay memory start empty",
+                            default="")
 
 
 def epsilon_at(cfg: TeacherConfig, step: int) -> float:
@@ -176,6 +179,17 @@ def _prepare_out(out: Path, cfg: TeacherConfig, resume: bool, arch: dict[str, An
     return load_checkpoint(out)
 
 
+def _init_source(path: Path, arch: dict[str, Any], game: str) -> tuple[Any, dict[str, Any]]:
+    """The agent whose weights start a run (same game and arch) and what the card records of it."""
+    src = load_agent(path, game=game)
+    if src.card["arch"] != arch:
+        raise UserError(f"--init-from {path} has arch {src.card['arch']}, not {arch}")
+    tr = src.card.get("training") or {}
+    ref = {"agent": str(path), "weights_sha256": sha256_file(path / WEIGHTS),
+           "env_steps": int(tr.get("steps") or 0), "wall_time_s": float(tr.get("wall_time_s") or 0.0)}
+    return src, ref
+
+
 def train_teacher(
     cfg: TeacherConfig,
     out: Path,
@@ -204,11 +218,19 @@ def train_teacher(
         for k, v in saved.items():
             if k not in keep and hasattr(cfg, k):
                 setattr(cfg, k, v)
+        cfg.init_from = saved.get("init_from", "")  # runs older than the option had none
+    init, init_ref = None, None
+    if ckpt is not None:  # what the run's first leg recorded, not the source as it is now
+        init_ref = (read_card(out).get("training") or {}).get("init_from")
+    elif cfg.init_from:
+        init, init_ref = _init_source(Path(cfg.init_from), arch, cfg.game)
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
     n_act = num_actions(cfg.game)
     torch.manual_seed(cfg.seed)
     online = build_network(arch, n_act)
+    if init is not None:
+        online.load_state_dict(init.net.state_dict())
     target = build_network(arch, n_act)
     online_fn, target_fn = compile_for_updates(online, target, cfg.batch_size, cfg.double) if cfg.compile else (online, target)
     opt = make_optimizer(online.parameters(), cfg)
@@ -278,6 +300,8 @@ def train_teacher(
             "finished": final,
             "profile": _profile(prof, learn_t0, learn_step0, step, updates),
         }
+        if init_ref is not None:
+            training["init_from"] = init_ref  # env steps and wall time before this run's
         card = make_card("teacher" if arch["name"] == "nature_dqn" else "student", cfg.game, arch, online)
         card["training"] = training  # no "evaluation": one made of earlier weights would not apply to these
         state = {

@@ -101,6 +101,41 @@ def test_refusals(tmp_path: Path) -> None:
             train_teacher(TeacherConfig(game="pong", **bad), tmp_path / "x", show_progress=False)
 
 
+def test_init_from(tmp_path: Path) -> None:
+    """A new run that starts from another agent's weights: its card records the source; resume keeps it."""
+    from rl_compress.agent import WEIGHTS, sha256_file
+
+    src = tmp_path / "src"
+    tiny = {"game": "pong", "buffer_size": 4000, "envs": 2, "compile": False, "eval_every": 0, "save_replay": False}
+    train_teacher(TeacherConfig(steps=700, learning_starts=600, **tiny), src, show_progress=False)
+    out = tmp_path / "ft"
+    # no update before 800 steps: the new run's weights are the source's, byte for byte
+    train_teacher(TeacherConfig(steps=800, learning_starts=800, lr=2e-5, eps_start=0.01, init_from=str(src), **tiny),
+                  out, show_progress=False)
+    a, b = load_agent(src), load_agent(out)
+    for (k, va), vb in zip(a.net.state_dict().items(), b.net.state_dict().values()):
+        assert torch.equal(va, vb), k
+    init = b.card["training"]["init_from"]
+    assert init == {"agent": str(src), "weights_sha256": sha256_file(src / WEIGHTS), "env_steps": 700,
+                    "wall_time_s": a.card["training"]["wall_time_s"]}
+    assert b.card["training"]["steps"] == 800 and b.card["training"]["updates"] == 0
+    assert b.card["training"]["config"]["lr"] == 2e-5
+    # no replay memory was saved, so the resumed leg refills it for learning_starts steps first
+    train_teacher(TeacherConfig(steps=1800), out, resume=True, show_progress=False)
+    c = load_agent(out)
+    assert c.card["training"]["updates"] == 50 and c.card["training"]["init_from"] == init
+    assert any(not torch.equal(va, vc) for va, vc in zip(a.net.state_dict().values(), c.net.state_dict().values()))
+    with pytest.raises(UserError, match="arch"):
+        train_teacher(TeacherConfig(steps=800, init_from=str(src), **tiny), tmp_path / "x", show_progress=False,
+                      arch={"name": "nature_dqn", "channels": [16, 32, 32], "hidden": 256})
+    with pytest.raises(UserError, match="plays 'pong'"):
+        train_teacher(TeacherConfig(**{**tiny, "game": "breakout"}, steps=800, init_from=str(src)), tmp_path / "y",
+                      show_progress=False)
+    with pytest.raises(UserError, match="not an agent directory"):
+        train_teacher(TeacherConfig(steps=800, init_from=str(tmp_path / "nowhere"), **tiny), tmp_path / "z",
+                      show_progress=False)
+
+
 def test_epsilon_schedule() -> None:
     cfg = TeacherConfig(learning_starts=100, eps_decay=1000, eps_start=1.0, eps_end=0.1)
     assert epsilon_at(cfg, 0) == 1.0 and epsilon_at(cfg, 100) == 1.0
