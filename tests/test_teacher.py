@@ -110,8 +110,8 @@ def test_init_from(tmp_path: Path) -> None:
     train_teacher(TeacherConfig(steps=700, learning_starts=600, **tiny), src, show_progress=False)
     out = tmp_path / "ft"
     # no update before 800 steps: the new run's weights are the source's, byte for byte
-    train_teacher(TeacherConfig(steps=800, learning_starts=800, lr=2e-5, eps_start=0.01, init_from=str(src), **tiny),
-                  out, show_progress=False)
+    train_teacher(TeacherConfig(steps=800, learning_starts=800, lr=2e-5, eps_start=0.01, init_from=str(src),
+                                **{**tiny, "save_replay": True}), out, show_progress=False)
     a, b = load_agent(src), load_agent(out)
     for (k, va), vb in zip(a.net.state_dict().items(), b.net.state_dict().values()):
         assert torch.equal(va, vb), k
@@ -120,8 +120,7 @@ def test_init_from(tmp_path: Path) -> None:
                     "wall_time_s": a.card["training"]["wall_time_s"]}
     assert b.card["training"]["steps"] == 800 and b.card["training"]["updates"] == 0
     assert b.card["training"]["config"]["lr"] == 2e-5
-    # no replay memory was saved, so the resumed leg refills it for learning_starts steps first
-    train_teacher(TeacherConfig(steps=1800), out, resume=True, show_progress=False)
+    train_teacher(TeacherConfig(steps=1000), out, resume=True, show_progress=False)
     c = load_agent(out)
     assert c.card["training"]["updates"] == 50 and c.card["training"]["init_from"] == init
     assert any(not torch.equal(va, vc) for va, vc in zip(a.net.state_dict().values(), c.net.state_dict().values()))
