@@ -143,6 +143,13 @@ def read_card(directory: Path) -> dict[str, Any]:
     return card
 
 
+def source_ref(path: Path, card: dict[str, Any]) -> dict[str, Any]:
+    """What a run started from another agent's weights (``--init-from``) records of that agent."""
+    tr = card.get("training") or {}
+    return {"agent": str(path), "weights_sha256": sha256_file(Path(path) / WEIGHTS),
+            "env_steps": int(tr.get("steps") or 0), "wall_time_s": float(tr.get("wall_time_s") or 0.0)}
+
+
 def load_agent(directory: Path, game: str | None = None) -> Agent:
     """Load an agent directory, refusing anything that does not fit (see module doc).
 

@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rl_compress.agent import CARD, WEIGHTS, load_agent, make_card, read_card, save_agent, sha256_file
+from rl_compress.agent import CARD, WEIGHTS, load_agent, make_card, read_card, save_agent, sha256_file, source_ref
 from rl_compress.config import option
 from rl_compress.envs import EnvConfig, make_vector_env
 from rl_compress.errors import UserError
@@ -299,9 +299,7 @@ def distill(
     history: list[dict[str, Any]] = json.loads(ckpt["history"]) if ckpt is not None else []
     init_ref: dict[str, Any] | None = None
     if init is not None:
-        src = init.card.get("training") or {}
-        init_ref = {"agent": cfg.init_from, "weights_sha256": sha256_file(Path(cfg.init_from) / WEIGHTS),
-                    "env_steps": int(src.get("steps") or 0), "wall_time_s": float(src.get("wall_time_s") or 0.0)}
+        init_ref = source_ref(Path(cfg.init_from), init.card)
     elif ckpt is not None and cfg.init_from:
         init_ref = resumed_init  # the card read for the resume above
 

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rl_compress.agent import CARD, WEIGHTS, load_agent, make_card, read_card, save_agent, sha256_file
+from rl_compress.agent import CARD, load_agent, make_card, read_card, save_agent, source_ref
 from rl_compress.config import option
 from rl_compress.envs import EnvConfig, make_vector_env, num_actions, resolve_game
 from rl_compress.errors import UserError, first_line
@@ -184,10 +184,7 @@ def _init_source(path: Path, arch: dict[str, Any], game: str) -> tuple[Any, dict
     src = load_agent(path, game=game)
     if src.card["arch"] != arch:
         raise UserError(f"--init-from {path} has arch {src.card['arch']}, not {arch}")
-    tr = src.card.get("training") or {}
-    ref = {"agent": str(path), "weights_sha256": sha256_file(path / WEIGHTS),
-           "env_steps": int(tr.get("steps") or 0), "wall_time_s": float(tr.get("wall_time_s") or 0.0)}
-    return src, ref
+    return src, source_ref(path, src.card)
 
 
 def train_teacher(
