@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Localization scores on Pong: the top attention peak of each frame against the objects that
-# OCAtari reads from the RAM (radius 10 screen px), for the teacher (Grad-CAM, perturbation
+# OCAtari reads from the RAM (radius 10 screen px), for the teacher the students were distilled from (agents/pong/teacher-base: Grad-CAM, perturbation
 # saliency) and each shipped student (GMP traced to the pixel, GMP at the cell centres, Grad-CAM,
 # perturbation), each agent playing its own FRAMES frames (seed 0). Writes experiments/results/localization_pong/*.json and
 # experiments/results/localization_pong.md: the hit rates of the top peak, then of any of the top 3 peaks,
@@ -19,8 +19,8 @@ score() {  # agent method
     --out "runs/localize/$name.npz" --json "$OUT/$name.json"
   jsons+=("$OUT/$name.json")
 }
-score agents/pong/teacher gradcam
-score agents/pong/teacher perturbation
+score agents/pong/teacher-base gradcam
+score agents/pong/teacher-base perturbation
 for spec in ${SPECS:-gmp16 gmp15-w5 gmp32-w5 gmp32-w5-1pct-tuned}; do
   [ -d "agents/pong/$spec" ] || continue
   for method in gmp gmp-cell gradcam perturbation; do score "agents/pong/$spec" "$method"; done

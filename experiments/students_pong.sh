@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The shipped Pong students: distil each spec from agents/pong/teacher with Actor-Mimic (the
+# The shipped Pong students: distil each spec from agents/pong/teacher-base (the 1.2M-step
+# teacher; TEACHER=DIR picks another) with Actor-Mimic (the
 # student acts; the shipped ones used DISTILL_ARGS='--temperature 0.01 --lr 1e-3'), evaluate it
 # and the teacher on the same 30 games of the default
 # protocol (seed 0), and write the table experiments/results/students_pong.md from the cards of
@@ -19,7 +20,7 @@ DISTILL_ARGS=${DISTILL_ARGS:-}
 shift || true
 SPECS=("${@:-gmp16 gmp8 gmp32 gmp4}")
 SPECS=(${SPECS[@]})
-TEACHER=agents/pong/teacher
+TEACHER=${TEACHER:-agents/pong/teacher-base}
 for item in "${SPECS[@]}"; do
   spec=${item%%@*}
   out=agents/pong/${item#*@}

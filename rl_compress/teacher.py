@@ -215,10 +215,12 @@ def train_teacher(
         for k, v in saved.items():
             if k not in keep and hasattr(cfg, k):
                 setattr(cfg, k, v)
-        cfg.init_from = saved.get("init_from", "")  # runs older than the option had none
     init, init_ref = None, None
     if ckpt is not None:  # what the run's first leg recorded, not the source as it is now
         init_ref = (read_card(out).get("training") or {}).get("init_from")
+        # the card's record wins over the checkpoint's copy: it follows a renamed source
+        # directory; runs older than the option had neither
+        cfg.init_from = init_ref["agent"] if init_ref else saved.get("init_from", "")
     elif cfg.init_from:
         init, init_ref = _init_source(Path(cfg.init_from), arch, cfg.game)
     if cfg.threads > 0:
@@ -317,7 +319,8 @@ def train_teacher(
         if cfg.save_replay:
             replay.save(out / REPLAY)
         save_agent(out, online, card)
-        plot_curve(out)
+        src = init_ref if init_ref is not None and Path(init_ref["agent"]).is_dir() else None
+        plot_curve(out, before=(Path(src["agent"]), int(src["env_steps"])) if src else None)
         return card
 
     try:

@@ -120,9 +120,15 @@ def test_init_from(tmp_path: Path) -> None:
                     "wall_time_s": a.card["training"]["wall_time_s"]}
     assert b.card["training"]["steps"] == 800 and b.card["training"]["updates"] == 0
     assert b.card["training"]["config"]["lr"] == 2e-5
+    # the source directory was renamed since: its new path is written in the card, and the
+    # resumed run's config follows the card, not the checkpoint's older copy
+    card = json.loads((out / "agent.json").read_text())
+    card["training"]["init_from"]["agent"] = init["agent"] = str(tmp_path / "src-renamed")
+    (out / "agent.json").write_text(json.dumps(card))
     train_teacher(TeacherConfig(steps=1000), out, resume=True, show_progress=False)
     c = load_agent(out)
     assert c.card["training"]["updates"] == 50 and c.card["training"]["init_from"] == init
+    assert c.card["training"]["config"]["init_from"] == init["agent"]
     assert any(not torch.equal(va, vc) for va, vc in zip(a.net.state_dict().values(), c.net.state_dict().values()))
     with pytest.raises(UserError, match="arch"):
         train_teacher(TeacherConfig(steps=800, init_from=str(src), **tiny), tmp_path / "x", show_progress=False,

@@ -2,7 +2,7 @@
 teacher plays (epsilon 0.05, seed 99), overall and on the states where the gap between the
 teacher's two best merged actions is large (the decisive ones).
 
-    python experiments/pilots/agreement_probe.py agents/pong/gmp16 [--teacher agents/pong/teacher]
+    python experiments/pilots/agreement_probe.py agents/pong/gmp16 [--teacher agents/pong/teacher-base]
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ def main() -> None:
     """Collect the teacher's states, then print the student's agreement by gap quantile."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("student")
-    p.add_argument("--teacher", default="agents/pong/teacher")
+    p.add_argument("--teacher", default="agents/pong/teacher-base")
     args = p.parse_args()
     tn, sn = load_agent(args.teacher).net.eval(), load_agent(args.student).net.eval()
     x, q = (torch.as_tensor(a) for a in collect(tn, "pong", 4000, 99))

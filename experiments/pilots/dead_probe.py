@@ -76,7 +76,7 @@ def main() -> None:
     p.add_argument("configs", nargs="+", help="scratch: adam_eps:recycle_every; finetune: recycle_every")
     args = p.parse_args()
     torch.set_num_threads(1)
-    ho = HeldOut(load_agent("agents/pong/teacher").net.eval(), 20000)
+    ho = HeldOut(load_agent("agents/pong/teacher-base").net.eval(), 20000)
     probe = torch.as_tensor(ho.x_tr[:256])
     for d in SHIPPED:
         print(d, "dead channels per conv layer:", [len(x) for x in dead_channels(load_agent(d).net, probe)])

@@ -78,7 +78,7 @@ def main() -> None:
     p.add_argument("--kinds", nargs="+", default=["plain", "coord", "wide3", "dil3", "wide5", "wide7", "flat16", "flat"])
     p.add_argument("--updates", type=int, default=4000)
     p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--teacher", default="agents/pong/teacher")
+    p.add_argument("--teacher", default="agents/pong/teacher-base")
     args = p.parse_args()
     tn, base = load_agent(args.teacher).net.eval(), load_agent(args.student).net
     data = HeldOut(tn, 20000)

@@ -23,7 +23,7 @@ def main() -> None:
     p.add_argument("student")
     p.add_argument("lrs", nargs="+", type=float)
     p.add_argument("--updates", type=int, default=2000)
-    p.add_argument("--teacher", default="agents/pong/teacher")
+    p.add_argument("--teacher", default="agents/pong/teacher-base")
     args = p.parse_args()
     tn, base = load_agent(args.teacher).net.eval(), load_agent(args.student).net
     data = HeldOut(tn, 20000)

@@ -7,7 +7,7 @@ the held-out states: exact, and merged over Pong's duplicate actions (NOOP=FIRE,
 RIGHT=RIGHTFIRE, LEFT=LEFTFIRE). No env interaction while training: this isolates the
 learning of the student from the actor.
 
-    python experiments/pilots/offline_distill.py --teacher agents/pong/teacher \
+    python experiments/pilots/offline_distill.py --teacher agents/pong/teacher-base \
         --states 30000 --updates 8000 gmp16:ce:0.1:2.5e-4 gmp16:ce:0.01:2.5e-4 gmp32:ce:0.01:1e-3
 Each config is spec:loss:tau:lr with loss ce (softmax(Q/tau) cross-entropy) or nll (argmax).
 """
@@ -103,7 +103,7 @@ class HeldOut:
 def main() -> None:
     """Parse the configs, collect the states once, train and report each config."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--teacher", default="agents/pong/teacher")
+    p.add_argument("--teacher", default="agents/pong/teacher-base")
     p.add_argument("--states", type=int, default=30000)
     p.add_argument("--updates", type=int, default=8000)
     p.add_argument("configs", nargs="+", help="spec:loss:tau:lr")

@@ -32,7 +32,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("budget", type=float, help="seconds of training per config")
     p.add_argument("configs", nargs="+", help="spec:tau:lr:batch:feature_weight")
-    p.add_argument("--teacher", default="agents/pong/teacher")
+    p.add_argument("--teacher", default="agents/pong/teacher-base")
     args = p.parse_args()
     tn = load_agent(args.teacher).net.eval()
     t0 = time.time()
