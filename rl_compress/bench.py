@@ -45,15 +45,16 @@ class TeacherBenchConfig:
     """torch.compile our update (the trainer's default)"""
 
 
-def time_update(cfg: TeacherBenchConfig, compiled: bool, repeats: int = 30) -> float:
-    """Median seconds of one Nature-DQN update (target fwd + online fwd/bwd + Adam) alone."""
+def time_update(cfg: TeacherBenchConfig, compiled: bool, repeats: int = 30, bf16: bool = False) -> float:
+    """Median seconds of one Nature-DQN update (target fwd + online fwd/bwd + Adam) alone
+    (the forward passes under bfloat16 autocast with ``bf16``)."""
     from rl_compress.networks import build_network, teacher_arch
     from rl_compress.replay import Batch
     from rl_compress.teacher import TeacherConfig, compile_for_updates, make_optimizer, td_update
 
     online, target = build_network(teacher_arch(), 6), build_network(teacher_arch(), 6)
     if compiled:
-        online, target = compile_for_updates(online, target, cfg.batch_size, False)
+        online, target = compile_for_updates(online, target, cfg.batch_size, False, bf16)
     opt = make_optimizer(online.parameters(), TeacherConfig(lr=cfg.lr, adam_eps=cfg.adam_eps))
     rng = np.random.default_rng(0)
     b = cfg.batch_size
@@ -65,16 +66,16 @@ def time_update(cfg: TeacherBenchConfig, compiled: bool, repeats: int = 30) -> f
         discounts=np.full(b, cfg.gamma, np.float32),
     )
     for _ in range(5):
-        td_update(online, target, opt, batch, False, 10.0)
+        td_update(online, target, opt, batch, False, 10.0, bf16)
     times = []
     for _ in range(repeats):
         t = time.perf_counter()
-        td_update(online, target, opt, batch, False, 10.0)
+        td_update(online, target, opt, batch, False, 10.0, bf16)
         times.append(time.perf_counter() - t)
     return statistics.median(times)
 
 
-def run_ours(cfg: TeacherBenchConfig) -> dict[str, Any]:
+def run_ours(cfg: TeacherBenchConfig, precision: str = "fp32") -> dict[str, Any]:
     """Our trainer for warmup + steps; env steps/s over the timed part and its profile."""
     from rl_compress.teacher import TeacherConfig, train_teacher
 
@@ -82,7 +83,7 @@ def run_ours(cfg: TeacherBenchConfig) -> dict[str, Any]:
         game=cfg.game, steps=cfg.warmup + cfg.steps, envs=cfg.envs, buffer_size=cfg.buffer_size,
         learning_starts=cfg.warmup, train_freq=cfg.train_freq, batch_size=cfg.batch_size, lr=cfg.lr,
         adam_eps=cfg.adam_eps, gamma=cfg.gamma, n_step=1, double=False, target_update=cfg.target_update,
-        checkpoint_every=10**9, eval_every=0, save_replay=False, compile=cfg.compile,
+        checkpoint_every=10**9, eval_every=0, save_replay=False, compile=cfg.compile, precision=precision,
     )
     with tempfile.TemporaryDirectory() as d:
         card = train_teacher(tcfg, Path(d) / "run", show_progress=False)
@@ -129,6 +130,8 @@ def run_sb3(cfg: TeacherBenchConfig) -> dict[str, Any]:
 
 def bench_teacher(cfg: TeacherBenchConfig | None = None) -> dict[str, Any]:
     """Run both trainers and the update timing; returns the result dict (see module doc)."""
+    from rl_compress.teacher import bf16_is_fast
+
     cfg = cfg or TeacherBenchConfig()
     if cfg.steps <= 0 or cfg.warmup <= cfg.batch_size:
         raise UserError("bench teacher needs steps > 0 and a warm-up longer than one batch")
@@ -137,6 +140,14 @@ def bench_teacher(cfg: TeacherBenchConfig | None = None) -> dict[str, Any]:
     update_s = time_update(cfg, compiled=cfg.compile)
     eager_s = time_update(cfg, compiled=False) if cfg.compile else update_s
     floor = cfg.train_freq / update_s
+    bf16: dict[str, Any] | None = None
+    if bf16_is_fast():  # the same run with --precision bf16, where the CPU has bfloat16 units
+        ours_bf16 = run_ours(cfg, "bf16")
+        bf16_s = time_update(cfg, compiled=cfg.compile, bf16=True)
+        bf16 = {"ours": ours_bf16, "ratio_vs_sb3": round(ours_bf16["sps"] / sb3["sps"], 3),
+                "ratio_vs_fp32": round(ours_bf16["sps"] / ours["sps"], 3), "update_ms": round(bf16_s * 1000, 2),
+                "floor_sps": round(cfg.train_freq / bf16_s, 2),
+                "fraction_of_floor": round(ours_bf16["sps"] * bf16_s / cfg.train_freq, 3)}
     return {
         "benchmark": "teacher",
         "config": asdict(cfg),
@@ -148,9 +159,21 @@ def bench_teacher(cfg: TeacherBenchConfig | None = None) -> dict[str, Any]:
         "floor_sps_eager": round(cfg.train_freq / eager_s, 2),
         "floor_sps": round(floor, 2),
         "fraction_of_floor": round(ours["sps"] / floor, 3),
-        "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
-                    "torch_threads": torch.get_num_threads(), "torch": torch.__version__},
+        "bf16": bf16,
+        "machine": {"cpu": platform.processor() or platform.machine(), "model": cpu_model(), "cores": os.cpu_count(),
+                    "bf16_units": bf16_is_fast(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__},
     }
+
+
+def cpu_model() -> str:
+    """The CPU's model name from /proc/cpuinfo ('' where there is none)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return ""
 
 
 def format_teacher(res: dict[str, Any]) -> str:
@@ -166,6 +189,13 @@ def format_teacher(res: dict[str, Any]) -> str:
         f"   (eager update {res['update_ms_eager']:.1f} ms: floor {res['floor_sps_eager']:.1f})",
         "  profile (s): " + ", ".join(f"{k} {p[k]:.1f}" for k in ("update", "sample", "act", "env_wait", "replay_write")),
     ]
+    b = res.get("bf16")
+    if b:
+        lines += [
+            f"  rl-compress --precision bf16 {b['ours']['sps']:8.1f}   ({b['ratio_vs_sb3']:.2f}x SB3, "
+            f"{b['ratio_vs_fp32']:.2f}x fp32; update {b['update_ms']:.1f} ms: floor {b['floor_sps']:.1f}, "
+            f"ours at {100 * b['fraction_of_floor']:.0f}%)",
+        ]
     return "\n".join(lines)
 
 

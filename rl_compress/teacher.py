@@ -74,6 +74,9 @@ class TeacherConfig:
     overlap_env: bool = option("step the emulators on their threads while the learner updates", default=True)
     env_threads: int = option("emulator threads (0 = one per env); 1 leaves the cores to the learner", default=1)
     compile: bool = option("torch.compile the update's networks (~30 s once; eager if compiling fails)", default=True)
+    precision: str = option("precision of the update's forward passes: fp32, or bf16 (autocast; weights, Adam and "
+                            "the loss stay fp32; ~1.6x faster updates on CPUs with AMX, slower on others)",
+                            default="fp32")
     init_from: str = option("agent directory (same game and arch) whose weights start a new run, e.g. to go on "
                             "from a trained teacher with another --lr; Adam and the replay memory start empty",
                             default="")
@@ -85,6 +88,19 @@ def epsilon_at(cfg: TeacherConfig, step: int) -> float:
     return cfg.eps_start + frac * (cfg.eps_end - cfg.eps_start)
 
 
+def bf16_autocast(enabled: bool) -> Any:
+    """CPU autocast to bfloat16 (convolutions and matmuls), or a no-op context."""
+    return torch.autocast("cpu", dtype=torch.bfloat16, enabled=enabled)
+
+
+def bf16_is_fast() -> bool:
+    """Whether this CPU has bfloat16 matrix units (AMX) or AVX-512 BF16 instructions."""
+    try:
+        return bool(torch.cpu._is_amx_tile_supported() or torch.cpu._is_avx512_bf16_supported())
+    except AttributeError:  # a torch without the probes
+        return False
+
+
 def td_update(
     online: nn.Module,
     target: nn.Module,
@@ -92,20 +108,27 @@ def td_update(
     batch: Any,
     double: bool,
     max_grad_norm: float,
+    bf16: bool = False,
 ) -> tuple[float, float]:
-    """One DQN update (Huber loss on n-step targets); returns (loss, mean Q of taken actions)."""
+    """One DQN update (Huber loss on n-step targets); returns (loss, mean Q of taken actions).
+
+    With ``bf16`` the forward passes run under bfloat16 autocast; Q-values, targets, the
+    loss, the gradients' accumulation in the fp32 weights and Adam stay fp32.
+    """
     obs = torch.from_numpy(batch.obs)
     next_obs = torch.from_numpy(batch.next_obs)
     actions = torch.from_numpy(batch.actions)
-    with torch.no_grad():
-        q_next = target(next_obs)
+    with torch.no_grad(), bf16_autocast(bf16):
+        q_next = target(next_obs).float()
         if double:
             best = online(next_obs).argmax(1, keepdim=True)
             v_next = q_next.gather(1, best).squeeze(1)
         else:
             v_next = q_next.max(1).values
-        y = torch.from_numpy(batch.returns) + torch.from_numpy(batch.discounts) * v_next
-    q = online(obs).gather(1, actions[:, None]).squeeze(1)
+    y = torch.from_numpy(batch.returns) + torch.from_numpy(batch.discounts) * v_next
+    with bf16_autocast(bf16):
+        q_all = online(obs)
+    q = q_all.float().gather(1, actions[:, None]).squeeze(1)
     loss = F.smooth_l1_loss(q, y)
     opt.zero_grad(set_to_none=True)
     loss.backward()
@@ -115,20 +138,25 @@ def td_update(
     return float(loss.detach()), float(q.detach().mean())
 
 
-def compile_for_updates(online: nn.Module, target: nn.Module, batch_size: int, double: bool) -> tuple[nn.Module, nn.Module]:
+def compile_for_updates(
+    online: nn.Module, target: nn.Module, batch_size: int, double: bool, bf16: bool = False
+) -> tuple[nn.Module, nn.Module]:
     """torch.compile both networks and compile them now, on a dummy batch shaped like the
-    updates', so that no compile lands inside the timed loop. Falls back to the eager
-    modules, with a warning, where compiling fails (e.g. no C++ compiler)."""
+    updates' (and under the same autocast), so that no compile lands inside the timed loop.
+    Falls back to the eager modules, with a warning, where compiling fails (e.g. no C++
+    compiler)."""
     import warnings
 
     try:
         on_c, tg_c = torch.compile(online), torch.compile(target)
         x = torch.zeros((batch_size, 4, 84, 84), dtype=torch.uint8)
-        with torch.no_grad():
+        with torch.no_grad(), bf16_autocast(bf16):
             tg_c(x)
             if double:
                 on_c(x)
-        on_c(x).sum().backward()
+        with bf16_autocast(bf16):
+            out = on_c(x)
+        out.float().sum().backward()
         for p in online.parameters():
             p.grad = None
         return on_c, tg_c
@@ -158,6 +186,8 @@ def check_config(cfg: TeacherConfig) -> None:
         raise UserError(f"--gamma must be in (0, 1], got {cfg.gamma}")
     if cfg.lr <= 0:
         raise UserError(f"--lr must be positive, got {cfg.lr}")
+    if cfg.precision not in ("fp32", "bf16"):
+        raise UserError(f"--precision must be fp32 or bf16, got {cfg.precision!r}")
     if cfg.buffer_size < cfg.envs * (cfg.n_step + 8):
         raise UserError(f"--buffer-size {cfg.buffer_size} is too small for {cfg.envs} envs")
 
@@ -231,7 +261,15 @@ def train_teacher(
     if init is not None:
         online.load_state_dict(init.net.state_dict())
     target = build_network(arch, n_act)
-    online_fn, target_fn = compile_for_updates(online, target, cfg.batch_size, cfg.double) if cfg.compile else (online, target)
+    bf16 = cfg.precision == "bf16"
+    if bf16 and not bf16_is_fast():
+        import warnings
+
+        warnings.warn("--precision bf16 on a CPU without AMX or AVX-512 BF16: updates will be slower than fp32",
+                      stacklevel=2)
+    online_fn, target_fn = (
+        compile_for_updates(online, target, cfg.batch_size, cfg.double, bf16) if cfg.compile else (online, target)
+    )
     opt = make_optimizer(online.parameters(), cfg)
     rng = np.random.default_rng(cfg.seed)
     step = 0
@@ -351,7 +389,7 @@ def train_teacher(
                         ta = time.perf_counter()
                         batch = replay.sample(cfg.batch_size, rng)
                         tb = time.perf_counter()
-                        loss_v, q_v = td_update(online_fn, target_fn, opt, batch, cfg.double, cfg.max_grad_norm)
+                        loss_v, q_v = td_update(online_fn, target_fn, opt, batch, cfg.double, cfg.max_grad_norm, bf16)
                         prof["sample"] += tb - ta
                         prof["update"] += time.perf_counter() - tb
                         updates += 1

@@ -147,9 +147,10 @@ def test_epsilon_schedule() -> None:
     assert np.isclose(epsilon_at(cfg, 600), 0.55) and epsilon_at(cfg, 10_000) == pytest.approx(0.1)
 
 
-@pytest.mark.parametrize("double", [False, True])
-def test_td_update_fits_a_fixed_target(double: bool) -> None:
-    """Repeated updates on one batch drive Q(s,a) to r + discount * max/argmax target value."""
+@pytest.mark.parametrize(("double", "bf16"), [(False, False), (True, False), (False, True)])
+def test_td_update_fits_a_fixed_target(double: bool, bf16: bool) -> None:
+    """Repeated updates on one batch drive Q(s,a) to r + discount * max/argmax target value
+    (in fp32, and with the forward passes under bfloat16 autocast)."""
     from rl_compress.networks import build_network, teacher_arch
     from rl_compress.replay import Batch
     from rl_compress.teacher import make_optimizer
@@ -163,7 +164,7 @@ def test_td_update_fits_a_fixed_target(double: bool) -> None:
                   discounts=np.array([0.0] * 4 + [0.9] * 4, np.float32))
     with torch.no_grad():
         q_next = target(torch.from_numpy(batch.next_obs))
-    losses = [td_update(online, target, opt, batch, double, 10.0)[0] for _ in range(150)]
+    losses = [td_update(online, target, opt, batch, double, 10.0, bf16)[0] for _ in range(150)]
     assert losses[-1] < 0.05 * losses[0]
     with torch.no_grad():
         q = online(torch.from_numpy(batch.obs)).gather(1, torch.from_numpy(batch.actions)[:, None]).squeeze(1)
@@ -171,6 +172,9 @@ def test_td_update_fits_a_fixed_target(double: bool) -> None:
     y = 2.0 + torch.from_numpy(batch.discounts) * q_next.gather(1, best[:, None]).squeeze(1)
     assert torch.allclose(q[:4], torch.full((4,), 2.0), atol=0.1)
     assert torch.allclose(q, y, atol=0.15)
+    assert all(p.dtype == torch.float32 for p in online.parameters())  # autocast never touches the weights
+    with pytest.raises(UserError, match="precision"):
+        train_teacher(TeacherConfig(precision="fp16"), Path("never-written"), show_progress=False)
 
 
 def test_student_arch_from_scratch(tmp_path: Path) -> None:
