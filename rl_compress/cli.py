@@ -96,7 +96,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         update_card(Path(args.agent), evaluation={k: v for k, v in res.items() if k not in ("agent",)})
     if args.json:
         _emit_json(res, args.json)
-    print(f"{agent.game}: mean {res['mean']:.2f} +- {res['std']:.2f} over {res['episodes']} episodes", file=sys.stderr)
+    hns = "" if res.get("human_normalized") is None else f" (human-normalized {res['human_normalized']:.3f})"
+    print(f"{agent.game}: mean {res['mean']:.2f} +- {res['std']:.2f} over {res['episodes']} episodes{hns}",
+          file=sys.stderr)
     return 0
 
 

@@ -56,6 +56,14 @@ HUMAN_SCORES: dict[str, float] = {
 }
 
 
+def human_normalized(game: str, score: float) -> float | None:
+    """(score - random) / (human - random) from the DQN Zoo table; None for a game not in it."""
+    game = resolve_game(game)
+    if game not in RANDOM_SCORES or game not in HUMAN_SCORES:
+        return None
+    return (score - RANDOM_SCORES[game]) / (HUMAN_SCORES[game] - RANDOM_SCORES[game])
+
+
 def retention(game: str, student: float, teacher: float) -> float | None:
     """(student - random) / (teacher - random); None where the random score is unknown or
     the teacher is no better than random."""
@@ -78,7 +86,8 @@ def evaluate(
 
     Env i of the vector env is seeded with seed + i and plays a fixed share of the
     episodes, so the result does not favour short games and is the same for the same seed.
-    Returns {"protocol", "episodes", "seed", "mean", "std", "scores", "lengths", "truncated"}.
+    Returns {"protocol", "episodes", "seed", "mean", "std", "human_normalized", "scores",
+    "lengths", "truncated"}; human_normalized is None for a game without reference scores.
     """
     if episodes < 1:
         raise UserError(f"--episodes must be >= 1, got {episodes}")
@@ -128,6 +137,7 @@ def evaluate(
         "seed": seed,
         "mean": float(np.mean(all_scores)),
         "std": float(np.std(all_scores)),
+        "human_normalized": human_normalized(game, float(np.mean(all_scores))),
         "scores": all_scores,
         "lengths": [n for nn_ in lengths for n in nn_],
         "truncated": sum(t for tt in truncs for t in tt),

@@ -8,7 +8,7 @@ import pytest
 
 from rl_compress.agent import load_agent
 from rl_compress.errors import UserError
-from rl_compress.evaluate import DEFAULT_PROTOCOL, evaluate
+from rl_compress.evaluate import DEFAULT_PROTOCOL, evaluate, human_normalized
 
 
 def test_evaluate_random_teacher(random_teacher: Path) -> None:
@@ -21,6 +21,7 @@ def test_evaluate_random_teacher(random_teacher: Path) -> None:
     assert res["protocol"]["sticky"] == 0.25 and res["protocol"]["epsilon"] == 0.001
     assert res["protocol"]["max_frames"] == 108_000 and res["protocol"]["noop_max"] == 30
     assert res["truncated"] == 0
+    assert res["human_normalized"] == pytest.approx((res["mean"] + 20.7) / (14.6 + 20.7))
     again = evaluate(agent.net, "pong", episodes=3, seed=5, max_envs=2)
     assert again["scores"] == res["scores"] and again["lengths"] == res["lengths"]
 
@@ -32,3 +33,10 @@ def test_protocol_defaults() -> None:
 def test_zero_episodes_refused(random_teacher: Path) -> None:
     with pytest.raises(UserError):
         evaluate(load_agent(random_teacher).net, "pong", episodes=0)
+
+
+def test_human_normalized() -> None:
+    """0 at the random score, 1 at the human score (DQN Zoo table); None for a game not in it."""
+    assert human_normalized("breakout", 1.7) == 0.0 and human_normalized("Breakout", 30.5) == pytest.approx(1.0)
+    assert human_normalized("pong", 14.6) == pytest.approx(1.0)
+    assert human_normalized("boxing", 50.0) is None
