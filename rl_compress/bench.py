@@ -130,7 +130,7 @@ def run_sb3(cfg: TeacherBenchConfig) -> dict[str, Any]:
 
 def bench_teacher(cfg: TeacherBenchConfig | None = None) -> dict[str, Any]:
     """Run both trainers and the update timing; returns the result dict (see module doc)."""
-    from rl_compress.teacher import bf16_is_fast
+    from rl_compress.networks import bf16_is_fast
 
     cfg = cfg or TeacherBenchConfig()
     if cfg.steps <= 0 or cfg.warmup <= cfg.batch_size:

@@ -301,3 +301,16 @@ def forward_macs(net: nn.Module) -> tuple[int, int]:
         elif isinstance(m, nn.Linear):
             linear += m.in_features * m.out_features
     return conv, linear
+
+
+def bf16_autocast(enabled: bool) -> Any:
+    """CPU autocast to bfloat16 (convolutions and matmuls), or a no-op context."""
+    return torch.autocast("cpu", dtype=torch.bfloat16, enabled=enabled)
+
+
+def bf16_is_fast() -> bool:
+    """Whether this CPU has bfloat16 matrix units (AMX) or AVX-512 BF16 instructions."""
+    try:
+        return bool(torch.cpu._is_amx_tile_supported() or torch.cpu._is_avx512_bf16_supported())
+    except AttributeError:  # a torch without the probes
+        return False

@@ -27,7 +27,7 @@ from rl_compress.config import option
 from rl_compress.envs import EnvConfig, make_vector_env, num_actions, resolve_game
 from rl_compress.errors import UserError, first_line
 from rl_compress.evaluate import DEFAULT_PROTOCOL, evaluate
-from rl_compress.networks import build_network, teacher_arch
+from rl_compress.networks import bf16_autocast, bf16_is_fast, build_network, teacher_arch
 from rl_compress.progress import progress_bar
 from rl_compress.replay import FrameReplay
 from rl_compress.rundir import (
@@ -86,19 +86,6 @@ def epsilon_at(cfg: TeacherConfig, step: int) -> float:
     """Linear decay from eps_start to eps_end over eps_decay steps after learning_starts."""
     frac = min(max(step - cfg.learning_starts, 0) / max(cfg.eps_decay, 1), 1.0)
     return cfg.eps_start + frac * (cfg.eps_end - cfg.eps_start)
-
-
-def bf16_autocast(enabled: bool) -> Any:
-    """CPU autocast to bfloat16 (convolutions and matmuls), or a no-op context."""
-    return torch.autocast("cpu", dtype=torch.bfloat16, enabled=enabled)
-
-
-def bf16_is_fast() -> bool:
-    """Whether this CPU has bfloat16 matrix units (AMX) or AVX-512 BF16 instructions."""
-    try:
-        return bool(torch.cpu._is_amx_tile_supported() or torch.cpu._is_avx512_bf16_supported())
-    except AttributeError:  # a torch without the probes
-        return False
 
 
 def td_update(

@@ -139,13 +139,14 @@ def sharp_teacher(random_teacher: Path) -> Path:
 
 
 @pytest.mark.parametrize(
-    "loss,actor,feature_weight",
-    [("actor-mimic", "student", 0.0), ("kl", "teacher", 0.0), ("mse", "student", 0.0), ("nll", "teacher", 0.0),
-     ("actor-mimic", "student", 0.01)],
+    "loss,actor,feature_weight,precision",
+    [("actor-mimic", "student", 0.0, "fp32"), ("kl", "teacher", 0.0, "fp32"), ("mse", "student", 0.0, "fp32"),
+     ("nll", "teacher", 0.0, "fp32"), ("actor-mimic", "student", 0.01, "fp32"), ("actor-mimic", "student", 0.01, "bf16")],
 )
 def test_distill_learns_the_teacher(sharp_teacher: Path, tmp_path: Path, loss: str, actor: str,
-                                    feature_weight: float, capsys: pytest.CaptureFixture[str]) -> None:
-    cfg = DistillConfig(student="gmp8", loss=loss, actor=actor, feature_weight=feature_weight, **TINY)
+                                    feature_weight: float, precision: str, capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = DistillConfig(student="gmp8", loss=loss, actor=actor, feature_weight=feature_weight, precision=precision,
+                        **TINY)
     out = tmp_path / "student"
     card = distill(sharp_teacher, cfg, out, tensorboard=tmp_path / "tb", show_progress=False)
     assert card["kind"] == "student" and card["params"] == 3_726 and card["game"] == "pong"
@@ -177,6 +178,8 @@ def test_distill_learns_the_teacher(sharp_teacher: Path, tmp_path: Path, loss: s
         assert all(e.value > 0 for e in acc.Scalars("losses/feature"))
     assert all(e.value > 1e-6 for e in acc.Scalars("charts/logit_std"))
     assert "warning" not in capsys.readouterr().err
+    assert card["training"]["config"]["precision"] == precision
+    assert all(p.dtype == torch.float32 for p in student.parameters())
 
 
 def test_a_collapsed_student_is_reported(sharp_teacher: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -240,7 +243,8 @@ def test_eval_resume_and_refusals(random_teacher: Path, tmp_path: Path) -> None:
     save_agent(other, net, json.loads((other / "agent.json").read_text()))
     with pytest.raises(UserError, match="another teacher"):
         distill(other, DistillConfig(student="gmp8", steps=2000), out, resume=True, show_progress=False)
-    for bad in ({"temperature": -1.0}, {"loss": "hinge"}, {"actor": "both"}, {"steps": 0}, {"student": "cnn"}):
+    for bad in ({"temperature": -1.0}, {"loss": "hinge"}, {"actor": "both"}, {"steps": 0}, {"student": "cnn"},
+                {"precision": "fp16"}):
         with pytest.raises(UserError):
             distill(random_teacher, DistillConfig(**bad), tmp_path / "bad", show_progress=False)
     with pytest.raises(UserError, match="no such folder"):

@@ -9,7 +9,9 @@ learning of the student from the actor.
 
     python experiments/pilots/offline_distill.py --teacher agents/pong/teacher-base \
         --states 30000 --updates 8000 gmp16:ce:0.1:2.5e-4 gmp16:ce:0.01:2.5e-4 gmp32:ce:0.01:1e-3
-Each config is spec:loss:tau:lr with loss ce (softmax(Q/tau) cross-entropy) or nll (argmax).
+Each config is spec:loss:tau:lr[:bf16] with loss ce (softmax(Q/tau) cross-entropy) or nll (argmax);
+a fifth field bf16 runs the student's forward pass under bfloat16 autocast, as `distill
+--precision bf16` does.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import torch.nn.functional as F
 
 from rl_compress.agent import load_agent
 from rl_compress.envs import EnvConfig, make_vector_env
-from rl_compress.networks import build_network, parse_spec
+from rl_compress.networks import bf16_autocast, build_network, parse_spec
 
 PONG_MERGE = torch.tensor([0, 0, 1, 2, 1, 2])
 
@@ -116,7 +118,8 @@ def main() -> None:
     q_te = in_chunks(net, x_te)
     print(f"collected {len(x_tr)} + {len(x_te)} states in {time.time() - t0:.1f} s", flush=True)
     for conf in args.configs:
-        spec, loss, tau, lr = conf.split(":")
+        spec, loss, tau, lr, *prec = conf.split(":")
+        bf16 = prec == ["bf16"]
         torch.manual_seed(0)
         s = build_network(parse_spec(spec), teacher.num_actions)
         opt = torch.optim.Adam(s.parameters(), lr=float(lr))
@@ -125,7 +128,9 @@ def main() -> None:
         for u in range(1, args.updates + 1):
             i = rng.integers(0, len(x_tr), 64)
             x, q = torch.as_tensor(x_tr[i]), torch.as_tensor(q_tr[i])
-            z = s(x)
+            with bf16_autocast(bf16):
+                z = s(x)
+            z = z.float()
             if loss == "nll":
                 lo = F.cross_entropy(z, q.argmax(1))
             else:
