@@ -240,28 +240,38 @@ def bench_inference(student_spec: str = "gmp16", batches: tuple[int, ...] = (1, 
 
 def bench_distill(student_spec: str = "gmp16", steps: int = 6_000, warmup: int = 2_000) -> dict[str, Any]:
     """Distillation throughput: env steps/s and labelled samples/s after a warm-up (the
-    teacher is a random-init Nature DQN: speed does not depend on its weights)."""
+    teacher is a random-init Nature DQN: speed does not depend on its weights); again with
+    ``--precision bf16`` where the CPU has bfloat16 units."""
     from rl_compress.agent import make_card, save_agent
     from rl_compress.distill import DistillConfig, distill
-    from rl_compress.networks import build_network, teacher_arch
+    from rl_compress.networks import bf16_is_fast, build_network, teacher_arch
+
+    def timed(tdir: Path, d: Path, precision: str) -> dict[str, Any]:
+        res = {}
+        for name, total in (("warmup_only", warmup), ("full", warmup + steps)):
+            cfg = DistillConfig(student=student_spec, steps=total, learning_starts=warmup, eval_every=0,
+                                checkpoint_every=10**9, precision=precision)
+            t0 = time.perf_counter()
+            card = distill(tdir, cfg, d / f"{name}_{precision}", show_progress=False)
+            res[name] = {"seconds": time.perf_counter() - t0, "updates": card["training"]["updates"]}
+        secs = res["full"]["seconds"] - res["warmup_only"]["seconds"]
+        samples = res["full"]["updates"] * DistillConfig().batch_size
+        return {"seconds": round(secs, 2), "env_steps_per_s": round(steps / secs, 1),
+                "labelled_samples_per_s": round(samples / secs, 1)}
 
     with tempfile.TemporaryDirectory() as d:
         tdir = Path(d) / "teacher"
         net = build_network(teacher_arch(), 6)
         save_agent(tdir, net, make_card("teacher", "pong", teacher_arch(), net))
-        res = {}
-        for name, total in (("warmup_only", warmup), ("full", warmup + steps)):
-            cfg = DistillConfig(student=student_spec, steps=total, learning_starts=warmup, eval_every=0,
-                                checkpoint_every=10**9)
-            t0 = time.perf_counter()
-            card = distill(tdir, cfg, Path(d) / name, show_progress=False)
-            res[name] = {"seconds": time.perf_counter() - t0, "updates": card["training"]["updates"]}
-    secs = res["full"]["seconds"] - res["warmup_only"]["seconds"]
+        fp32 = timed(tdir, Path(d), "fp32")
+        bf16 = timed(tdir, Path(d), "bf16") if bf16_is_fast() else None
     cfg = DistillConfig(student=student_spec)
-    samples = res["full"]["updates"] * cfg.batch_size
-    return {"benchmark": "distill", "student": student_spec, "timed_env_steps": steps, "seconds": round(secs, 2),
-            "env_steps_per_s": round(steps / secs, 1), "labelled_samples_per_s": round(samples / secs, 1),
-            "batch_size": cfg.batch_size, "train_freq": cfg.train_freq}
+    if bf16 is not None:
+        bf16["ratio_vs_fp32"] = round(bf16["env_steps_per_s"] / fp32["env_steps_per_s"], 3)
+    return {"benchmark": "distill", "student": student_spec, "timed_env_steps": steps, **fp32, "bf16": bf16,
+            "batch_size": cfg.batch_size, "train_freq": cfg.train_freq,
+            "machine": {"model": cpu_model(), "cores": os.cpu_count(), "bf16_units": bf16 is not None,
+                        "torch_threads": torch.get_num_threads(), "torch": torch.__version__}}
 
 
 def _fastest_pass(call: Any, n: int, repeats: int) -> float:

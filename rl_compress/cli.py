@@ -148,6 +148,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
         res = bench.bench_distill(args.student, steps=args.steps or 6_000, warmup=args.warmup or 2_000)
         print(f"distill {args.student}: {res['env_steps_per_s']} env steps/s, "
               f"{res['labelled_samples_per_s']} labelled samples/s", file=sys.stderr)
+        if res["bf16"]:
+            print(f"distill {args.student} --precision bf16: {res['bf16']['env_steps_per_s']} env steps/s "
+                  f"({res['bf16']['ratio_vs_fp32']:.2f}x fp32)", file=sys.stderr)
         if args.json:
             _emit_json(res, args.json)
         return 0

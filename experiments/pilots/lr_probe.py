@@ -24,6 +24,8 @@ def main() -> None:
     p.add_argument("lrs", nargs="+", type=float)
     p.add_argument("--updates", type=int, default=2000)
     p.add_argument("--teacher", default="agents/pong/teacher-base")
+    p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
+                   help="bf16: the student's forward pass under bfloat16 autocast, as distill --precision bf16")
     args = p.parse_args()
     tn, base = load_agent(args.teacher).net.eval(), load_agent(args.student).net
     data = HeldOut(tn, 20000)
@@ -33,8 +35,8 @@ def main() -> None:
     for lr in args.lrs:
         torch.manual_seed(0)
         net = copy.deepcopy(base)
-        data.fine_tune(net, lr, args.updates)
-        print(f"lr {lr:g}, {args.updates} updates: {agreement(net)}", flush=True)
+        data.fine_tune(net, lr, args.updates, bf16=args.precision == "bf16")
+        print(f"lr {lr:g}, {args.updates} updates, {args.precision}: {agreement(net)}", flush=True)
 
 
 if __name__ == "__main__":

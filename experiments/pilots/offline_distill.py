@@ -77,17 +77,19 @@ class HeldOut:
 
     def fine_tune(
         self, net: torch.nn.Module, lr: float, updates: int, report: int = 0, eps: float = 1e-8,
-        after_step: Callable[[int, torch.Tensor, torch.optim.Optimizer], None] | None = None,
+        after_step: Callable[[int, torch.Tensor, torch.optim.Optimizer], None] | None = None, bf16: bool = False,
     ) -> None:
         """``updates`` Adam steps (batch 64, seed 0) of cross-entropy to softmax(Q/0.01) on the training
         states; every ``report`` updates (0: never) print the held-out agreement; ``after_step(u, x,
-        opt)`` runs after update ``u`` on batch ``x``."""
+        opt)`` runs after update ``u`` on batch ``x``; ``bf16``: the forward pass under bfloat16 autocast."""
         opt = torch.optim.Adam(net.parameters(), lr=lr, eps=eps)
         rng = np.random.default_rng(0)
         for u in range(1, updates + 1):
             i = rng.integers(0, len(self.x_tr), 64)
             x, q = torch.as_tensor(self.x_tr[i]), torch.as_tensor(self.q_tr[i])
-            loss = -(F.softmax(q / 0.01, 1) * F.log_softmax(net(x), 1)).sum(1).mean()
+            with bf16_autocast(bf16):
+                z = net(x)
+            loss = -(F.softmax(q / 0.01, 1) * F.log_softmax(z.float(), 1)).sum(1).mean()
             opt.zero_grad()
             loss.backward()
             opt.step()
