@@ -45,26 +45,28 @@ class TeacherBenchConfig:
     """torch.compile our update (the trainer's default)"""
 
 
+def random_batch(batch_size: int, gamma: float, rng: np.random.Generator) -> Any:
+    """A replay batch of random frames and actions (6 of them), zero rewards and discount gamma:
+    what one update costs does not depend on the values."""
+    from rl_compress.replay import Batch
+
+    b = batch_size
+    return Batch(obs=rng.integers(0, 256, (b, 4, 84, 84), dtype=np.uint8), actions=rng.integers(0, 6, b),
+                 returns=np.zeros(b, np.float32), next_obs=rng.integers(0, 256, (b, 4, 84, 84), dtype=np.uint8),
+                 discounts=np.full(b, gamma, np.float32))
+
+
 def time_update(cfg: TeacherBenchConfig, compiled: bool, repeats: int = 30, bf16: bool = False) -> float:
     """Median seconds of one Nature-DQN update (target fwd + online fwd/bwd + Adam) alone
     (the forward passes under bfloat16 autocast with ``bf16``)."""
     from rl_compress.networks import build_network, teacher_arch
-    from rl_compress.replay import Batch
     from rl_compress.teacher import TeacherConfig, compile_for_updates, make_optimizer, td_update
 
     online, target = build_network(teacher_arch(), 6), build_network(teacher_arch(), 6)
     if compiled:
         online, target = compile_for_updates(online, target, cfg.batch_size, False, bf16)
     opt = make_optimizer(online.parameters(), TeacherConfig(lr=cfg.lr, adam_eps=cfg.adam_eps))
-    rng = np.random.default_rng(0)
-    b = cfg.batch_size
-    batch = Batch(
-        obs=rng.integers(0, 256, (b, 4, 84, 84), dtype=np.uint8),
-        actions=rng.integers(0, 6, b),
-        returns=np.zeros(b, np.float32),
-        next_obs=rng.integers(0, 256, (b, 4, 84, 84), dtype=np.uint8),
-        discounts=np.full(b, cfg.gamma, np.float32),
-    )
+    batch = random_batch(cfg.batch_size, cfg.gamma, np.random.default_rng(0))
     for _ in range(5):
         td_update(online, target, opt, batch, False, 10.0, bf16)
     times = []
@@ -141,7 +143,8 @@ def bench_teacher(cfg: TeacherBenchConfig | None = None) -> dict[str, Any]:
     eager_s = time_update(cfg, compiled=False) if cfg.compile else update_s
     floor = cfg.train_freq / update_s
     bf16: dict[str, Any] | None = None
-    if bf16_is_fast():  # the same run with --precision bf16, where the CPU has bfloat16 units
+    bf16_units = bf16_is_fast()
+    if bf16_units:  # the same run with --precision bf16, where the CPU has bfloat16 units
         ours_bf16 = run_ours(cfg, "bf16")
         bf16_s = time_update(cfg, compiled=cfg.compile, bf16=True)
         bf16 = {"ours": ours_bf16, "ratio_vs_sb3": round(ours_bf16["sps"] / sb3["sps"], 3),
@@ -161,7 +164,7 @@ def bench_teacher(cfg: TeacherBenchConfig | None = None) -> dict[str, Any]:
         "fraction_of_floor": round(ours["sps"] / floor, 3),
         "bf16": bf16,
         "machine": {"cpu": platform.processor() or platform.machine(), "model": cpu_model(), "cores": os.cpu_count(),
-                    "bf16_units": bf16_is_fast(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__},
+                    "bf16_units": bf16_units, "torch_threads": torch.get_num_threads(), "torch": torch.__version__},
     }
 
 

@@ -37,8 +37,9 @@ from rl_compress.evaluate import DEFAULT_PROTOCOL, evaluate, retention
 from rl_compress.networks import (
     GMPStudent,
     bf16_autocast,
-    bf16_is_fast,
+    bf16_enabled,
     build_network,
+    check_precision,
     conv_activations,
     conv_layers,
     count_params,
@@ -119,8 +120,7 @@ def check_config(cfg: DistillConfig) -> None:
             raise UserError(f"--{name.replace('_', '-')} must be positive, got {getattr(cfg, name)}")
     if cfg.lr <= 0:
         raise UserError(f"--lr must be positive, got {cfg.lr}")
-    if cfg.precision not in ("fp32", "bf16"):
-        raise UserError(f"--precision must be fp32 or bf16, got {cfg.precision!r}")
+    check_precision(cfg.precision)
     arch = parse_spec(cfg.student)
     if cfg.recycle_every < 0:
         raise UserError(f"--recycle-every must be >= 0, got {cfg.recycle_every}")
@@ -257,12 +257,7 @@ def distill(
     for p in tnet.parameters():
         p.requires_grad_(False)
     use_feat = cfg.feature_weight > 0
-    bf16 = cfg.precision == "bf16"
-    if bf16 and not bf16_is_fast():
-        import warnings
-
-        warnings.warn("--precision bf16 on a CPU without AMX or AVX-512 BF16: updates will be slower than fp32",
-                      stacklevel=2)
+    bf16 = bf16_enabled(cfg.precision)
     feat_dim_t = int(tnet.features(torch.zeros((1, 4, 84, 84), dtype=torch.uint8)).shape[1]) if use_feat else 0
     feat_dim_s = int(student.features(torch.zeros((1, 4, 84, 84), dtype=torch.uint8)).shape[1])
     proj = nn.Linear(feat_dim_s, feat_dim_t) if use_feat else None

@@ -308,6 +308,27 @@ def bf16_autocast(enabled: bool) -> Any:
     return torch.autocast("cpu", dtype=torch.bfloat16, enabled=enabled)
 
 
+PRECISIONS = ("fp32", "bf16")
+
+
+def check_precision(precision: str) -> None:
+    """Refuse a --precision other than fp32 or bf16 with one line."""
+    if precision not in PRECISIONS:
+        raise UserError(f"--precision must be fp32 or bf16, got {precision!r}")
+
+
+def bf16_enabled(precision: str) -> bool:
+    """Whether a run at ``precision`` uses bfloat16 autocast; warns where this CPU makes it slower."""
+    if precision != "bf16":
+        return False
+    if not bf16_is_fast():
+        import warnings
+
+        warnings.warn("--precision bf16 on a CPU without AMX or AVX-512 BF16: updates will be slower than fp32",
+                      stacklevel=3)
+    return True
+
+
 def bf16_is_fast() -> bool:
     """Whether this CPU has bfloat16 matrix units (AMX) or AVX-512 BF16 instructions."""
     try:

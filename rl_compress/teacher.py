@@ -27,7 +27,7 @@ from rl_compress.config import option
 from rl_compress.envs import EnvConfig, make_vector_env, num_actions, resolve_game
 from rl_compress.errors import UserError, first_line
 from rl_compress.evaluate import DEFAULT_PROTOCOL, evaluate
-from rl_compress.networks import bf16_autocast, bf16_is_fast, build_network, teacher_arch
+from rl_compress.networks import bf16_autocast, bf16_enabled, build_network, check_precision, teacher_arch
 from rl_compress.progress import progress_bar
 from rl_compress.replay import FrameReplay
 from rl_compress.rundir import (
@@ -173,8 +173,7 @@ def check_config(cfg: TeacherConfig) -> None:
         raise UserError(f"--gamma must be in (0, 1], got {cfg.gamma}")
     if cfg.lr <= 0:
         raise UserError(f"--lr must be positive, got {cfg.lr}")
-    if cfg.precision not in ("fp32", "bf16"):
-        raise UserError(f"--precision must be fp32 or bf16, got {cfg.precision!r}")
+    check_precision(cfg.precision)
     if cfg.buffer_size < cfg.envs * (cfg.n_step + 8):
         raise UserError(f"--buffer-size {cfg.buffer_size} is too small for {cfg.envs} envs")
 
@@ -248,12 +247,7 @@ def train_teacher(
     if init is not None:
         online.load_state_dict(init.net.state_dict())
     target = build_network(arch, n_act)
-    bf16 = cfg.precision == "bf16"
-    if bf16 and not bf16_is_fast():
-        import warnings
-
-        warnings.warn("--precision bf16 on a CPU without AMX or AVX-512 BF16: updates will be slower than fp32",
-                      stacklevel=2)
+    bf16 = bf16_enabled(cfg.precision)
     online_fn, target_fn = (
         compile_for_updates(online, target, cfg.batch_size, cfg.double, bf16) if cfg.compile else (online, target)
     )

@@ -20,8 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
+from rl_compress.bench import random_batch
 from rl_compress.networks import build_network, teacher_arch
-from rl_compress.replay import Batch, FrameReplay
+from rl_compress.replay import FrameReplay
 from rl_compress.teacher import TeacherConfig, compile_for_updates, make_optimizer, td_update, train_teacher
 
 
@@ -30,9 +31,7 @@ def probe_updates(n: int = 200) -> None:
     online, target = compile_for_updates(build_network(teacher_arch(), 6), build_network(teacher_arch(), 6), 32, False)
     opt = make_optimizer(online.parameters(), TeacherConfig())
     rng = np.random.default_rng(0)
-    fixed = Batch(obs=rng.integers(0, 256, (32, 4, 84, 84), dtype=np.uint8), actions=rng.integers(0, 6, 32),
-                  returns=np.zeros(32, np.float32), next_obs=rng.integers(0, 256, (32, 4, 84, 84), dtype=np.uint8),
-                  discounts=np.full(32, 0.99, np.float32))
+    fixed = random_batch(32, 0.99, rng)
     k = 8
     replay = FrameReplay(20_000, k, 1, 0.99)
     replay.add_frames(rng.integers(0, 256, (k, 84, 84), dtype=np.uint8), np.ones(k, bool))
