@@ -24,6 +24,7 @@ SPECS=(${SPECS[@]})
 GAME=${GAME:-pong}
 case $GAME in pong) default_teacher=agents/pong/teacher-base ;; *) default_teacher=agents/$GAME/teacher ;; esac
 TEACHER=${TEACHER:-$default_teacher}
+tb_game=; [ "$GAME" = pong ] || tb_game=${GAME}_  # Pong keeps its runs/distill_<name> logs, so a resume appends to them
 for item in "${SPECS[@]}"; do
   spec=${item%%@*}
   out=agents/$GAME/${item#*@}
@@ -33,7 +34,7 @@ for item in "${SPECS[@]}"; do
   else
     resume=; [ -f "$out/checkpoint.pt" ] && resume=--resume
     $RLC distill --teacher $TEACHER --student "$spec" --steps "$STEPS" --out "$out" $resume \
-      --eval-every 25000 --eval-episodes 5 --tensorboard "runs/distill_${GAME}_$(basename "$out")" --quiet $DISTILL_ARGS
+      --eval-every 25000 --eval-episodes 5 --tensorboard "runs/distill_${tb_game}$(basename "$out")" --quiet $DISTILL_ARGS
   fi
   $RLC evaluate "$out" --episodes 30 --seed 0 --write-card --quiet
 done
