@@ -84,7 +84,8 @@ class Study:
 
 
 def load_study(path: Path, budget: float = 1.0) -> Study:
-    """Parse a study YAML; ``budget`` scales steps (and evaluation episodes, at least 2)."""
+    """Parse a study YAML; ``budget`` < 1 scales steps (and evaluation episodes, at least 2) and
+    names the study <name>_budget<F>, so its runs and tables are not the full study's."""
     import yaml
 
     from rl_compress.distill import ACTORS, LOSSES, DistillConfig
@@ -151,7 +152,10 @@ def load_study(path: Path, budget: float = 1.0) -> Study:
         if (game, run.name) not in seen:
             seen.add((game, run.name))
             runs.append(run)
-    return Study(str(doc.get("name", path.stem)), path, runs, path.parent)
+    name = str(doc.get("name", path.stem))
+    if budget < 1:  # a smaller pass keeps its own runs and tables: the full study must not skip its runs
+        name += f"_budget{budget:g}"
+    return Study(name, path, runs, path.parent)
 
 
 VARY_KEYS = ("students", "losses", "actors")
@@ -217,7 +221,7 @@ def execute(run: Run, out: Path) -> dict[str, Any]:
                         "run the study again to resume it")
     student = load_agent(out)
     res = evaluate(student.net, run.game, run.eval_episodes, seed=0)
-    t_res = evaluate(teacher.net, run.game, run.eval_episodes, seed=0)
+    t_res = teacher_evaluation(teacher, run.eval_episodes) or evaluate(teacher.net, run.game, run.eval_episodes, seed=0)
     row = {
         "game": run.game, "spec": run.spec, "params": student.card["params"],
         "ratio_to_teacher": round(student.card["params"] / teacher.card["params"], 5), "loss": run.loss,
@@ -228,6 +232,21 @@ def execute(run: Run, out: Path) -> dict[str, Any]:
     }
     atomic_write_json(out / RESULT, row)
     return row
+
+
+def teacher_evaluation(teacher: Any, episodes: int, seed: int = 0) -> dict[str, Any] | None:
+    """The evaluation stored in the teacher's card when it is the one a run needs (the default
+    protocol, ``episodes`` games, ``seed``, made of the weights now in its directory), else None:
+    the same games are not played again for every run of a study."""
+    from dataclasses import asdict
+
+    from rl_compress.agent import WEIGHTS, sha256_file
+    from rl_compress.evaluate import DEFAULT_PROTOCOL
+
+    ev = teacher.card.get("evaluation") or {}
+    same = (ev.get("protocol") == asdict(DEFAULT_PROTOCOL) and ev.get("episodes") == episodes
+            and ev.get("seed") == seed and ev.get("weights_sha256") == sha256_file(teacher.path / WEIGHTS))
+    return ev if same else None
 
 
 def _execute_remote(run: Run, out: str) -> dict[str, Any]:
@@ -246,7 +265,7 @@ def run_study(study: Study, backend: str = "local", address: str | None = None, 
     if jobs < 1:
         raise UserError(f"--jobs must be at least 1, got {jobs}")
     if backend == "local" and jobs == 1:
-        return [execute(r, study.run_dir(r)) for r in study.runs]
+        return _run_here(study)
     if backend == "local":
         return _run_in_processes(study, jobs)
     if backend != "ray":
@@ -260,6 +279,29 @@ def run_study(study: Study, backend: str = "local", address: str | None = None, 
     task = ray.remote(num_cpus=cpus_per_run)(_execute_remote)
     futures = [task.remote(r, str(study.run_dir(r).resolve())) for r in study.runs]
     return ray.get(futures)
+
+
+def _run_here(study: Study) -> list[dict]:
+    """The local backend in this process. A SIGINT / SIGTERM that lands between a run's training
+    loops (its setup, its evaluations) is held until the loop checkpoints; the runs not yet begun
+    are not begun."""
+    import signal
+    import threading
+
+    from rl_compress.rundir import request_stop, stop_requested
+
+    main = threading.current_thread() is threading.main_thread()  # handlers can only be set there
+    old = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)} if main else {}
+    rows = []
+    try:
+        for r in study.runs:
+            if stop_requested():
+                raise UserError("stopped; run the study again to resume it")
+            rows.append(execute(r, study.run_dir(r)))
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+    return rows
 
 
 _STOP: Any = None  # in a local worker process: the pool's stop event (set on SIGINT / SIGTERM)
@@ -336,14 +378,51 @@ def _run_in_processes(study: Study, jobs: int) -> list[dict]:
     return rows
 
 
+SUMMARY_COLUMNS = ["game", "spec", "params", "ratio_to_teacher", "loss", "actor", "steps", "seeds", "score",
+                   "teacher_mean", "retention"]  # the markdown summary; its csv has the numbers
+SUMMARY_CSV_COLUMNS = ["game", "spec", "params", "ratio_to_teacher", "loss", "actor", "steps", "seeds", "score_mean",
+                       "score_std", "teacher_mean", "retention_mean", "retention_std"]
+
+
+def summarize(rows: list[dict]) -> list[dict[str, Any]]:
+    """One row per (game, spec, loss, actor, steps) over its seeds, in the order first seen: the
+    seeds, the mean and spread (population std) of the runs' mean scores and retentions, and
+    both as text ("m ± s (n seeds)")."""
+    import numpy as np
+
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        groups.setdefault((r["game"], r["spec"], r["loss"], r["actor"], r["steps"]), []).append(r)
+    out = []
+    for (game, spec, loss, actor, steps), rs in groups.items():
+        scores = np.array([r["score_mean"] for r in rs], dtype=np.float64)
+        rets = np.array([r["retention"] for r in rs if r.get("retention") is not None], dtype=np.float64)
+        row: dict[str, Any] = {
+            "game": game, "spec": spec, "params": rs[0]["params"], "ratio_to_teacher": rs[0]["ratio_to_teacher"],
+            "loss": loss, "actor": actor, "steps": steps, "seeds": " ".join(str(r["seed"]) for r in rs),
+            "score_mean": float(scores.mean()), "score_std": float(scores.std()),
+            "teacher_mean": float(np.mean([r["teacher_mean"] for r in rs])),
+            "retention_mean": float(rets.mean()) if rets.size else None,
+            "retention_std": float(rets.std()) if rets.size else None,
+        }
+        row["score"] = f"{row['score_mean']:.2f} ± {row['score_std']:.2f}"
+        row["retention"] = (f"{row['retention_mean']:.3f} ± {row['retention_std']:.3f}" if rets.size else "")
+        out.append(row)
+    return out
+
+
 def write_results(study: Study, rows: list[dict]) -> tuple[Path, Path]:
-    """experiments/results/<study>.csv and .md (atomic)."""
+    """experiments/results/<study>.csv and .md (atomic): one row a run, then the same over seeds
+    in <study>_summary.csv and .md (see ``summarize``). Returns the per-run tables' paths."""
     results = study.root / "results"
     results.mkdir(parents=True, exist_ok=True)
     csv_path = results / f"{study.name}.csv"
     atomic_write_bytes(csv_path, rows_csv(rows, COLUMNS).encode())
     md_path = results / f"{study.name}.md"
     atomic_write_bytes(md_path, rows_markdown(rows, COLUMNS[:-1]).encode())
+    summary = summarize(rows)
+    atomic_write_bytes(results / f"{study.name}_summary.csv", rows_csv(summary, SUMMARY_CSV_COLUMNS).encode())
+    atomic_write_bytes(results / f"{study.name}_summary.md", rows_markdown(summary, SUMMARY_COLUMNS).encode())
     return csv_path, md_path
 
 

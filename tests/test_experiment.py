@@ -11,7 +11,16 @@ import torch
 import yaml
 
 from rl_compress.errors import UserError
-from rl_compress.experiment import agents_table, load_study, report, run_study, table_markdown, write_results
+from rl_compress.experiment import (
+    agents_table,
+    load_study,
+    report,
+    run_study,
+    summarize,
+    table_markdown,
+    teacher_evaluation,
+    write_results,
+)
 
 DETERMINISTIC = ["game", "spec", "params", "ratio_to_teacher", "loss", "actor", "seed", "steps", "score_mean",
                  "score_std", "teacher_mean", "episodes"]
@@ -42,6 +51,10 @@ def test_local_and_ray_give_the_same_rows(random_teacher: Path, tmp_path: Path) 
         assert [t["loss"] for t in table] == ["kl", "dqn"] and table[0]["params"] == "1466"
         assert all(-21 <= r["score_mean"] <= 21 and r["steps"] == 1200 for r in rows)
         assert md_path.read_text().startswith("| game | spec |")
+        with open(csv_path.with_name("tiny_summary.csv")) as f:  # one seed each: spread 0
+            summary = list(csv.DictReader(f))
+        assert [(s["loss"], s["seeds"], float(s["score_std"])) for s in summary] == [("kl", "1", 0.0), ("dqn", "1", 0.0)]
+        assert float(summary[0]["score_mean"]) == rows[0]["score_mean"]
         # finished runs are skipped: a second pass returns the stored rows without training
         assert run_study(local, "local") == rows
         md_path.unlink()
@@ -170,3 +183,47 @@ def test_a_stopped_run_is_not_a_result(random_teacher: Path, tmp_path: Path, job
     # and the runs waiting for a worker were not begun
     for loss in ("kl", "nll", "mse")[jobs:]:
         assert not (tmp_path / "runs" / "stop" / "pong" / f"gmp4_{loss}_student_s1").exists()
+
+
+def test_summary_is_the_mean_and_spread_over_seeds() -> None:
+    base = {"game": "pong", "spec": "gmp8-w5", "params": 5334, "ratio_to_teacher": 0.00316, "actor": "student",
+            "steps": 500000, "teacher_mean": 17.0}
+    rows = [{**base, "loss": "actor-mimic", "seed": 1, "score_mean": 10.0, "retention": 0.8},
+            {**base, "loss": "dqn", "actor": "self", "seed": 1, "score_mean": -21.0, "retention": None},
+            {**base, "loss": "actor-mimic", "seed": 2, "score_mean": 14.0, "retention": 0.9},
+            {**base, "loss": "actor-mimic", "seed": 3, "score_mean": 12.0, "retention": 0.7}]
+    am, dqn = summarize(rows)
+    assert am["seeds"] == "1 2 3" and am["score_mean"] == pytest.approx(12.0)
+    assert am["score_std"] == pytest.approx((8 / 3) ** 0.5) and am["retention_mean"] == pytest.approx(0.8)
+    assert am["retention"] == "0.800 ± 0.082" and am["score"] == "12.00 ± 1.63"
+    assert dqn["seeds"] == "1" and dqn["retention_mean"] is None and dqn["retention"] == ""
+
+
+def test_a_run_reuses_the_teachers_stored_evaluation_only_when_it_matches(random_teacher: Path) -> None:
+    from dataclasses import asdict
+
+    from rl_compress.agent import WEIGHTS, load_agent, sha256_file, update_card
+    from rl_compress.evaluate import DEFAULT_PROTOCOL, evaluate
+
+    teacher = load_agent(random_teacher)
+    assert teacher_evaluation(teacher, 2) is None  # no evaluation in its card
+    res = evaluate(teacher.net, "pong", 2, seed=0)
+    stored = {**res, "weights_sha256": sha256_file(random_teacher / WEIGHTS)}
+    update_card(random_teacher, evaluation=stored)
+    teacher = load_agent(random_teacher)
+    assert teacher_evaluation(teacher, 2)["scores"] == res["scores"] and res["protocol"] == asdict(DEFAULT_PROTOCOL)
+    assert teacher_evaluation(teacher, 3) is None and teacher_evaluation(teacher, 2, seed=1) is None
+    update_card(random_teacher, evaluation={**stored, "weights_sha256": "0" * 64})  # made of other weights
+    assert teacher_evaluation(load_agent(random_teacher), 2) is None
+
+
+def test_a_smaller_budget_is_a_study_of_its_own(tmp_path: Path, random_teacher: Path) -> None:
+    path = _study(tmp_path, random_teacher, "grid")
+    full, small = load_study(path), load_study(path, budget=0.5)
+    assert (full.name, small.name) == ("grid", "grid_budget0.5")
+    assert [r.steps for r in small.runs] == [1000, 1000]  # 600 raised to the least a run gets
+    assert [r.eval_episodes for r in small.runs] == [2, 2]
+    # its runs live elsewhere, so the full study never takes a small run's result for its own
+    assert small.run_dir(small.runs[0]) != full.run_dir(full.runs[0])
+    with pytest.raises(UserError, match="budget"):
+        load_study(path, budget=1.5)
