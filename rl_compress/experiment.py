@@ -387,7 +387,7 @@ SUMMARY_CSV_COLUMNS = ["game", "spec", "params", "ratio_to_teacher", "loss", "ac
 def summarize(rows: list[dict]) -> list[dict[str, Any]]:
     """One row per (game, spec, loss, actor, steps) over its seeds, in the order first seen: the
     seeds, the mean and spread (population std) of the runs' mean scores and retentions, and
-    both as text ("m ± s (n seeds)")."""
+    both as text ("m ± s") for the markdown table."""
     import numpy as np
 
     groups: dict[tuple, list[dict]] = {}
