@@ -426,10 +426,23 @@ def write_results(study: Study, rows: list[dict]) -> tuple[Path, Path]:
     return csv_path, md_path
 
 
+def mean_curve(runs: list[list[tuple[int, float]]]) -> tuple[list[int], list[float], list[float], list[float]]:
+    """The learning curve of several seeds of one cell: at every env step that any seed evaluated
+    at, the mean, min and max retention of the seeds that did."""
+    at: dict[int, list[float]] = {}
+    for pts in runs:
+        for step, ret in pts:
+            at.setdefault(step, []).append(ret)
+    steps = sorted(at)
+    return (steps, [sum(at[s]) / len(at[s]) for s in steps], [min(at[s]) for s in steps],
+            [max(at[s]) for s in steps])
+
+
 def report(study: Study) -> list[Path]:
     """The results tables (csv, md) of the runs finished so far, in the study's order, and PNG
     plots of them: retention vs params (log x) per game, and the learning curves (retention vs
-    env steps, from each card's evaluation history) per run. Returns the plots' paths, then the
+    env steps, from each card's evaluation history; one panel per game, one line per spec, loss and
+    actor: the mean over its seeds, with a min-max band). Returns the plots' paths, then the
     tables'."""
     import matplotlib
 
@@ -469,7 +482,7 @@ def report(study: Study) -> list[Path]:
         fig.savefig(p)
         plt.close(fig)
         paths.append(p)
-    fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
+    curves: dict[tuple[str, str, str, str], list[list[tuple[int, float]]]] = {}
     for r in study.runs:
         d = study.run_dir(r)
         if not (d / RESULT).exists():
@@ -477,13 +490,23 @@ def report(study: Study) -> list[Path]:
         hist = (load_agent(d).card.get("training") or {}).get("eval_history") or []
         pts = [(h["step"], h["retention"]) for h in hist if h.get("retention") is not None]
         if pts:
-            ax.plot(*zip(*pts), marker=".", label=f"{r.game} {r.spec} {r.loss} ({r.actor}) s{r.seed}")
-    ax.set_xlabel("env steps")
-    ax.set_ylabel("retention")
-    ax.set_title(f"{study.name}: learning curves")
-    ax.grid(alpha=0.3)
-    if ax.lines:
-        ax.legend(fontsize=6)
+            curves.setdefault((r.game, r.spec, r.loss, r.actor), []).append(pts)
+    curve_games = sorted({key[0] for key in curves}) or ["(none)"]
+    fig, axes = plt.subplots(1, len(curve_games), figsize=(6 * len(curve_games), 4), dpi=100, squeeze=False)
+    for ax, game in zip(axes[0], curve_games):
+        for (g, spec, loss, actor), runs in curves.items():
+            if g != game:
+                continue
+            steps, mean, low, high = mean_curve(runs)
+            line, = ax.plot(steps, mean, marker=".", label=f"{spec} {loss} ({actor}), {len(runs)} seed(s)")
+            if len(runs) > 1:
+                ax.fill_between(steps, low, high, color=line.get_color(), alpha=0.15)
+        ax.set_xlabel("env steps")
+        ax.set_ylabel("retention (5-game evaluations)")
+        ax.set_title(f"{study.name}: {game}, mean over seeds (band: min-max)")
+        ax.grid(alpha=0.3)
+        if ax.lines:
+            ax.legend(fontsize=6)
     fig.tight_layout()
     p = out_dir / f"{study.name}_learning_curves.png"
     fig.savefig(p)

@@ -14,6 +14,7 @@ from rl_compress.errors import UserError
 from rl_compress.experiment import (
     agents_table,
     load_study,
+    mean_curve,
     report,
     run_study,
     summarize,
@@ -197,6 +198,10 @@ def test_summary_is_the_mean_and_spread_over_seeds() -> None:
     assert am["score_std"] == pytest.approx((8 / 3) ** 0.5) and am["retention_mean"] == pytest.approx(0.8)
     assert am["retention"] == "0.800 ± 0.082" and am["score"] == "12.00 ± 1.63"
     assert dqn["seeds"] == "1" and dqn["retention_mean"] is None and dqn["retention"] == ""
+    # learning curves over seeds: a step that only one seed evaluated at (a resumed run) stands alone
+    steps, mean, low, high = mean_curve([[(40_000, 0.1), (80_000, 0.5)], [(40_000, 0.3), (100_000, 0.6)]])
+    assert steps == [40_000, 80_000, 100_000] and mean == pytest.approx([0.2, 0.5, 0.6])
+    assert low == pytest.approx([0.1, 0.5, 0.6]) and high == pytest.approx([0.3, 0.5, 0.6])
 
 
 def test_a_run_reuses_the_teachers_stored_evaluation_only_when_it_matches(random_teacher: Path) -> None:
@@ -227,3 +232,31 @@ def test_a_smaller_budget_is_a_study_of_its_own(tmp_path: Path, random_teacher: 
     assert small.run_dir(small.runs[0]) != full.run_dir(full.runs[0])
     with pytest.raises(UserError, match="budget"):
         load_study(path, budget=1.5)
+
+
+def test_the_paper_study_covers_what_the_readme_claims() -> None:
+    """experiments/paper.yaml: every game with a shipped teacher, students from ~0.3% to ~7% of
+    that teacher, Actor-Mimic (the student acts) against DQN from scratch, 3 seeds; its quick pass
+    (--budget) is the same grid under its own name."""
+    from rl_compress.agent import load_agent
+    from rl_compress.networks import build_network, count_params, parse_spec
+
+    root = Path(__file__).resolve().parents[1]
+    study = load_study(root / "experiments" / "paper.yaml")
+    games = sorted({r.game for r in study.runs})
+    assert games == ["breakout", "pong", "space_invaders"]
+    for game in games:
+        (teacher_dir,) = {r.teacher for r in study.runs if r.game == game}
+        teacher = load_agent(root / teacher_dir, game=game)
+        assert teacher.card["kind"] == "teacher"
+        specs = sorted({r.spec for r in study.runs if r.game == game})
+        shares = sorted(count_params(build_network(parse_spec(s), teacher.num_actions)) / teacher.card["params"]
+                        for s in specs)
+        assert len(shares) >= 4 and shares[0] < 0.005 and 0.05 < shares[-1] < 0.08
+        cells = {(r.spec, r.loss, r.actor) for r in study.runs if r.game == game}
+        assert {(s, loss, actor) for s in specs for loss, actor in (("actor-mimic", "student"), ("dqn", "self"))} == cells
+    assert {r.seed for r in study.runs} == {1, 2, 3} and len(study.runs) == 72
+    assert {(r.steps, r.eval_episodes) for r in study.runs} == {(200_000, 30)}
+    quick = load_study(root / "experiments" / "paper.yaml", budget=0.02)
+    assert quick.name == "paper_budget0.02" and [r.name for r in quick.runs] == [r.name for r in study.runs]
+    assert {(r.steps, r.eval_episodes) for r in quick.runs} == {(4000, 2)}
