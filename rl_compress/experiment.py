@@ -411,9 +411,29 @@ def summarize(rows: list[dict]) -> list[dict[str, Any]]:
     return out
 
 
+def by_method(summary: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[str]]:
+    """The summary side by side: one row per game and spec (params, % of the teacher), and for
+    each method (loss and actor, in the order first seen) its score and retention over its seeds
+    ("m ± s (n seeds)"). Returns the rows and their columns, for the README's results table."""
+    methods = list(dict.fromkeys(f"{r['loss']} ({r['actor']})" for r in summary))
+    columns = ["game", "spec", "params", "pct_of_teacher"]
+    for m in methods:
+        columns += [f"{m} score", f"{m} retention"]
+    rows: dict[tuple[str, str], dict[str, Any]] = {}
+    for r in summary:
+        row = rows.setdefault((r["game"], r["spec"]), {
+            "game": r["game"], "spec": r["spec"], "params": r["params"],
+            "pct_of_teacher": round(100 * r["ratio_to_teacher"], 2)})
+        m, n = f"{r['loss']} ({r['actor']})", len(r["seeds"].split())
+        row[f"{m} score"] = r["score"]
+        row[f"{m} retention"] = f"{r['retention']} ({n} seed{'s' if n > 1 else ''})" if r["retention"] else ""
+    return list(rows.values()), columns
+
+
 def write_results(study: Study, rows: list[dict]) -> tuple[Path, Path]:
     """experiments/results/<study>.csv and .md (atomic): one row a run, then the same over seeds
-    in <study>_summary.csv and .md (see ``summarize``). Returns the per-run tables' paths."""
+    in <study>_summary.csv and .md (see ``summarize``), and side by side per game and spec in
+    <study>_by_method.md (see ``by_method``). Returns the per-run tables' paths."""
     results = study.root / "results"
     results.mkdir(parents=True, exist_ok=True)
     csv_path = results / f"{study.name}.csv"
@@ -423,6 +443,8 @@ def write_results(study: Study, rows: list[dict]) -> tuple[Path, Path]:
     summary = summarize(rows)
     atomic_write_bytes(results / f"{study.name}_summary.csv", rows_csv(summary, SUMMARY_CSV_COLUMNS).encode())
     atomic_write_bytes(results / f"{study.name}_summary.md", rows_markdown(summary, SUMMARY_COLUMNS).encode())
+    side, side_columns = by_method(summary)
+    atomic_write_bytes(results / f"{study.name}_by_method.md", rows_markdown(side, side_columns).encode())
     return csv_path, md_path
 
 

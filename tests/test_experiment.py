@@ -13,6 +13,7 @@ import yaml
 from rl_compress.errors import UserError
 from rl_compress.experiment import (
     agents_table,
+    by_method,
     load_study,
     mean_curve,
     report,
@@ -52,6 +53,8 @@ def test_local_and_ray_give_the_same_rows(random_teacher: Path, tmp_path: Path) 
         assert [t["loss"] for t in table] == ["kl", "dqn"] and table[0]["params"] == "1466"
         assert all(-21 <= r["score_mean"] <= 21 and r["steps"] == 1200 for r in rows)
         assert md_path.read_text().startswith("| game | spec |")
+        side = csv_path.with_name("tiny_by_method.md").read_text().splitlines()
+        assert side[0].startswith("| game | spec | params | pct_of_teacher | kl (student) score |") and len(side) == 3
         with open(csv_path.with_name("tiny_summary.csv")) as f:  # one seed each: spread 0
             summary = list(csv.DictReader(f))
         assert [(s["loss"], s["seeds"], float(s["score_std"])) for s in summary] == [("kl", "1", 0.0), ("dqn", "1", 0.0)]
@@ -198,6 +201,12 @@ def test_summary_is_the_mean_and_spread_over_seeds() -> None:
     assert am["score_std"] == pytest.approx((8 / 3) ** 0.5) and am["retention_mean"] == pytest.approx(0.8)
     assert am["retention"] == "0.800 ± 0.082" and am["score"] == "12.00 ± 1.63"
     assert dqn["seeds"] == "1" and dqn["retention_mean"] is None and dqn["retention"] == ""
+    # side by side: one row per game and spec, each method's score and retention over its seeds
+    (side,), columns = by_method([am, dqn])
+    assert columns == ["game", "spec", "params", "pct_of_teacher", "actor-mimic (student) score",
+                       "actor-mimic (student) retention", "dqn (self) score", "dqn (self) retention"]
+    assert side["pct_of_teacher"] == 0.32 and side["actor-mimic (student) retention"] == "0.800 ± 0.082 (3 seeds)"
+    assert side["dqn (self) score"] == "-21.00 ± 0.00" and side["dqn (self) retention"] == ""
     # learning curves over seeds: a step that only one seed evaluated at (a resumed run) stands alone
     steps, mean, low, high = mean_curve([[(40_000, 0.1), (80_000, 0.5)], [(40_000, 0.3), (100_000, 0.6)]])
     assert steps == [40_000, 80_000, 100_000] and mean == pytest.approx([0.2, 0.5, 0.6])
