@@ -470,7 +470,6 @@ def report(study: Study) -> list[Path]:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import numpy as np
 
     rows = [json.loads((study.run_dir(r) / RESULT).read_text()) for r in study.runs
             if (study.run_dir(r) / RESULT).exists()]
@@ -479,18 +478,15 @@ def report(study: Study) -> list[Path]:
     out_dir = study.root / "results"
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = []
+    summary = summarize(rows)
     for game in sorted({r["game"] for r in rows}):
         fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
-        for (loss, actor) in sorted({(r["loss"], r["actor"]) for r in rows if r["game"] == game}):
-            sel = [r for r in rows if r["game"] == game and r["loss"] == loss and r["actor"] == actor
-                   and r["retention"] is not None]
-            by_params: dict[int, list[float]] = {}
-            for r in sel:
-                by_params.setdefault(r["params"], []).append(r["retention"])
-            if by_params:
-                xs = sorted(by_params)
-                ax.errorbar(xs, [np.mean(by_params[x]) for x in xs], yerr=[np.std(by_params[x]) for x in xs],
-                            marker="o", capsize=3, label=f"{loss} ({actor})")
+        for (loss, actor) in sorted({(r["loss"], r["actor"]) for r in summary if r["game"] == game}):
+            sel = sorted((r for r in summary if r["game"] == game and r["loss"] == loss and r["actor"] == actor
+                          and r["retention_mean"] is not None), key=lambda r: r["params"])
+            if sel:
+                ax.errorbar([r["params"] for r in sel], [r["retention_mean"] for r in sel],
+                            yerr=[r["retention_std"] for r in sel], marker="o", capsize=3, label=f"{loss} ({actor})")
         ax.set_xscale("log")
         ax.set_xlabel("student parameters")
         ax.set_ylabel("retention (student - random) / (teacher - random)")
