@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from rl_compress.errors import UserError
+from rl_compress.rundir import cpu_model
 
 
 @dataclass
@@ -166,17 +167,6 @@ def bench_teacher(cfg: TeacherBenchConfig | None = None) -> dict[str, Any]:
         "machine": {"cpu": platform.processor() or platform.machine(), "model": cpu_model(), "cores": os.cpu_count(),
                     "bf16_units": bf16_units, "torch_threads": torch.get_num_threads(), "torch": torch.__version__},
     }
-
-
-def cpu_model() -> str:
-    """The CPU's model name from /proc/cpuinfo ('' where there is none)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return ""
 
 
 def format_teacher(res: dict[str, Any]) -> str:

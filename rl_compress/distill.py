@@ -53,6 +53,7 @@ from rl_compress.rundir import (
     StopFlag,
     git_commit,
     load_checkpoint,
+    machines_after,
     plot_curve,
     save_checkpoint,
 )
@@ -268,6 +269,7 @@ def distill(
     wall_before = 0.0
     teacher_eval: dict[str, Any] | None = None
     last_eval: dict[str, Any] | None = None
+    machines = machines_after([] if ckpt is None else ckpt.get("machines"))
     if ckpt is not None:
         student.load_state_dict(ckpt["student"])
         if proj is not None:
@@ -339,7 +341,8 @@ def distill(
     def save(final: bool = False) -> dict[str, Any]:
         training = {
             "config": asdict(cfg), "temperature_used": tau, "epsilon_used": eps, "steps": step, "updates": updates,
-            "wall_time_s": round(wall_before + time.time() - t_start, 1), "git_commit": git_commit(),
+            "wall_time_s": round(wall_before + time.time() - t_start, 1), "machines": machines,
+            "git_commit": git_commit(),
             "command": command or f"rl-compress distill --teacher {teacher_dir} --student {cfg.student} "
             f"--steps {cfg.steps} --loss {cfg.loss} --actor {cfg.actor} --out {out}",
             "last_eval": last_eval, "eval_history": history, "finished": final,
@@ -351,7 +354,8 @@ def distill(
         save_checkpoint(out, {
             "student": student.state_dict(), "proj": proj.state_dict() if proj is not None else {},
             "optimizer": opt.state_dict(), "step": step, "updates": updates,
-            "wall_time": wall_before + time.time() - t_start, "np_rng": json.dumps(rng.bit_generator.state),
+            "wall_time": wall_before + time.time() - t_start, "machines": machines,
+            "np_rng": json.dumps(rng.bit_generator.state),
             "torch_rng": torch.get_rng_state(), "config": json.dumps(asdict(cfg)),
             "teacher_eval": json.dumps(teacher_eval), "last_eval": json.dumps(last_eval),
             "history": json.dumps(history),

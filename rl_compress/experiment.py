@@ -45,7 +45,7 @@ from rl_compress.tables import rows_csv, rows_markdown
 
 RESULT = "result.json"
 COLUMNS = ["game", "spec", "params", "ratio_to_teacher", "loss", "actor", "seed", "steps", "wall_time_s",
-           "score_mean", "score_std", "teacher_mean", "retention", "episodes", "commit"]
+           "score_mean", "score_std", "teacher_mean", "retention", "episodes", "machines", "commit"]
 
 
 @dataclass
@@ -228,7 +228,8 @@ def execute(run: Run, out: Path) -> dict[str, Any]:
         "actor": run.actor, "seed": run.seed, "steps": card["training"]["steps"],
         "wall_time_s": card["training"]["wall_time_s"], "score_mean": res["mean"], "score_std": res["std"],
         "teacher_mean": t_res["mean"], "retention": retention(run.game, res["mean"], t_res["mean"]),
-        "episodes": run.eval_episodes, "commit": git_commit(), "run_seconds": round(time.time() - t0, 1),
+        "episodes": run.eval_episodes, "machines": "; ".join(card["training"].get("machines", [])),
+        "commit": git_commit(), "run_seconds": round(time.time() - t0, 1),
     }
     atomic_write_json(out / RESULT, row)
     return row

@@ -32,6 +32,36 @@ def git_commit() -> str | None:
         return None
 
 
+def cpu_model() -> str:
+    """The CPU's model name from /proc/cpuinfo ('' where there is none)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return ""
+
+
+def machine() -> str:
+    """This machine in a few words, for a run's record of where its wall time was spent:
+    the CPU model and core count, and the GPU's name where torch sees one."""
+    import platform
+
+    desc = f"{cpu_model() or platform.processor() or platform.machine()}, {os.cpu_count()} cores"
+    if torch.cuda.is_available():
+        desc += f", {torch.cuda.get_device_name(0)}"
+    return desc
+
+
+def machines_after(before: list[str] | None) -> list[str]:
+    """The machines a run has trained on, this one added: ``before`` comes from its checkpoint
+    (None for a checkpoint written before they were recorded, which stands as "unrecorded")."""
+    seen = list(before) if before is not None else ["unrecorded"]
+    here = machine()
+    return seen if seen and seen[-1] == here else seen + [here]
+
+
 _stop_requested = False
 
 

@@ -37,6 +37,7 @@ from rl_compress.rundir import (
     StopFlag,
     git_commit,
     load_checkpoint,
+    machines_after,
     plot_curve,
     save_checkpoint,
 )
@@ -256,6 +257,7 @@ def train_teacher(
     step = 0
     updates = 0
     wall_before = 0.0
+    machines = machines_after([] if ckpt is None else ckpt.get("machines"))
     if ckpt is not None:
         online.load_state_dict(ckpt["online"])
         target.load_state_dict(ckpt["target"])
@@ -312,6 +314,7 @@ def train_teacher(
             "steps": step,
             "updates": updates,
             "wall_time_s": round(wall_before + time.time() - t_start, 1),
+            "machines": machines,
             "git_commit": git_commit(),
             "command": command or f"rl-compress teacher train --game {cfg.game} --steps {cfg.steps} --out {out}",
             "last_eval": last_eval,
@@ -329,6 +332,7 @@ def train_teacher(
             "step": step,
             "updates": updates,
             "wall_time": wall_before + time.time() - t_start,
+            "machines": machines,
             "np_rng": json.dumps(rng.bit_generator.state),
             "torch_rng": torch.get_rng_state(),
             "config": json.dumps(asdict(cfg)),

@@ -15,6 +15,7 @@ from rl_compress.distill import DistillConfig, dead_channels, distill, distill_l
 from rl_compress.envs import sample_observations
 from rl_compress.errors import UserError
 from rl_compress.networks import build_network, count_params, parse_spec
+from rl_compress.rundir import machine
 
 TINY = dict(steps=1200, learning_starts=400, buffer_size=4000, envs=4, batch_size=32, train_freq=2,
             checkpoint_every=100_000, eval_every=0)
@@ -222,7 +223,13 @@ def test_eval_resume_and_refusals(random_teacher: Path, tmp_path: Path) -> None:
     assert ev["step"] == 800 and -21 <= ev["mean"] <= 21 and -21 <= ev["teacher_mean"] <= 21
     first_updates = card["training"]["updates"]
     update_card(out, evaluation={"mean": -21.0, "episodes": 1})
+    assert card["training"]["machines"] == [machine()]
+    # a checkpoint from before machines were recorded: the first leg stands as unrecorded
+    ckpt = torch.load(out / "checkpoint.pt", weights_only=True)
+    del ckpt["machines"]
+    torch.save(ckpt, out / "checkpoint.pt")
     card = distill(random_teacher, DistillConfig(student="gmp8", steps=1200), out, resume=True, show_progress=False)
+    assert card["training"]["machines"] == ["unrecorded", machine()]
     assert "evaluation" not in card  # it was made of the weights before the resume
     # resume refills the memory (learning_starts steps) before updates go on
     assert card["training"]["steps"] == 1200 and card["training"]["updates"] == first_updates

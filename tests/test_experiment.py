@@ -11,6 +11,7 @@ import torch
 import yaml
 
 from rl_compress.errors import UserError
+from rl_compress.rundir import machine
 from rl_compress.experiment import (
     agents_table,
     by_method,
@@ -52,6 +53,7 @@ def test_local_and_ray_give_the_same_rows(random_teacher: Path, tmp_path: Path) 
             table = list(csv.DictReader(f))
         assert [t["loss"] for t in table] == ["kl", "dqn"] and table[0]["params"] == "1466"
         assert all(-21 <= r["score_mean"] <= 21 and r["steps"] == 1200 for r in rows)
+        assert all(r["machines"] == machine() for r in rows) and table[0]["machines"] == machine()
         assert md_path.read_text().startswith("| game | spec |")
         side = csv_path.with_name("tiny_by_method.md").read_text().splitlines()
         assert side[0].startswith("| game | spec | params | pct_of_teacher | kl (student) score |") and len(side) == 3

@@ -16,6 +16,7 @@ import torch
 
 from rl_compress.agent import load_agent
 from rl_compress.errors import UserError
+from rl_compress.rundir import machine
 from rl_compress.teacher import TeacherConfig, epsilon_at, td_update, train_teacher
 
 FAST = ["--learning-starts", "600", "--buffer-size", "4000", "--envs", "2", "--no-compile", "--quiet",
@@ -67,6 +68,8 @@ def test_sigterm_then_resume(tmp_path: Path) -> None:
     assert second["steps"] == target and second["finished"]
     # the replay memory was restored, so learning went on at once: exactly one update per 4 env steps
     assert second["updates"] == first["updates"] + 200
+    # both legs ran here: the machine is recorded once
+    assert first["machines"] == second["machines"] == [machine()] and "cores" in machine()
     assert second["config"]["buffer_size"] == 4000 and second["config"]["learning_starts"] == 600
     agent = load_agent(out)
     assert agent.card["params"] == 1_686_180 and agent.game == "breakout"
