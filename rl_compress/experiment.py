@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rl_compress.agent import atomic_write_bytes, atomic_write_json, load_agent
+from rl_compress.agent import atomic_write_bytes, atomic_write_json, load_agent, read_card
 from rl_compress.errors import UserError, first_line
 from rl_compress.tables import rows_csv, rows_markdown
 
@@ -206,7 +206,10 @@ def execute(run: Run, out: Path) -> dict[str, Any]:
     teacher = load_agent(Path(run.teacher), game=run.game)
     resume = (out / CHECKPOINT).exists()
     t0 = time.time()
-    if run.loss == "dqn":
+    trained = _trained_card(out, run.steps) if resume else None
+    if trained is not None:  # stopped in its final evaluation: the training is done, evaluate it
+        card = trained
+    elif run.loss == "dqn":
         settings = {"eval_every": 0, "learning_starts": min(20_000, run.steps // 4), "save_replay": False, **run.dqn}
         cfg = TeacherConfig(game=run.game, steps=run.steps, seed=run.seed, **settings)
         card = train_teacher(cfg, out, resume=resume, arch=parse_spec(run.spec), show_progress=False)
@@ -233,6 +236,16 @@ def execute(run: Run, out: Path) -> dict[str, Any]:
     }
     atomic_write_json(out / RESULT, row)
     return row
+
+
+def _trained_card(out: Path, steps: int) -> dict[str, Any] | None:
+    """The card of a run directory whose training finished at ``steps`` env steps, else None."""
+    try:
+        card = read_card(out)
+    except UserError:
+        return None
+    training = card.get("training") or {}
+    return card if training.get("finished") and training.get("steps") == steps else None
 
 
 def teacher_evaluation(teacher: Any, episodes: int, seed: int = 0) -> dict[str, Any] | None:

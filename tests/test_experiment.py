@@ -63,6 +63,13 @@ def test_local_and_ray_give_the_same_rows(random_teacher: Path, tmp_path: Path) 
         assert float(summary[0]["score_mean"]) == rows[0]["score_mean"]
         # finished runs are skipped: a second pass returns the stored rows without training
         assert run_study(local, "local") == rows
+        # a run stopped in its final evaluation (trained, no result yet) is evaluated, not trained again
+        done = local.run_dir(local.runs[0])
+        returns = (done / "returns.csv").read_text()
+        (done / "result.json").unlink()
+        again = run_study(local, "local")
+        assert [{k: r[k] for k in DETERMINISTIC} for r in again] == [{k: r[k] for k in DETERMINISTIC} for r in rows]
+        assert (done / "returns.csv").read_text() == returns and (done / "result.json").exists()
         md_path.unlink()
         *pngs, csv_again, md_again = report(local)  # the plots, and the tables of the finished runs
         assert len(pngs) == 2 and all(p.stat().st_size > 5_000 for p in pngs)
