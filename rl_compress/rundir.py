@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import os
+import platform
 import signal
 import subprocess
 from pathlib import Path
@@ -46,8 +47,6 @@ def cpu_model() -> str:
 def machine() -> str:
     """This machine in a few words, for a run's record of where its wall time was spent:
     the CPU model and core count, and the GPU's name where torch sees one."""
-    import platform
-
     desc = f"{cpu_model() or platform.processor() or platform.machine()}, {os.cpu_count()} cores"
     if torch.cuda.is_available():
         desc += f", {torch.cuda.get_device_name(0)}"

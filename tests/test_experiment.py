@@ -11,7 +11,6 @@ import torch
 import yaml
 
 from rl_compress.errors import UserError
-from rl_compress.rundir import machine
 from rl_compress.experiment import (
     agents_table,
     by_method,
@@ -24,6 +23,7 @@ from rl_compress.experiment import (
     teacher_evaluation,
     write_results,
 )
+from rl_compress.rundir import machine
 
 DETERMINISTIC = ["game", "spec", "params", "ratio_to_teacher", "loss", "actor", "seed", "steps", "score_mean",
                  "score_std", "teacher_mean", "episodes"]
