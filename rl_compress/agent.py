@@ -15,32 +15,42 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import nn
 
-from rl_compress.envs import OBS_SHAPE, resolve_game
-from rl_compress.errors import UserError, first_line
+from rl_compress.envs import OBS_SHAPE, num_actions, resolve_game
+from rl_compress.errors import StorageError, UserError, first_line
 from rl_compress.networks import build_network, count_params
+from rl_compress.rundir import write_generation
 
 FORMAT = 1
 WEIGHTS = "model.safetensors"
 CARD = "agent.json"
 KINDS = ("teacher", "student")
+MAX_ACTIONS = 18  # the full Atari action set
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temp file in the same folder and a rename."""
+    """Write ``data`` to ``path`` through a temp file in the same folder and a rename; a write the
+    disk refuses raises StorageError (one line) and leaves no temp file and the old file as it was."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp: str | None = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         os.chmod(tmp, 0o644)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as e:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        raise StorageError(f"{path}: could not write ({e.strerror or e}); it needs {len(data)} bytes") from None
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
         raise
 
 
@@ -106,15 +116,31 @@ def make_card(kind: str, game: str, arch: dict[str, Any], net: nn.Module, **extr
     return card
 
 
-def save_agent(directory: Path, net: nn.Module, card: dict[str, Any]) -> Path:
-    """Write weights then card into ``directory`` (both atomic); returns the directory."""
+def _bytes_writer(data: bytes) -> Any:
+    def write(f: Any) -> None:
+        f.write(data)
+
+    write.nbytes = len(data)  # type: ignore[attr-defined]
+    return write
+
+
+def agent_files(net: nn.Module, card: dict[str, Any]) -> list[tuple[str, Any]]:
+    """The weights and the card as (file name, writer) pairs for ``rundir.write_generation``,
+    weights first (a reader that finds the card finds the weights it describes)."""
     from safetensors.torch import save
 
+    tensors = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
+    weights = save(tensors, metadata={"format": str(FORMAT)})
+    text = (json.dumps(card, indent=2, sort_keys=False) + "\n").encode()
+    return [(WEIGHTS, _bytes_writer(weights)), (CARD, _bytes_writer(text))]
+
+
+def save_agent(directory: Path, net: nn.Module, card: dict[str, Any]) -> Path:
+    """Write weights and card into ``directory`` as one generation (both staged, then renamed;
+    a failed write leaves the previous pair intact); returns the directory."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    tensors = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
-    atomic_write_bytes(directory / WEIGHTS, save(tensors, metadata={"format": str(FORMAT)}))
-    atomic_write_json(directory / CARD, card)
+    write_generation(directory, agent_files(net, card))
     return directory
 
 
@@ -136,11 +162,30 @@ def read_card(directory: Path) -> dict[str, Any]:
     for key in ("kind", "game", "arch", "num_actions"):
         if key not in card:
             raise UserError(f"{path}: missing key {key!r}")
+    check_card(card, path)
+    return card
+
+
+def check_card(card: dict[str, Any], path: Path) -> None:
+    """Check a card as a whole (types, ranges, game against action count); UserError naming ``path``."""
     if card["kind"] not in KINDS:
         raise UserError(f"{path}: kind must be one of {KINDS}, got {card['kind']!r}")
-    if not isinstance(card["num_actions"], int) or card["num_actions"] < 1:
-        raise UserError(f"{path}: num_actions must be a positive integer")
-    return card
+    n = card["num_actions"]
+    if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= MAX_ACTIONS:
+        raise UserError(f"{path}: num_actions must be an integer from 1 to {MAX_ACTIONS}, got {n!r}")
+    if not isinstance(card["game"], str):
+        raise UserError(f"{path}: game must be a string, got {card['game']!r}")
+    if not isinstance(card["arch"], dict):
+        raise UserError(f"{path}: arch must be a JSON object, got {card['arch']!r}")
+    try:
+        game = resolve_game(card["game"])
+    except UserError as e:
+        raise UserError(f"{path}: {e}") from None
+    if num_actions(game) != n:
+        raise UserError(f"{path}: num_actions {n} does not match {game}, which has {num_actions(game)} actions")
+    for key in ("training", "teacher", "evaluation"):
+        if card.get(key) is not None and not isinstance(card[key], dict):
+            raise UserError(f"{path}: {key} must be a JSON object")
 
 
 def source_ref(path: Path, card: dict[str, Any]) -> dict[str, Any]:
@@ -188,9 +233,18 @@ def load_agent(directory: Path, game: str | None = None) -> Agent:
                 f"{wpath}: weights do not fit arch {card['arch'].get('name')!r}"
                 f" ({k} has shape {list(state[k].shape)}, arch needs {list(v.shape)})"
             )
+    check_finite(state, wpath)
     net.load_state_dict(state)
     net.eval()
     return Agent(directory, card, net)
+
+
+def check_finite(state: dict[str, torch.Tensor], path: Path) -> None:
+    """Refuse weights that hold NaN or Inf, naming the first such tensor."""
+    for name, tensor in state.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            bad = int((~torch.isfinite(tensor)).sum())
+            raise UserError(f"{path}: tensor {name!r} holds {bad} NaN or Inf values")
 
 
 def update_card(directory: Path, **entries: Any) -> dict[str, Any]:

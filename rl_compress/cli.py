@@ -1,13 +1,17 @@
 """The ``rl-compress`` command line (design.md fixes the names).
 
 User mistakes raise UserError anywhere below; ``main`` prints them as one line
-``error: ...`` on stderr and exits with code 2, never with a traceback.
+``error: ...`` on stderr and exits with code 2 (1 for a write the disk refused), never with a
+traceback. Output paths are checked before any work starts. A training run stopped by SIGTERM /
+SIGINT checkpoints, says how to resume and exits with 128 + the signal number; any other command
+stopped by a signal removes its temp files and exits the same way.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 from pathlib import Path
 from typing import Any, Sequence
@@ -15,7 +19,9 @@ from typing import Any, Sequence
 import numpy as np
 
 from rl_compress.config import add_config_flags, config_from_args
-from rl_compress.errors import UserError
+from rl_compress.errors import Stopped, UserError
+from rl_compress.outputs import check_output_file
+from rl_compress.rundir import stop_signal
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -30,6 +36,20 @@ def _positive(name: str, value: int) -> int:
     if value is None or value <= 0:
         raise UserError(f"{name} must be a positive integer, got {value}")
     return value
+
+
+def _json_path(path: str | None) -> Path | None:
+    """Check a ``--json FILE`` before the work that fills it starts."""
+    return check_output_file(path, (), "--json") if path else None
+
+
+def _stopped_exit(out: str, steps: int, resume_command: str) -> int:
+    """After a training loop that a signal stopped (it has checkpointed): one line, 128 + signal."""
+    signum = stop_signal()
+    name = signal.Signals(signum).name if signum else "a signal"
+    print(f"stopped by {name} at {steps} env steps, checkpointed in {out}; resume with: {resume_command}",
+          file=sys.stderr)
+    return 128 + (signum or signal.SIGTERM)
 
 
 def _emit_json(obj: Any, path: str | None) -> None:
@@ -62,8 +82,10 @@ def cmd_teacher_train(args: argparse.Namespace) -> int:
     if arch is None and source_card is not None:
         arch = source_card["arch"]
     card = train_teacher(cfg, Path(args.out), resume=args.resume, tensorboard=args.tensorboard,
-                         show_progress=not args.quiet, command=command, arch=arch)
+                         show_progress=not args.quiet, command=command, arch=arch, force=args.force)
     tr = card["training"]
+    if not tr["finished"] and stop_signal():
+        return _stopped_exit(args.out, tr["steps"], f"rl-compress teacher train --out {args.out} --resume")
     print(f"{args.out}: {tr['steps']} steps, {tr['updates']} updates, {tr['wall_time_s']} s", file=sys.stderr)
     return 0
 
@@ -72,7 +94,7 @@ def cmd_teacher_import(args: argparse.Namespace) -> int:
     """Import an SB3 / RL Zoo DQN zip."""
     from rl_compress.sb3_import import import_sb3
 
-    card = import_sb3(Path(args.zip), args.game, Path(args.out))
+    card = import_sb3(Path(args.zip), args.game, Path(args.out), force=args.force)
     print(f"{args.out}: imported {card['arch']['name']} with {card['params']} params", file=sys.stderr)
     return 0
 
@@ -83,8 +105,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from rl_compress.agent import load_agent, update_card
     from rl_compress.evaluate import evaluate
 
+    episodes = _positive("--episodes", args.episodes)
+    json_path = _json_path(args.json)
+    if args.seed < 0:
+        raise UserError(f"--seed must be >= 0, got {args.seed}")
     agent = load_agent(Path(args.agent))
-    res = evaluate(agent.net, agent.game, _positive("--episodes", args.episodes), seed=args.seed, show_progress=not args.quiet)
+    res = evaluate(agent.net, agent.game, episodes, seed=args.seed, show_progress=not args.quiet)
     res["agent"] = str(args.agent)
     res["game"] = agent.game
     if args.write_card:
@@ -94,8 +120,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         res["weights_sha256"] = sha256_file(agent.path / WEIGHTS)
         res["steps"] = (agent.card.get("training") or {}).get("steps")
         update_card(Path(args.agent), evaluation={k: v for k, v in res.items() if k not in ("agent",)})
-    if args.json:
-        _emit_json(res, args.json)
+    if json_path:
+        _emit_json(res, str(json_path))
     hns = "" if res.get("human_normalized") is None else f" (human-normalized {res['human_normalized']:.3f})"
     print(f"{agent.game}: mean {res['mean']:.2f} +- {res['std']:.2f} over {res['episodes']} episodes{hns}",
           file=sys.stderr)
@@ -106,6 +132,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     """Print the card with params and compression ratio."""
     from rl_compress.agent import load_agent
 
+    _json_path(args.json)
     agent = load_agent(Path(args.agent))
     card = dict(agent.card)
     from rl_compress.networks import count_params
@@ -125,8 +152,9 @@ def cmd_export(args: argparse.Namespace) -> int:
     from rl_compress.agent import load_agent
     from rl_compress.export import export
 
+    out = check_output_file(args.out)
     agent = load_agent(Path(args.agent))
-    export(agent.net, args.format, Path(args.out))
+    export(agent.net, args.format, out)
     print(f"{args.out}: {args.format} model, uint8 [B,4,84,84] -> float32 [B,{agent.num_actions}]", file=sys.stderr)
     return 0
 
@@ -135,6 +163,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     """Speed benchmarks."""
     from rl_compress import bench
 
+    _json_path(args.json)
     if args.what == "inference":
         res = bench.bench_inference(args.student)
         for name, row in res["frames_per_s"].items():
@@ -190,8 +219,11 @@ def cmd_distill(args: argparse.Namespace) -> int:
     cfg = config_from_args(DistillConfig, args, **fixed)
     command = " ".join(["rl-compress", *sys.argv[1:]]) if sys.argv[0].endswith("rl-compress") else None
     card = distill(Path(args.teacher), cfg, Path(args.out), resume=args.resume, tensorboard=args.tensorboard,
-                   show_progress=not args.quiet, command=command)
+                   show_progress=not args.quiet, command=command, force=args.force)
     tr = card["training"]
+    if not tr["finished"] and stop_signal():
+        return _stopped_exit(args.out, tr["steps"],
+                             f"rl-compress distill --teacher {args.teacher} --out {args.out} --resume")
     ev = tr.get("last_eval") or {}
     extra = f", last eval {ev.get('mean')} (teacher {ev.get('teacher_mean')})" if ev else ""
     print(f"{args.out}: {card['arch']['spec']} ({card['params']} params), {tr['steps']} steps{extra}", file=sys.stderr)
@@ -204,7 +236,8 @@ def cmd_prune(args: argparse.Namespace) -> int:
 
     command = " ".join(["rl-compress", *sys.argv[1:]]) if sys.argv[0].endswith("rl-compress") else None
     card = prune_agent(Path(args.agent), Path(args.out), states=args.states, seed=args.seed,
-                       max_params=args.max_params, command=command, log=lambda m: print(m, file=sys.stderr))
+                       max_params=args.max_params, command=command, log=lambda m: print(m, file=sys.stderr),
+                       force=args.force)
     pf = card["training"]["pruned_from"]
     print(f"{args.out}: {card['arch']['spec']} ({card['params']} params, from {pf['params']}), agreement with "
           f"{args.agent} on {pf['states']} of its states {pf['agreement']:.3f}", file=sys.stderr)
@@ -221,6 +254,11 @@ def cmd_record(args: argparse.Namespace) -> int:
     from rl_compress.video import check_video_path, render_overlay, side_by_side, write_video
 
     out = check_video_path(Path(args.out))
+    check_output_file(out)
+    if not 1 <= args.scale <= 16:
+        raise UserError(f"--scale must be from 1 to 16, got {args.scale}")
+    if not 1 <= args.fps <= 240:
+        raise UserError(f"--fps must be from 1 to 240, got {args.fps}")
     agent = load_agent(Path(args.agent))
     overlay = args.overlay or ("gmp" if isinstance(agent.net, GMPStudent) else "gradcam")
     if overlay.startswith("gmp") and not isinstance(agent.net, GMPStudent):
@@ -257,8 +295,8 @@ def cmd_localize(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.suffix != ".npz":
         raise UserError(f"{out}: output must end in .npz")
-    if not out.parent.exists():
-        raise UserError(f"{out.parent}: no such directory")
+    check_output_file(out)
+    _json_path(args.json)
     agent = load_agent(Path(args.agent))
     if args.score:
         from rl_compress.score import objects_from_ram
@@ -305,6 +343,9 @@ def cmd_table(args: argparse.Namespace) -> int:
     from rl_compress.experiment import TABLE_COLUMNS, agents_table, table_markdown
     from rl_compress.tables import rows_csv
 
+    for path, flag in ((args.md, "--md"), (args.csv, "--csv")):
+        if path:
+            check_output_file(path, (), flag)
     rows = agents_table([Path(a) for a in args.agents], threshold=args.threshold)
     md = table_markdown(rows)
     if args.md:
@@ -332,6 +373,7 @@ def build_parser() -> argparse.ArgumentParser:
     tr = tsub.add_parser("train", help="train a Nature-DQN teacher (resumable)")
     tr.add_argument("--out", required=True, help="agent directory to write (checkpoints go there too)")
     tr.add_argument("--resume", action="store_true", help="continue the run in --out")
+    tr.add_argument("--force", action="store_true", help="replace the run that --out holds (its files are deleted)")
     tr.add_argument("--tensorboard", type=Path, default=None, help="TensorBoard log directory")
     tr.add_argument("--quiet", action="store_true", help="no progress bar")
     tr.add_argument("--arch", default=None, help="train a student spec (e.g. gmp16) from scratch with DQN instead of "
@@ -341,13 +383,15 @@ def build_parser() -> argparse.ArgumentParser:
     ti = tsub.add_parser("import", help="import a stable-baselines3 / RL Zoo DQN zip")
     ti.add_argument("zip", help="SB3 .zip file")
     ti.add_argument("--game", required=True, help="game the model plays")
-    ti.add_argument("--out", required=True, help="agent directory to write")
+    ti.add_argument("--out", required=True, help="agent directory to write (new or empty)")
+    ti.add_argument("--force", action="store_true", help="replace the agent that --out holds")
     ti.set_defaults(func=cmd_teacher_import)
 
     d = sub.add_parser("distill", help="distill a student from a teacher (Actor-Mimic)")
     d.add_argument("--teacher", required=True, help="teacher agent directory")
     d.add_argument("--out", required=True, help="student agent directory to write")
     d.add_argument("--resume", action="store_true", help="continue the run in --out")
+    d.add_argument("--force", action="store_true", help="replace the run that --out holds (its files are deleted)")
     d.add_argument("--tensorboard", type=Path, default=None, help="TensorBoard log directory")
     d.add_argument("--quiet", action="store_true", help="no progress bar")
     add_config_flags(d, DistillConfig)
@@ -356,6 +400,7 @@ def build_parser() -> argparse.ArgumentParser:
     pr = sub.add_parser("prune", help="drop a gmp student's dead conv channels (and more, to a parameter budget)")
     pr.add_argument("agent", help="gmp student agent directory")
     pr.add_argument("--out", required=True, help="agent directory to write (new or empty)")
+    pr.add_argument("--force", action="store_true", help="replace the agent that --out holds")
     pr.add_argument("--states", type=int, default=4000,
                     help="states the agent plays (epsilon 0.1) on which channels are judged (default: 4000)")
     pr.add_argument("--max-params", type=int, default=None,
@@ -446,14 +491,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``rl-compress`` console script."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    old = signal.signal(signal.SIGTERM, _raise_stopped)
     try:
         return int(args.func(args) or 0)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
-        return 2
+        return e.exit_code
+    except Stopped as e:
+        print(f"error: stopped by {signal.Signals(e.signum).name}; nothing was left half-written", file=sys.stderr)
+        return 128 + e.signum
     except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
-        return 130
+        print("error: interrupted (SIGINT); nothing was left half-written", file=sys.stderr)
+        return 128 + signal.SIGINT
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
+def _raise_stopped(signum: int, frame: Any) -> None:
+    """SIGTERM outside a training loop: unwind like Ctrl-C, so every temp file is removed."""
+    raise Stopped(signum)
 
 
 if __name__ == "__main__":

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 from typing import Any, Sequence
+
+from rl_compress.errors import UserError
 
 
 def option(help: str, **kw: Any) -> Any:
@@ -31,3 +34,45 @@ def config_from_args(cls: type, args: argparse.Namespace, **fixed: Any) -> Any:
     values = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if getattr(args, f.name, None) is not None}
     values.update(fixed)
     return cls(**values)
+
+
+def flag_name(name: str) -> str:
+    """The CLI flag of a config field (``buffer_size`` -> ``--buffer-size``)."""
+    return "--" + name.replace("_", "-")
+
+
+def check_types(cfg: Any) -> None:
+    """Refuse a config field whose value has the wrong type or is not a finite number (as a study
+    YAML or a Python caller can give: ``steps: abc``, ``lr: .nan``, ``double: 1``)."""
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        kind = str(f.type)
+        if kind == "bool":
+            ok = isinstance(value, bool)
+        elif kind == "int":
+            ok = isinstance(value, int) and not isinstance(value, bool)
+        elif kind == "float":
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        elif kind == "str":
+            ok = isinstance(value, str)
+        else:
+            ok = True
+        if not ok:
+            what = {"float": "a finite number", "int": "an integer", "bool": "true or false", "str": "a string"}[kind]
+            raise UserError(f"{flag_name(f.name)} must be {what}, got {value!r}")
+
+
+def check_ranges(cfg: Any, positive: Sequence[str] = (), non_negative: Sequence[str] = (),
+                 unit: Sequence[str] = ()) -> None:
+    """Refuse numbers out of range with one line: ``positive`` > 0, ``non_negative`` >= 0,
+    ``unit`` in [0, 1]. Types are checked first (``check_types``)."""
+    check_types(cfg)
+    for name in positive:
+        if getattr(cfg, name) <= 0:
+            raise UserError(f"{flag_name(name)} must be positive, got {getattr(cfg, name)}")
+    for name in non_negative:
+        if getattr(cfg, name) < 0:
+            raise UserError(f"{flag_name(name)} must be >= 0, got {getattr(cfg, name)}")
+    for name in unit:
+        if not 0 <= getattr(cfg, name) <= 1:
+            raise UserError(f"{flag_name(name)} must be in [0, 1], got {getattr(cfg, name)}")

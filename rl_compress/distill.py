@@ -20,7 +20,7 @@ import json
 import sys
 import time
 from collections import deque
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -29,8 +29,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rl_compress.agent import CARD, WEIGHTS, load_agent, make_card, read_card, save_agent, sha256_file, source_ref
-from rl_compress.config import option
+from rl_compress.agent import WEIGHTS, agent_files, load_agent, make_card, read_card, save_agent, sha256_file, source_ref
+from rl_compress.config import check_ranges, option
 from rl_compress.envs import EnvConfig, make_vector_env
 from rl_compress.errors import UserError
 from rl_compress.evaluate import DEFAULT_PROTOCOL, evaluate, retention
@@ -47,15 +47,21 @@ from rl_compress.networks import (
 )
 from rl_compress.progress import progress_bar
 from rl_compress.replay import FrameReplay
+from rl_compress.outputs import check_output_dir, claim_output_dir
 from rl_compress.rundir import (
     CHECKPOINT,
     ReturnsLog,
+    RunLock,
     StopFlag,
+    checkpoint_writer,
     git_commit,
     load_checkpoint,
     machines_after,
+    note,
     plot_curve,
-    save_checkpoint,
+    reconcile_resume,
+    sweep_temp_files,
+    write_generation,
 )
 
 LOSSES = ("actor-mimic", "kl", "mse", "nll")
@@ -105,7 +111,13 @@ class DistillConfig:
 
 
 def check_config(cfg: DistillConfig) -> None:
-    """Refuse impossible settings with one line each."""
+    """Refuse impossible settings with one line each, before any work starts (the CLI, the Python
+    API and a study's YAML all come through here)."""
+    check_ranges(cfg, positive=["steps", "envs", "buffer_size", "train_freq", "batch_size", "lr",
+                                "checkpoint_every", "eval_episodes"],
+                 non_negative=["seed", "temperature", "feature_weight", "learning_starts", "eval_every", "eval_seed",
+                               "tb_clip_steps", "threads", "recycle_every"],
+                 unit=["epsilon", "sticky"])
     if cfg.loss not in LOSSES:
         raise UserError(f"--loss must be one of {', '.join(LOSSES)}, got {cfg.loss!r}")
     if cfg.actor not in ACTORS:
@@ -220,21 +232,44 @@ def distill(
     tensorboard: Path | None = None,
     show_progress: bool = True,
     command: str | None = None,
+    force: bool = False,
 ) -> dict[str, Any]:
-    """Distill the teacher in ``teacher_dir`` into a student written to ``out``; returns its card."""
+    """Distill the teacher in ``teacher_dir`` into a student written to ``out``; returns its card.
+
+    ``out`` must be new or empty, or hold this run (``resume``), or ``force`` replaces the run it
+    holds. The directory is locked for the whole run."""
+    check_config(cfg)
+    teacher_dir, out = Path(teacher_dir), check_output_dir(out)
+    teacher = load_agent(teacher_dir)
+    with RunLock(out):
+        swept = sweep_temp_files(out)
+        if swept:
+            note(f"{out}: removed temp files of a stopped writer: {', '.join(swept)}")
+        claim_output_dir(out, resume, force)
+        return _distill(teacher_dir, teacher, cfg, out, resume, tensorboard, show_progress, command)
+
+
+RESUME_KEEPS = {"steps", "checkpoint_every", "eval_every", "eval_episodes", "threads"}
+
+
+def _distill(
+    teacher_dir: Path,
+    teacher: Any,
+    cfg: DistillConfig,
+    out: Path,
+    resume: bool,
+    tensorboard: Path | None,
+    show_progress: bool,
+    command: str | None,
+) -> dict[str, Any]:
+    """``distill`` once its directory is locked and claimed."""
     from torch.utils.tensorboard import SummaryWriter
 
-    check_config(cfg)
-    teacher_dir, out = Path(teacher_dir), Path(out)
-    teacher = load_agent(teacher_dir)
     arch = parse_spec(cfg.student)
     game, n_act = teacher.game, teacher.num_actions
     ref = _teacher_ref(teacher_dir, teacher)
     ckpt: dict[str, Any] | None = None
     resumed_init: dict[str, Any] | None = None  # training.init_from of the run resumed
-    has_run = (out / CHECKPOINT).exists() or (out / CARD).exists()
-    if not resume and has_run:
-        raise UserError(f"{out}: already holds a run; pass --resume to continue it or choose another --out")
     if resume:
         ckpt = load_checkpoint(out)
         card = read_card(out)
@@ -243,10 +278,9 @@ def distill(
             raise UserError(f"{out}: run distils {card['arch'].get('spec')!r}, not {arch['spec']!r}")
         if (card.get("teacher") or {}).get("sha256") != ref["sha256"]:
             raise UserError(f"{out}: run was distilled from another teacher than {teacher_dir}")
+        names = {f.name for f in fields(cfg)}
         saved = json.loads(ckpt["config"])
-        for k, v in saved.items():
-            if k not in {"steps", "checkpoint_every", "eval_every", "eval_episodes", "threads"}:
-                setattr(cfg, k, v)
+        cfg = replace(cfg, **{k: v for k, v in saved.items() if k in names and k not in RESUME_KEEPS})
     init = _init_source(Path(cfg.init_from), arch, game) if cfg.init_from and ckpt is None else None
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
@@ -282,8 +316,8 @@ def distill(
         last_eval = json.loads(ckpt["last_eval"])
     if step >= cfg.steps:
         raise UserError(f"{out}: run is already at {step} steps; ask for more than that with --steps")
+    repair = ckpt is not None and reconcile_resume(out, step)
 
-    out.mkdir(parents=True, exist_ok=True)
     k = cfg.envs
     env = make_vector_env(game, k, EnvConfig(sticky=cfg.sticky), num_threads=1)
     replay = FrameReplay(cfg.buffer_size, k, 1, 0.99)
@@ -338,7 +372,7 @@ def distill(
             if ret is not None:
                 writer.add_scalar("eval/retention", ret, step)
 
-    def save(final: bool = False) -> dict[str, Any]:
+    def build_card(final: bool) -> dict[str, Any]:
         training = {
             "config": asdict(cfg), "temperature_used": tau, "epsilon_used": eps, "steps": step, "updates": updates,
             "wall_time_s": round(wall_before + time.time() - t_start, 1), "machines": machines,
@@ -350,8 +384,11 @@ def distill(
         if init_ref is not None:
             training["init_from"] = init_ref
         # no "evaluation": one made of earlier weights would not apply to these
-        card = make_card("student", game, arch, student, training=training, teacher=ref)
-        save_checkpoint(out, {
+        return make_card("student", game, arch, student, training=training, teacher=ref)
+
+    def save(final: bool = False) -> dict[str, Any]:
+        card = build_card(final)
+        state = {
             "student": student.state_dict(), "proj": proj.state_dict() if proj is not None else {},
             "optimizer": opt.state_dict(), "step": step, "updates": updates,
             "wall_time": wall_before + time.time() - t_start, "machines": machines,
@@ -359,11 +396,14 @@ def distill(
             "torch_rng": torch.get_rng_state(), "config": json.dumps(asdict(cfg)),
             "teacher_eval": json.dumps(teacher_eval), "last_eval": json.dumps(last_eval),
             "history": json.dumps(history),
-        })
-        save_agent(out, student, card)
+        }
+        # one generation, the checkpoint last: it names the step the other files must hold
+        write_generation(out, [*agent_files(student, card), (CHECKPOINT, checkpoint_writer(state))])
         plot_curve(out, ylabel=f"return of the acting {cfg.actor}")
         return card
 
+    if repair:
+        save_agent(out, student, build_card(False))
     try:
         with StopFlag() as flag, progress_bar(show_progress) as bar:
             task = bar.add_task(f"distill {cfg.student} ({game})", total=cfg.steps, completed=step, info="")

@@ -1,4 +1,4 @@
-"""The one exception type for user mistakes: the CLI prints it as one line and exits 2."""
+"""The exception types for what the CLI reports as one line: ``error: <message>``, no traceback."""
 
 from __future__ import annotations
 
@@ -6,11 +6,33 @@ from __future__ import annotations
 class UserError(Exception):
     """A mistake in what the user asked for (bad name, bad file, bad number).
 
-    The CLI prints ``error: <message>`` on one line, no traceback, and exits with code 2.
+    The CLI prints ``error: <message>`` on one line, no traceback, and exits with ``exit_code`` (2).
     """
 
+    exit_code = 2
 
-def first_line(exc: BaseException, limit: int = 120) -> str:
-    """The first line of an exception's message (or its type name), for one-line errors."""
+
+class StorageError(UserError):
+    """A write the disk refused (full, read-only, I/O error): one line naming the path, exit code 1."""
+
+    exit_code = 1
+
+
+class Stopped(BaseException):
+    """SIGTERM / SIGINT outside a training loop: unwinds (temp files removed) to the CLI, which exits
+    with 128 + the signal number."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def first_line(exc: BaseException, limit: int = 160) -> str:
+    """The first line of an exception's message (or its type name), for one-line errors; a long
+    line is cut at a word boundary and marked with an ellipsis, never mid-word."""
     lines = str(exc).strip().splitlines()
-    return (lines[0] if lines else type(exc).__name__)[:limit]
+    line = lines[0].strip() if lines else type(exc).__name__
+    if len(line) <= limit:
+        return line
+    cut = line[:limit].rsplit(" ", 1)[0].rstrip(" ,;:")
+    return cut + " ..."

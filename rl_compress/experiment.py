@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -97,7 +98,9 @@ def load_study(path: Path, budget: float = 1.0) -> Study:
     if not path.is_file():
         raise UserError(f"{path}: no such study file")
     try:
-        doc = yaml.safe_load(path.read_text())
+        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise UserError(f"{path}: not UTF-8 text") from None
     except yaml.YAMLError as e:
         raise UserError(f"{path}: not valid YAML ({first_line(e)})") from None
     if not isinstance(doc, dict):
@@ -108,6 +111,7 @@ def load_study(path: Path, budget: float = 1.0) -> Study:
     missing = [k for k in need if k not in doc]
     if missing:
         raise UserError(f"{path}: missing {', '.join(missing)}")
+    check_study_types(path, doc)
     games = [resolve_game(g) for g in doc["games"]]
     for spec in doc["students"]:
         parse_spec(spec)
@@ -153,12 +157,66 @@ def load_study(path: Path, budget: float = 1.0) -> Study:
             seen.add((game, run.name))
             runs.append(run)
     name = str(doc.get("name", path.stem))
+    if not STUDY_NAME.fullmatch(name):
+        raise UserError(f"{path}: name {name!r} must be letters, digits, '_', '-' or '.' (no path): its runs "
+                        "go to experiments/runs/<name>/")
+    for run in runs:
+        check_run_config(path, run)
     if budget < 1:  # a smaller pass keeps its own runs and tables: the full study must not skip its runs
         name += f"_budget{budget:g}"
     return Study(name, path, runs, path.parent)
 
 
 VARY_KEYS = ("students", "losses", "actors")
+STUDY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def check_study_types(path: Path, doc: dict[str, Any]) -> None:
+    """Refuse study entries of the wrong type with one line (``steps: abc``, ``seeds: 1``,
+    ``games: pong`` as a bare string, a negative step count...)."""
+    for key in ("games", "students", "losses", "actors", "seeds"):
+        if key not in doc:
+            continue
+        values = doc[key]
+        if not isinstance(values, list) or not values:
+            raise UserError(f"{path}: {key} must be a non-empty list, e.g. {key}: [{values!r}]")
+        kind_ok = _is_int if key == "seeds" else (lambda v: isinstance(v, str))
+        bad = [v for v in values if not kind_ok(v) or (key == "seeds" and v < 0)]
+        if bad:
+            what = "integers >= 0" if key == "seeds" else "strings"
+            raise UserError(f"{path}: {key} must be {what}, got {bad[0]!r}")
+    for key in ("steps", "eval_episodes"):
+        if key in doc and (not _is_int(doc[key]) or doc[key] <= 0):
+            raise UserError(f"{path}: {key} must be a positive integer, got {doc[key]!r}")
+    if "name" in doc and not isinstance(doc["name"], str):
+        raise UserError(f"{path}: name must be a string, got {doc['name']!r}")
+    for key in ("teachers", "distill", "dqn", "per_student", "vary"):
+        if doc.get(key) is not None and not isinstance(doc[key], dict):
+            raise UserError(f"{path}: {key} must be a mapping")
+    for game, teacher in (doc.get("teachers") or {}).items():
+        if not isinstance(game, str) or not isinstance(teacher, str):
+            raise UserError(f"{path}: teachers maps game names to agent directories, got {game!r}: {teacher!r}")
+
+
+def check_run_config(path: Path, run: Run) -> None:
+    """Check one run's full settings as its training will (types, ranges), before any run starts."""
+    from rl_compress.distill import DistillConfig
+    from rl_compress.distill import check_config as check_distill
+    from rl_compress.teacher import TeacherConfig
+    from rl_compress.teacher import check_config as check_teacher
+
+    try:
+        if run.loss == "dqn":
+            check_teacher(TeacherConfig(game=run.game, steps=run.steps, seed=run.seed, **run.dqn))
+        else:
+            check_distill(DistillConfig(student=run.spec, steps=run.steps, loss=run.loss, actor=run.actor,
+                                        seed=run.seed, **run.distill))
+    except UserError as e:
+        raise UserError(f"{path}: run {run.game}/{run.name}: {e}") from None
 
 
 def _cells(path: Path, doc: dict[str, Any], actors: list[str]) -> list[tuple[str, str, str]]:

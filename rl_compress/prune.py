@@ -18,6 +18,8 @@ import torch
 from torch import nn
 
 from rl_compress.agent import WEIGHTS, Agent, load_agent, make_card, save_agent, sha256_file
+from rl_compress.outputs import check_output_dir, claim_output_dir
+from rl_compress.rundir import RunLock
 from rl_compress.errors import UserError
 from rl_compress.networks import (
     GMPStudent,
@@ -145,13 +147,16 @@ def agent_states(agent: Agent, n: int, seed: int, epsilon: float = 0.1, every: i
 
 def prune_agent(
     src: Path, out: Path, states: int = 4000, seed: int = 0, max_params: int | None = None,
-    command: str | None = None, log: Any = None,
+    command: str | None = None, log: Any = None, force: bool = False,
 ) -> dict[str, Any]:
     """Prune the gmp student in ``src`` into ``out``: dead channels first, then (``max_params``)
-    the least needed live ones. Returns the new card."""
-    src, out = Path(src), Path(out)
-    if out.exists() and any(out.iterdir()):
-        raise UserError(f"{out}: not empty; choose another --out")
+    the least needed live ones. Returns the new card. ``out`` must be new or empty; ``force``
+    replaces the agent it holds."""
+    src, out = Path(src), check_output_dir(out)
+    if out.resolve() == src.resolve():
+        raise UserError(f"{out}: --out is the source agent; choose another directory")
+    if out.exists() and any(not p.name.startswith(".") for p in out.iterdir()) and not force:
+        claim_output_dir(out)  # refuses with the reason
     if states < 64:
         raise UserError(f"--states must be at least 64, got {states}")
     if max_params is not None and max_params < 1:
@@ -194,5 +199,7 @@ def prune_agent(
     training["eval_history"] = []
     card = make_card("student", agent.game, parse_spec(spec_for(pruned)), pruned, training=training,
                      teacher=agent.card.get("teacher"))
-    save_agent(out, pruned, card)
+    with RunLock(out):
+        claim_output_dir(out, force=force)
+        save_agent(out, pruned, card)
     return card

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -183,18 +184,36 @@ class FrameReplay:
             "count": self.count,
         }
 
-    def save(self, path: Path) -> None:
+    def npz_writer(self, step: int) -> Any:
+        """A writer (for ``rundir.write_generation``) of the memory as an uncompressed .npz that
+        records the env ``step`` it belongs to."""
+        arrays = {**self.state_arrays(), "step": np.array(step, dtype=np.int64)}
+
+        def write(f: Any) -> None:
+            np.savez(f, **arrays)
+
+        write.nbytes = sum(a.nbytes for a in arrays.values())  # type: ignore[attr-defined]
+        return write
+
+    def save(self, path: Path, step: int = -1) -> None:
         """Write the memory to an uncompressed .npz through a temp file and a rename."""
         path = Path(path)
         tmp = path.with_name(f".{path.name}.tmp")
-        with open(tmp, "wb") as f:
-            np.savez(f, **self.state_arrays())
-        tmp.replace(path)
+        try:
+            with open(tmp, "wb") as f:
+                self.npz_writer(step)(f)
+            tmp.replace(path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
 
-    def load(self, path: Path) -> bool:
-        """Restore from ``save``'s file if its shapes fit this memory; returns success."""
+    def load(self, path: Path, step: int | None = None) -> bool:
+        """Restore from ``save``'s file if its shapes fit this memory (and, when ``step`` is given,
+        if it was saved at that env step); returns success."""
         try:
             with np.load(path) as data:
+                if step is not None and ("step" not in data or int(data["step"]) != step):
+                    return False
                 arrays = self.state_arrays()
                 if any(data[k].shape != v.shape for k, v in arrays.items()):
                     return False
@@ -203,3 +222,12 @@ class FrameReplay:
         except (OSError, KeyError, ValueError):
             return False
         return True
+
+    @staticmethod
+    def saved_step(path: Path) -> int | None:
+        """The env step a saved memory belongs to (None where the file has no record of it)."""
+        try:
+            with np.load(path) as data:
+                return int(data["step"]) if "step" in data else None
+        except (OSError, KeyError, ValueError):
+            return None

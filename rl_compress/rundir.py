@@ -1,20 +1,37 @@
-"""What every training run keeps in its directory: the checkpoint, the returns log and its
-learning curve, and the SIGINT / SIGTERM flag that lets a loop checkpoint before it stops."""
+"""What every training run keeps in its directory: the run lock, the checkpoint written as one
+consistent generation, the returns log and its learning curve, and the SIGINT / SIGTERM flag that
+lets a loop checkpoint before it stops.
+
+Guarantees (README, "What is guaranteed"):
+- one writer per run directory: ``RunLock`` holds an OS lock (``flock``) that dies with its
+  process, so a kill -9 never leaves a stale lock; a second writer is refused naming the owner PID;
+- a checkpoint is staged in full (every file written to a hidden temp file) before any file of the
+  previous generation is replaced, so a full disk or an I/O error leaves the previous one intact and
+  no temp file behind; ``checkpoint.pt`` carries the step the other files must hold, and a resume
+  repairs or refuses what does not match, with a line saying so;
+- temp files of a killed process are swept when the next writer takes the lock.
+"""
 
 from __future__ import annotations
 
 import csv
+import errno
+import fcntl
+import io
+import json
 import os
 import platform
 import signal
 import subprocess
+import sys
+import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, Callable
 
 import numpy as np
 import torch
 
-from rl_compress.errors import UserError, first_line
+from rl_compress.errors import StorageError, UserError, first_line
 
 CHECKPOINT = "checkpoint.pt"
 REPLAY = "replay.npz"
@@ -62,18 +79,25 @@ def machines_after(before: list[str] | None) -> list[str]:
 
 
 _stop_requested = False
+_stop_signal = 0
 
 
 def request_stop(signum: int = 0, frame: Any = None) -> None:
     """Signal handler for a process that runs training loops (a study's worker): a SIGINT /
     SIGTERM that arrives before a loop's StopFlag is in place still stops that loop at once."""
-    global _stop_requested
+    global _stop_requested, _stop_signal
     _stop_requested = True
+    _stop_signal = int(signum) or _stop_signal
 
 
 def stop_requested() -> bool:
     """Whether ``request_stop`` was called in this process."""
     return _stop_requested
+
+
+def stop_signal() -> int:
+    """The signal number that stopped this process's loops (0 when none did)."""
+    return _stop_signal
 
 
 class StopFlag:
@@ -91,29 +115,212 @@ class StopFlag:
 
     def _handle(self, signum: int, frame: Any) -> None:
         self.stop = True
-        request_stop()
+        request_stop(signum)
 
     def __exit__(self, *exc: Any) -> None:
         for sig, old in self._old.items():
             signal.signal(sig, old)
 
 
+LOCK = ".lock"
+
+
+def is_temp_file(name: str) -> bool:
+    """Whether a file name is one of our hidden temp files (``.NAME.tmp``, ``.NAME.XXXX.tmp``,
+    ``.NAME.tmp.png``...): what a killed writer can leave behind."""
+    return name.startswith(".") and ".tmp" in name and name != LOCK
+
+
+def sweep_temp_files(directory: Path) -> list[str]:
+    """Remove the temp files a killed writer left in ``directory``; returns their names.
+    Call it only while holding the directory's ``RunLock``."""
+    removed = []
+    for p in Path(directory).iterdir() if Path(directory).is_dir() else []:
+        if p.is_file() and is_temp_file(p.name):
+            p.unlink(missing_ok=True)
+            removed.append(p.name)
+    return sorted(removed)
+
+
+class RunLock:
+    """Exclusive ownership of a run or agent directory for one process.
+
+    ``flock`` on ``DIR/.lock``: the kernel releases it when the process dies (kill -9 included),
+    so a lock is never stale. A second writer gets a UserError naming the owner's PID. The lock
+    file is removed on release; taking the lock checks that the file locked is still the one at
+    the path, so a writer that raced a release retries instead of sharing.
+    """
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = Path(directory)
+        self.fd: int | None = None
+        self.created = False
+
+    def __enter__(self) -> "RunLock":
+        self.created = not self.directory.exists()
+        self.directory.mkdir(parents=True, exist_ok=True)
+        path = self.directory / LOCK
+        for _ in range(20):
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                owner = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+                os.close(fd)
+                raise UserError(f"{self.directory}: in use by process {owner} (one writer per run directory); "
+                                "wait for it to finish or stop it") from None
+            try:
+                same = os.fstat(fd).st_ino == os.stat(path).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                try:
+                    os.ftruncate(fd, 0)
+                    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+                except OSError:
+                    pass  # a full disk: the lock holds all the same, only the owner's PID is not shown
+                self.fd = fd
+                return self
+            os.close(fd)  # the owner released (and removed) it between our open and flock: retry
+        raise UserError(f"{path}: could not take the lock")
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.fd is not None:
+            (self.directory / LOCK).unlink(missing_ok=True)
+            os.close(self.fd)
+            self.fd = None
+        if self.created and not any(self.directory.iterdir()):
+            self.directory.rmdir()  # refused before anything was written: no half-made directory
+
+
+def _nbytes_text(n: int) -> str:
+    return f"{n / 2**20:.1f} MiB" if n >= 2**20 else f"{n} bytes"
+
+
+def write_generation(out: Path, files: list[tuple[str, Callable[[BinaryIO], None]]]) -> None:
+    """Write several files of a run as one generation: each is staged in full to a hidden temp
+    file first; only when all are staged are they renamed into place, in the order given. A
+    failure while staging removes every temp file and leaves the previous generation as it was,
+    raising StorageError with the path and the bytes it needed."""
+    staged: list[tuple[Path, Path]] = []
+    try:
+        for name, write in files:
+            tmp = out / f".{name}.tmp"
+            staged.append((tmp, out / name))
+            with open(tmp, "wb") as f:
+                write(f)
+                f.flush()
+                os.fsync(f.fileno())
+    except OSError as e:
+        for tmp, _ in staged:
+            tmp.unlink(missing_ok=True)
+        needed = sum(_staged_size(fn) for _, fn in files)
+        what = "no space left on the device" if e.errno == errno.ENOSPC else (e.strerror or str(e))
+        raise StorageError(f"{staged[-1][1]}: could not write ({what}); this checkpoint needs about "
+                           f"{_nbytes_text(needed)}; the previous checkpoint is intact") from None
+    except BaseException:
+        for tmp, _ in staged:
+            tmp.unlink(missing_ok=True)
+        raise
+    for tmp, path in staged:
+        os.replace(tmp, path)
+
+
+def _staged_size(write: Callable[[BinaryIO], None]) -> int:
+    """Bytes a writer produces (for the message of a failed write)."""
+    size = getattr(write, "nbytes", None)
+    if size is not None:
+        return int(size)
+    buf = io.BytesIO()
+    try:
+        write(buf)
+    except Exception:  # noqa: BLE001 - only for a message
+        return 0
+    return buf.tell()
+
+
+def checkpoint_writer(state: dict[str, Any]) -> Callable[[BinaryIO], None]:
+    """A writer for ``write_generation`` of ``state`` (tensors and plain values) as checkpoint.pt."""
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    data = buf.getvalue()
+
+    def write(f: BinaryIO) -> None:
+        f.write(data)
+
+    write.nbytes = len(data)  # type: ignore[attr-defined]
+    return write
+
+
 def save_checkpoint(out: Path, state: dict[str, Any]) -> None:
     """Write ``state`` (tensors and plain values only) to out/checkpoint.pt, atomically."""
-    tmp = out / f".{CHECKPOINT}.tmp"
-    torch.save(state, tmp)
-    os.replace(tmp, out / CHECKPOINT)
+    write_generation(out, [(CHECKPOINT, checkpoint_writer(state))])
+
+
+def note(message: str) -> None:
+    """A one-line notice on stderr (what a resume repaired, what a sweep removed)."""
+    print(f"note: {message}", file=sys.stderr)
+
+
+def card_step(out: Path) -> int | None:
+    """The env step the agent card in ``out`` was written at (None where it cannot be read)."""
+    try:
+        card = json.loads((out / "agent.json").read_text())
+        return int((card.get("training") or {}).get("steps"))
+    except (OSError, ValueError, TypeError, AttributeError):
+        return None
+
+
+def reconcile_resume(out: Path, step: int) -> bool:
+    """Bring a run directory back to its checkpoint's ``step`` before a resume: drop the returns
+    logged after it (a kill between checkpoints), and report whether the weights and card hold
+    another step (a kill inside a checkpoint write): then the caller rewrites them from the
+    checkpoint. Each repair is said in one line."""
+    dropped = truncate_returns(out, step)
+    if dropped:
+        note(f"{out / RETURNS}: dropped {dropped} episode(s) logged after the checkpoint's step {step}")
+    held = card_step(out)
+    if held != step:
+        note(f"{out}: agent.json and model.safetensors held step {held}, checkpoint.pt step {step}: "
+             "rewriting them from the checkpoint")
+        return True
+    return False
 
 
 def load_checkpoint(out: Path) -> dict[str, Any]:
     """Read out/checkpoint.pt with ``weights_only=True`` (no arbitrary unpickling)."""
     path = out / CHECKPOINT
     if not path.exists():
-        raise UserError(f"{path}: missing, nothing to resume")
+        raise UserError(f"{path}: missing, nothing to resume (--force starts the run again)")
     try:
-        return torch.load(path, weights_only=True)
+        with warnings.catch_warnings():  # torch's notes on odd pickles would break the one-line error
+            warnings.simplefilter("ignore")
+            return torch.load(path, weights_only=True)
     except Exception as e:  # noqa: BLE001 - any unreadable checkpoint is one user-facing error
         raise UserError(f"{path}: unreadable checkpoint ({first_line(e)})") from None
+
+
+def truncate_returns(out: Path, step: int) -> int:
+    """Drop the rows of out/returns.csv logged after ``step`` (episodes of steps that a resume
+    discards, after a kill between checkpoints); returns how many were dropped."""
+    path = out / RETURNS
+    if not path.exists():
+        return 0
+    lines = path.read_text().splitlines()
+    keep = lines[:1] + [r for r in lines[1:] if r and _row_step(r) <= step]
+    dropped = len(lines) - len(keep)
+    if dropped:
+        tmp = out / f".{RETURNS}.tmp"
+        tmp.write_text("\n".join(keep) + "\n")
+        os.replace(tmp, path)
+    return dropped
+
+
+def _row_step(row: str) -> float:
+    try:
+        return float(row.split(",", 1)[0])
+    except ValueError:
+        return float("inf")
 
 
 class ReturnsLog:
@@ -128,12 +335,19 @@ class ReturnsLog:
 
     def add(self, step: int, ret: float, length: int, wall: float) -> None:
         """Log one episode."""
-        self.writer.writerow([step, float(ret), int(length), round(wall, 1)])
-        self.file.flush()
+        try:
+            self.writer.writerow([step, float(ret), int(length), round(wall, 1)])
+            self.file.flush()
+        except OSError as e:
+            raise StorageError(f"{self.out / RETURNS}: could not write ({e.strerror or e}); "
+                               "the last checkpoint is intact") from None
 
     def close(self) -> None:
-        """Close the file."""
-        self.file.close()
+        """Close the file (a full disk at this point loses nothing: rows are flushed as they come)."""
+        try:
+            self.file.close()
+        except OSError:
+            pass
 
 
 def _read_returns(path: Path) -> np.ndarray:
@@ -182,6 +396,11 @@ def plot_curve(
     ax.legend(loc="lower right")
     fig.tight_layout()
     tmp = out / f".{CURVE}.tmp.png"
-    fig.savefig(tmp)
-    plt.close(fig)
-    os.replace(tmp, out / CURVE)
+    try:
+        fig.savefig(tmp)
+        os.replace(tmp, out / CURVE)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise StorageError(f"{out / CURVE}: could not write ({e.strerror or e})") from None
+    finally:
+        plt.close(fig)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import json
+import warnings
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,8 @@ from rl_compress.envs import num_actions as game_actions
 from rl_compress.envs import resolve_game
 from rl_compress.errors import UserError, first_line
 from rl_compress.networks import build_network
+from rl_compress.outputs import check_output_dir, claim_output_dir
+from rl_compress.rundir import RunLock
 
 # SB3 NatureCNN + head -> our NatureDQN
 _LAYERS = {
@@ -36,22 +39,34 @@ def _read_zip(path: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
         raise UserError(f"{path}: no such file")
     try:
         with zipfile.ZipFile(path) as z:
-            data = json.loads(z.read("data"))
-            state = torch.load(io.BytesIO(z.read("policy.pth")), weights_only=True, map_location="cpu")
+            raw_data, raw_policy = z.read("data"), z.read("policy.pth")
     except zipfile.BadZipFile:
         raise UserError(f"{path}: not a zip file") from None
     except KeyError as e:
         raise UserError(f"{path}: not an SB3 model zip (no {e.args[0]!r} entry)") from None
-    except json.JSONDecodeError:
-        raise UserError(f"{path}: its 'data' entry is not JSON") from None
+    except (OSError, zipfile.LargeZipFile, RuntimeError, NotImplementedError) as e:
+        raise UserError(f"{path}: unreadable zip ({first_line(e)})") from None
+    try:
+        data = json.loads(raw_data)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise UserError(f"{path}: its 'data' entry is not JSON (SB3 writes JSON there; nothing else is read)") from None
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: its 'data' entry is not a JSON object")
+    try:
+        with warnings.catch_warnings():  # torch's notes on odd pickles would break the one-line error
+            warnings.simplefilter("ignore")
+            state = torch.load(io.BytesIO(raw_policy), weights_only=True, map_location="cpu")
     except Exception as e:  # noqa: BLE001 - weights_only refusals and corrupt pickles: one line
         raise UserError(f"{path}: cannot read policy.pth safely ({first_line(e)})") from None
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise UserError(f"{path}: policy.pth is not a state dict of tensors")
     return data, state
 
 
-def import_sb3(path: Path, game: str, out: Path) -> dict[str, Any]:
-    """Convert the SB3 zip at ``path`` for ``game`` into the agent directory ``out``."""
-    path, out = Path(path), Path(out)
+def import_sb3(path: Path, game: str, out: Path, force: bool = False) -> dict[str, Any]:
+    """Convert the SB3 zip at ``path`` for ``game`` into the agent directory ``out`` (new or empty;
+    ``force`` replaces the agent it holds)."""
+    path, out = Path(path), check_output_dir(out)
     game = resolve_game(game)
     data, state = _read_zip(path)
     module = str((data.get("policy_class") or {}).get("__module__", ""))
@@ -105,5 +120,7 @@ def import_sb3(path: Path, game: str, out: Path) -> dict[str, Any]:
         "command": f"rl-compress teacher import {path} --game {game} --out {out}",
     }
     card = make_card("teacher", game, arch, net, training=training)
-    save_agent(out, net, card)
+    with RunLock(out):
+        claim_output_dir(out, force=force)
+        save_agent(out, net, card)
     return card

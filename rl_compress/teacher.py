@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import time
 from collections import deque
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -22,24 +22,30 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rl_compress.agent import CARD, load_agent, make_card, read_card, save_agent, source_ref
-from rl_compress.config import option
+from rl_compress.agent import CARD, agent_files, load_agent, make_card, read_card, save_agent, source_ref
+from rl_compress.config import check_ranges, option
 from rl_compress.envs import EnvConfig, make_vector_env, num_actions, resolve_game
 from rl_compress.errors import UserError, first_line
 from rl_compress.evaluate import DEFAULT_PROTOCOL, evaluate
 from rl_compress.networks import bf16_autocast, bf16_enabled, build_network, check_precision, teacher_arch
 from rl_compress.progress import progress_bar
 from rl_compress.replay import FrameReplay
+from rl_compress.outputs import check_output_dir, claim_output_dir
 from rl_compress.rundir import (
     CHECKPOINT,
     REPLAY,
     ReturnsLog,
+    RunLock,
     StopFlag,
+    checkpoint_writer,
     git_commit,
     load_checkpoint,
     machines_after,
+    note,
     plot_curve,
-    save_checkpoint,
+    reconcile_resume,
+    sweep_temp_files,
+    write_generation,
 )
 
 
@@ -164,16 +170,16 @@ def make_optimizer(params: Any, cfg: TeacherConfig) -> torch.optim.Optimizer:
 
 
 def check_config(cfg: TeacherConfig) -> None:
-    """Refuse impossible numbers with one line each."""
+    """Refuse impossible values with one line each, before any work starts (the CLI, the Python
+    API and a study's YAML all come through here)."""
+    check_ranges(cfg, positive=["steps", "envs", "buffer_size", "train_freq", "batch_size", "n_step",
+                                "target_update", "lr", "adam_eps", "checkpoint_every", "eval_episodes"],
+                 non_negative=["seed", "learning_starts", "eps_decay", "max_grad_norm", "eval_every", "threads",
+                               "env_threads"],
+                 unit=["eps_start", "eps_end", "sticky"])
     cfg.game = resolve_game(cfg.game)
-    positive = ["steps", "envs", "buffer_size", "train_freq", "batch_size", "n_step", "target_update"]
-    for name in positive:
-        if getattr(cfg, name) <= 0:
-            raise UserError(f"--{name.replace('_', '-')} must be positive, got {getattr(cfg, name)}")
     if not 0 < cfg.gamma <= 1:
         raise UserError(f"--gamma must be in (0, 1], got {cfg.gamma}")
-    if cfg.lr <= 0:
-        raise UserError(f"--lr must be positive, got {cfg.lr}")
     check_precision(cfg.precision)
     if cfg.buffer_size < cfg.envs * (cfg.n_step + 8):
         raise UserError(f"--buffer-size {cfg.buffer_size} is too small for {cfg.envs} envs")
@@ -188,7 +194,7 @@ def _prepare_out(out: Path, cfg: TeacherConfig, resume: bool, arch: dict[str, An
         return None
     card = read_card(out) if (out / CHECKPOINT).exists() else None
     if card is None:
-        raise UserError(f"{out / CHECKPOINT}: missing, nothing to resume")
+        raise UserError(f"{out / CHECKPOINT}: missing, nothing to resume (--force starts the run again)")
     if card["game"] != cfg.game:
         raise UserError(f"{out}: run is for game {card['game']!r}, not {cfg.game!r}")
     if card["arch"] != arch:
@@ -212,32 +218,55 @@ def train_teacher(
     arch: dict[str, Any] | None = None,
     show_progress: bool = True,
     command: str | None = None,
+    force: bool = False,
 ) -> dict[str, Any]:
     """Train a DQN agent into the agent directory ``out``; returns the final card.
 
     ``arch`` defaults to the Nature-DQN teacher; a student arch trains the from-scratch
-    baseline of the same size.
+    baseline of the same size. ``out`` must be new or empty, or hold this run (``resume``), or
+    ``force`` replaces the run it holds. The directory is locked for the whole run.
     """
+    check_config(cfg)
+    out = check_output_dir(out)
+    with RunLock(out):
+        swept = sweep_temp_files(out)
+        if swept:
+            note(f"{out}: removed temp files of a stopped writer: {', '.join(swept)}")
+        claim_output_dir(out, resume, force)
+        return _train_teacher(cfg, out, resume, tensorboard, arch or teacher_arch(), show_progress, command)
+
+
+RESUME_KEEPS = {"steps", "checkpoint_every", "eval_every", "eval_episodes", "save_replay", "threads",
+                "overlap_env", "env_threads", "compile"}
+
+
+def resumed_config(cfg: TeacherConfig, saved: dict[str, Any], init_ref: dict[str, Any] | None) -> TeacherConfig:
+    """The config a resumed run goes on with: the run's own numbers, with this call's ``steps``
+    and bookkeeping settings (``RESUME_KEEPS``). The card's record of ``init_from`` wins over the
+    checkpoint's copy: it follows a renamed source directory (older runs had neither)."""
+    names = {f.name for f in fields(cfg)}
+    kept = {k: v for k, v in saved.items() if k in names and k not in RESUME_KEEPS}
+    kept["init_from"] = init_ref["agent"] if init_ref else saved.get("init_from", "")
+    return replace(cfg, **kept)
+
+
+def _train_teacher(
+    cfg: TeacherConfig,
+    out: Path,
+    resume: bool,
+    tensorboard: Path | None,
+    arch: dict[str, Any],
+    show_progress: bool,
+    command: str | None,
+) -> dict[str, Any]:
+    """``train_teacher`` once its directory is locked and claimed."""
     from torch.utils.tensorboard import SummaryWriter
 
-    check_config(cfg)
-    arch = arch or teacher_arch()
-    out = Path(out)
     ckpt = _prepare_out(out, cfg, resume, arch)
-    if ckpt is not None:
-        saved = json.loads(ckpt["config"])
-        # the numbers that shape the run stay those of the run; steps and bookkeeping may change
-        keep = {"steps", "checkpoint_every", "eval_every", "eval_episodes", "save_replay", "threads",
-                "overlap_env", "env_threads", "compile"}
-        for k, v in saved.items():
-            if k not in keep and hasattr(cfg, k):
-                setattr(cfg, k, v)
     init, init_ref = None, None
     if ckpt is not None:  # what the run's first leg recorded, not the source as it is now
         init_ref = (read_card(out).get("training") or {}).get("init_from")
-        # the card's record wins over the checkpoint's copy: it follows a renamed source
-        # directory; runs older than the option had neither
-        cfg.init_from = init_ref["agent"] if init_ref else saved.get("init_from", "")
+        cfg = resumed_config(cfg, json.loads(ckpt["config"]), init_ref)
     elif cfg.init_from:
         init, init_ref = _init_source(Path(cfg.init_from), arch, cfg.game)
     if cfg.threads > 0:
@@ -272,14 +301,17 @@ def train_teacher(
     target.eval()
     if step >= cfg.steps:
         raise UserError(f"{out}: run is already at {step} steps; ask for more than that with --steps")
+    repair = ckpt is not None and reconcile_resume(out, step)
 
-    out.mkdir(parents=True, exist_ok=True)
     k = cfg.envs
     env = make_vector_env(
         cfg.game, k, EnvConfig(sticky=cfg.sticky, noop_max=30, clip_rewards=False), num_threads=cfg.env_threads
     )
     replay = FrameReplay(cfg.buffer_size, k, cfg.n_step, cfg.gamma)
-    replay_restored = ckpt is not None and (out / REPLAY).exists() and replay.load(out / REPLAY)
+    replay_restored = ckpt is not None and (out / REPLAY).exists() and replay.load(out / REPLAY, step=step)
+    if ckpt is not None and (out / REPLAY).exists() and not replay_restored:
+        note(f"{out / REPLAY}: holds step {FrameReplay.saved_step(out / REPLAY)}, not the checkpoint's {step} "
+             f"(or another memory size): refilling the memory for {cfg.learning_starts} steps instead")
     # updates start after learning_starts; a resume without its replay memory refills it first
     warmup_until = cfg.learning_starts if ckpt is None else step + (0 if replay_restored else cfg.learning_starts)
     writer = SummaryWriter(str(tensorboard), purge_step=step if ckpt is not None else None) if tensorboard else None
@@ -308,7 +340,7 @@ def train_teacher(
     next_eval = (step // cfg.eval_every + 1) * cfg.eval_every if cfg.eval_every else None
     last_target = step - step % cfg.target_update
 
-    def save(final: bool = False) -> dict[str, Any]:
+    def build_card(final: bool) -> dict[str, Any]:
         training = {
             "config": asdict(cfg),
             "steps": step,
@@ -325,6 +357,10 @@ def train_teacher(
             training["init_from"] = init_ref  # env steps and wall time before this run's
         card = make_card("teacher" if arch["name"] == "nature_dqn" else "student", cfg.game, arch, online)
         card["training"] = training  # no "evaluation": one made of earlier weights would not apply to these
+        return card
+
+    def save(final: bool = False) -> dict[str, Any]:
+        card = build_card(final)
         state = {
             "online": online.state_dict(),
             "target": target.state_dict(),
@@ -338,14 +374,15 @@ def train_teacher(
             "config": json.dumps(asdict(cfg)),
             "last_eval": json.dumps(last_eval),
         }
-        save_checkpoint(out, state)
-        if cfg.save_replay:
-            replay.save(out / REPLAY)
-        save_agent(out, online, card)
+        # one generation, the checkpoint last: it names the step the other files must hold
+        files = [(REPLAY, replay.npz_writer(step))] if cfg.save_replay else []
+        write_generation(out, [*files, *agent_files(online, card), (CHECKPOINT, checkpoint_writer(state))])
         src = init_ref if init_ref is not None and Path(init_ref["agent"]).is_dir() else None
         plot_curve(out, before=(Path(src["agent"]), int(src["env_steps"])) if src else None)
         return card
 
+    if repair:
+        save_agent(out, online, build_card(False))
     try:
         with StopFlag() as flag, progress_bar(show_progress) as bar:
             task = bar.add_task(f"teacher {cfg.game}", total=cfg.steps, completed=step, info="")

@@ -65,9 +65,17 @@ def test_garbage_weights(random_teacher: Path) -> None:
 
 def test_weights_do_not_fit_arch(random_teacher: Path) -> None:
     card = json.loads((random_teacher / CARD).read_text())
+    card["arch"]["hidden"] = 256
+    (random_teacher / CARD).write_text(json.dumps(card))
+    _refused(random_teacher, WEIGHTS, "do not fit", "fc.1.weight")
+
+
+def test_action_count_must_match_the_game(random_teacher: Path) -> None:
+    # 18 actions fit a Nature-DQN head, but Pong has 6: the card is refused before any play
+    card = json.loads((random_teacher / CARD).read_text())
     card["num_actions"] = 18
     (random_teacher / CARD).write_text(json.dumps(card))
-    _refused(random_teacher, WEIGHTS, "do not fit", "head.weight")
+    _refused(random_teacher, CARD, "num_actions 18 does not match pong, which has 6 actions")
 
 
 def test_unknown_format(random_teacher: Path) -> None:

@@ -50,7 +50,9 @@ def test_sigterm_then_resume(tmp_path: Path) -> None:
         time.sleep(1)
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 0, err
+    # stopped by a signal: checkpointed, one line saying how to resume, exit code 128 + SIGTERM
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    assert "stopped by SIGTERM" in err and "--resume" in err and "Traceback" not in err
     first = _card(out)["training"]
     assert 1600 <= first["steps"] < 100000 and not first["finished"]
     assert first["updates"] == (first["steps"] - 600) // 4

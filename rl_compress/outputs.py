@@ -1,0 +1,91 @@
+"""Where results go: output paths checked before any work starts, and output directories that are
+never overwritten unless the user says so.
+
+- ``check_output_file``: the file's kind is known (its suffix), it is not a directory, its folder
+  exists and a real probe file can be created there (a read-only disk or a path under a file is
+  refused at once, not after an hour of work).
+- ``check_output_dir`` / ``claim_output_dir``: an agent or run directory that is new, empty, the
+  same run being resumed (``--resume``) or, with ``--force``, replaced (our files only).
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Sequence
+
+from rl_compress.errors import UserError
+
+# what a run or agent directory of ours holds; --force removes exactly these
+RUN_FILES = ("agent.json", "model.safetensors", "checkpoint.pt", "replay.npz", "returns.csv",
+             "learning_curve.png", "README.md", "result.json")
+
+
+def _nearest_existing(path: Path) -> Path:
+    p = path
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    return p
+
+
+def probe_writable(folder: Path, what: Path) -> None:
+    """Create and remove a temp file in ``folder``; UserError naming ``what`` when that fails."""
+    try:
+        with tempfile.TemporaryFile(dir=folder, prefix=".probe."):
+            pass
+    except OSError as e:
+        raise UserError(f"{what}: cannot write there ({e.strerror or e})") from None
+
+
+def check_output_file(path: Path | str, suffixes: Sequence[str] = (), flag: str = "--out") -> Path:
+    """Refuse an output file that cannot be written, with one line; returns it as a Path."""
+    path = Path(path)
+    if path.is_dir():
+        raise UserError(f"{path}: {flag} is a directory, not a file")
+    if suffixes and path.suffix.lower() not in suffixes:
+        raise UserError(f"{path}: {flag} must end in {' or '.join(suffixes)}")
+    if not path.parent.exists():
+        raise UserError(f"{path.parent}: no such directory")
+    if not path.parent.is_dir():
+        raise UserError(f"{path}: {path.parent} is not a directory")
+    probe_writable(path.parent, path)
+    return path
+
+
+def check_output_dir(out: Path | str) -> Path:
+    """Refuse an output directory that cannot be made or written (a file in its place, a path
+    under a file, a read-only disk); returns it as a Path. Creates nothing."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"{out}: exists and is not a directory")
+    base = _nearest_existing(out)
+    if not base.is_dir():
+        raise UserError(f"{out}: {base} is a file, not a directory")
+    probe_writable(base, out)
+    return out
+
+
+def holds_run(out: Path) -> bool:
+    """Whether ``out`` holds a run or an agent of ours."""
+    return any((out / name).exists() for name in ("agent.json", "model.safetensors", "checkpoint.pt"))
+
+
+def claim_output_dir(out: Path, resume: bool = False, force: bool = False) -> list[str]:
+    """Check that ``out`` may be written by a new run (or resumed with ``resume``); with ``force``
+    remove the run files of ours it holds (``RUN_FILES``) and return their names. Call it while
+    holding the directory's ``RunLock``, so that nobody writes between the check and the run."""
+    out = Path(out)
+    if resume or not out.exists():
+        return []
+    entries = [p for p in out.iterdir() if not p.name.startswith(".")]
+    if not entries:
+        return []
+    if not force:
+        if holds_run(out):
+            raise UserError(f"{out}: already holds a run; pass --resume to continue it, --force to replace it, "
+                            "or choose another --out")
+        raise UserError(f"{out}: not empty; choose another --out (or --force to write into it)")
+    removed = [p.name for p in entries if p.name in RUN_FILES and p.is_file()]
+    for name in removed:
+        (out / name).unlink()
+    return removed
