@@ -10,6 +10,7 @@ stopped by a signal removes its temp files and exits the same way.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import signal
 import sys
@@ -21,7 +22,7 @@ import numpy as np
 from rl_compress.config import add_config_flags, config_from_args
 from rl_compress.errors import Stopped, UserError
 from rl_compress.outputs import check_output_file
-from rl_compress.rundir import stop_signal
+from rl_compress.rundir import RunLock, stop_signal
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -109,17 +110,19 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     json_path = _json_path(args.json)
     if args.seed < 0:
         raise UserError(f"--seed must be >= 0, got {args.seed}")
-    agent = load_agent(Path(args.agent))
-    res = evaluate(agent.net, agent.game, episodes, seed=args.seed, show_progress=not args.quiet)
-    res["agent"] = str(args.agent)
-    res["game"] = agent.game
-    if args.write_card:
-        from rl_compress.agent import WEIGHTS, sha256_file
+    # --write-card owns the directory for the whole evaluation: no run may change the weights under it
+    with RunLock(Path(args.agent)) if args.write_card and Path(args.agent).is_dir() else contextlib.nullcontext():
+        agent = load_agent(Path(args.agent))
+        res = evaluate(agent.net, agent.game, episodes, seed=args.seed, show_progress=not args.quiet)
+        res["agent"] = str(args.agent)
+        res["game"] = agent.game
+        if args.write_card:
+            from rl_compress.agent import WEIGHTS, sha256_file
 
-        # tie the result to these weights: training that writes new weights drops it
-        res["weights_sha256"] = sha256_file(agent.path / WEIGHTS)
-        res["steps"] = (agent.card.get("training") or {}).get("steps")
-        update_card(Path(args.agent), evaluation={k: v for k, v in res.items() if k not in ("agent",)})
+            # tie the result to these weights: training that writes new weights drops it
+            res["weights_sha256"] = sha256_file(agent.path / WEIGHTS)
+            res["steps"] = (agent.card.get("training") or {}).get("steps")
+            update_card(Path(args.agent), evaluation={k: v for k, v in res.items() if k not in ("agent",)})
     if json_path:
         _emit_json(res, str(json_path))
     hns = "" if res.get("human_normalized") is None else f" (human-normalized {res['human_normalized']:.3f})"

@@ -194,7 +194,7 @@ def check_study_types(path: Path, doc: dict[str, Any]) -> None:
             raise UserError(f"{path}: {key} must be a positive integer, got {doc[key]!r}")
     if "name" in doc and not isinstance(doc["name"], str):
         raise UserError(f"{path}: name must be a string, got {doc['name']!r}")
-    for key in ("teachers", "distill", "dqn", "per_student", "vary"):
+    for key in ("teachers", "distill", "dqn", "per_student"):
         if doc.get(key) is not None and not isinstance(doc[key], dict):
             raise UserError(f"{path}: {key} must be a mapping")
     for game, teacher in (doc.get("teachers") or {}).items():
