@@ -21,6 +21,7 @@ demo: $(STAMP)
 	$(BIN)/python -m rl_compress.demo
 
 test: $(STAMP)
+	$(BIN)/ruff check rl_compress tests experiments
 	$(BIN)/python -m pytest -q --durations=10
 
 bench-teacher: $(STAMP)

@@ -225,7 +225,7 @@ def bench_inference(student_spec: str = "gmp16", batches: tuple[int, ...] = (1, 
                 xt = torch.from_numpy(x)
                 with torch.inference_mode():
                     rows[name][f"torch_b{b}"] = round(_frames_per_second(net, xt), 1)
-                rows[name][f"onnx_b{b}"] = round(_frames_per_second(lambda a: sess.run(None, {"obs": a}), x), 1)
+                rows[name][f"onnx_b{b}"] = round(_frames_per_second(lambda a, s=sess: s.run(None, {"obs": a}), x), 1)
     ratios = {k: round(rows[student_spec][k] / rows["teacher"][k], 2) for k in rows["teacher"] if k != "params"}
     return {"benchmark": "inference", "frames_per_s": rows, "student_over_teacher": ratios,
             "machine": {"cores": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__}}

@@ -14,15 +14,17 @@ import contextlib
 import json
 import signal
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
 from rl_compress.config import add_config_flags, config_from_args
 from rl_compress.errors import Stopped, UserError
 from rl_compress.outputs import check_output_file
-from rl_compress.rundir import RunLock, stop_signal
+from rl_compress.rundir import RunLock
+from rl_compress.signals import raise_stopped, stop_signal
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -494,7 +496,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``rl-compress`` console script."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    old = signal.signal(signal.SIGTERM, _raise_stopped)
+    old = signal.signal(signal.SIGTERM, raise_stopped)
     try:
         return int(args.func(args) or 0)
     except UserError as e:
@@ -509,10 +511,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         signal.signal(signal.SIGTERM, old)
 
-
-def _raise_stopped(signum: int, frame: Any) -> None:
-    """SIGTERM outside a training loop: unwind like Ctrl-C, so every temp file is removed."""
-    raise Stopped(signum)
 
 
 if __name__ == "__main__":

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from rl_compress.errors import UserError
 

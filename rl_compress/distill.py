@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import json
 import sys
-import time
-from collections import deque
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
@@ -29,11 +27,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rl_compress.agent import WEIGHTS, agent_files, load_agent, make_card, read_card, save_agent, sha256_file, source_ref
+from rl_compress.agent import WEIGHTS, load_agent, make_card, read_card, save_agent, sha256_file, source_ref
 from rl_compress.config import check_ranges, option
 from rl_compress.envs import EnvConfig, make_vector_env
 from rl_compress.errors import UserError
 from rl_compress.evaluate import DEFAULT_PROTOCOL, evaluate, retention
+from rl_compress.localize import play
 from rl_compress.networks import (
     GMPStudent,
     bf16_autocast,
@@ -45,24 +44,11 @@ from rl_compress.networks import (
     count_params,
     parse_spec,
 )
-from rl_compress.progress import progress_bar
-from rl_compress.replay import FrameReplay
 from rl_compress.outputs import check_output_dir, claim_output_dir
-from rl_compress.rundir import (
-    CHECKPOINT,
-    ReturnsLog,
-    RunLock,
-    StopFlag,
-    checkpoint_writer,
-    git_commit,
-    load_checkpoint,
-    machines_after,
-    note,
-    plot_curve,
-    reconcile_resume,
-    sweep_temp_files,
-    write_generation,
-)
+from rl_compress.replay import FrameReplay
+from rl_compress.rundir import RunLock, git_commit, load_checkpoint, note, reconcile_resume, sweep_temp_files
+from rl_compress.runloop import RunState, Schedule, open_run_dir, restore_rngs, rng_to_checkpoint, run_loop
+from rl_compress.video import render_overlay, tb_add_clip
 
 LOSSES = ("actor-mimic", "kl", "mse", "nll")
 ACTORS = ("student", "teacher")
@@ -198,10 +184,6 @@ def distill_loss(
 def log_overlay_clip(writer: Any, net: nn.Module, game: str, steps: int, step: int, seed: int) -> None:
     """Log the student's attention overlay to TensorBoard: one image (images/overlay) and a
     clip of ``steps`` agent steps (videos/overlay), GMP for a gmp student, else Grad-CAM."""
-    from rl_compress.localize import play
-    from rl_compress.networks import GMPStudent
-    from rl_compress.video import render_overlay, tb_add_clip
-
     method = "gmp" if isinstance(net, GMPStudent) else "gradcam"
     frames = [render_overlay(st.frame, st.map, st.peaks, f"{game} | step {step} | {method} | t {st.t}", scale=2)
               for st in play(net, game, method, steps, episodes=1, seed=seed)]
@@ -252,6 +234,255 @@ def distill(
 RESUME_KEEPS = {"steps", "checkpoint_every", "eval_every", "eval_episodes", "threads"}
 
 
+@dataclass
+class UpdateResult:
+    """What one distillation update returns: the student's logits on the batch and the two losses."""
+
+    logits: torch.Tensor
+    loss: torch.Tensor  # the distillation loss (before the feature term)
+    feature: torch.Tensor  # the feature-regression loss (0 when off)
+
+
+def distill_update(
+    student: nn.Module,
+    opt: torch.optim.Optimizer,
+    states: torch.Tensor,
+    q_teacher: torch.Tensor,
+    loss: str,
+    tau: float,
+    bf16: bool = False,
+    proj: nn.Module | None = None,
+    h_teacher: torch.Tensor | None = None,
+    feature_weight: float = 0.0,
+) -> UpdateResult:
+    """One Adam step of the student on teacher-labelled ``states`` (uint8 [B,4,84,84]): the
+    ``loss`` against ``q_teacher`` at temperature ``tau``, plus ``feature_weight`` times the
+    regression of ``proj`` (student features) onto ``h_teacher`` when ``proj`` is given. With
+    ``bf16`` the student's forward pass runs under bfloat16 autocast; the loss stays fp32."""
+    with bf16_autocast(bf16):
+        if proj is not None:
+            h_s = student.features(states)
+            logits = student.head(h_s)
+        else:
+            logits = student(states)
+    logits = logits.float()
+    if proj is not None and h_teacher is not None:
+        feat = ((proj(h_s.float()) - h_teacher) ** 2).sum(1).mean()
+    else:
+        feat = torch.zeros(())
+    main = distill_loss(logits, q_teacher, loss, tau)
+    opt.zero_grad(set_to_none=True)
+    (main + feature_weight * feat).backward()
+    opt.step()
+    return UpdateResult(logits.detach(), main.detach(), feat.detach())
+
+
+def batch_stats(res: UpdateResult, q_teacher: torch.Tensor) -> dict[str, float]:
+    """Agreement with the teacher's action, entropy and spread of the student's outputs on a batch."""
+    with torch.no_grad():
+        p = F.softmax(res.logits, 1)
+        return {"loss": float(res.loss), "feature": float(res.feature),
+                "agreement": float((res.logits.argmax(1) == q_teacher.argmax(1)).float().mean()),
+                "entropy": float(-(p * torch.log(p.clamp_min(1e-12))).sum(1).mean()),
+                # spread of each output over the batch: 0 = the input no longer matters
+                "logit_std": float(res.logits.std(0).max())}
+
+
+class DistillMethod:
+    """Distillation as a method of the shared run loop (``runloop.run_loop``): the actor (student or
+    teacher) acts epsilon-greedy; every state that enters the replay memory is labelled once by the
+    teacher in the batched forward that serves acting; ``train_freq`` env steps per ``distill_update``."""
+
+    overlap_env = True
+    length_tag = None
+
+    def __init__(self, cfg: DistillConfig, teacher: Any, student: nn.Module, proj: nn.Module | None,
+                 opt: torch.optim.Optimizer, rng: np.random.Generator, learn_from: int, resumed: dict[str, Any],
+                 card_extra: dict[str, Any]) -> None:
+        self.cfg, self.teacher, self.net, self.proj, self.opt, self.rng = cfg, teacher, student, proj, opt, rng
+        self.tnet, self.game, self.n_act = teacher.net.eval(), teacher.game, teacher.num_actions
+        for p in self.tnet.parameters():
+            p.requires_grad_(False)
+        self.learn_from, self.card_extra = learn_from, card_extra
+        self.teacher_eval: dict[str, Any] | None = resumed.get("teacher_eval")
+        self.history: list[dict[str, Any]] = resumed.get("history", [])
+        self.label, self.return_tag = f"distill {cfg.student} ({self.game})", f"charts/{cfg.actor}_return"
+        self.tau, self.eps, self.bf16 = cfg.tau(), cfg.actor_epsilon(), bf16_enabled(cfg.precision)
+        self.replay = FrameReplay(cfg.buffer_size, cfg.envs, 1, 0.99)
+        self.q_labels = np.zeros((cfg.envs, self.replay.cap, self.n_act), dtype=np.float32)
+        feat_dim = int(proj.out_features) if proj is not None else 0
+        self.f_labels = np.zeros((cfg.envs, self.replay.cap, feat_dim), dtype=np.float32) if proj else None
+        self.debt = 0.0
+        self.stats = {"loss": float("nan"), "feature": 0.0, "agreement": float("nan"), "entropy": float("nan"),
+                      "logit_std": float("nan")}
+        self.dead_share = float("nan")  # share of the student's conv channels dead on the last checked batch
+        self.recycled = 0
+        self.collapse_warned = False
+        self.n_channels = sum(m.out_channels for m in conv_layers(student))
+        self.writer: Any = None
+
+    def begin(self, obs: np.ndarray) -> None:
+        """The first frames of the episodes the envs just started."""
+        self.replay.add_frames(obs[:, -1], np.ones(len(obs), dtype=bool))
+
+    def act(self, obs: np.ndarray, state: RunState) -> np.ndarray:
+        """Label the states just written (one per env) with the teacher; the actor's actions."""
+        x = torch.from_numpy(obs)
+        with torch.no_grad():
+            if self.f_labels is not None:
+                h_t = self.tnet.features(x)
+                q_t = self.tnet.from_features(h_t)
+            else:
+                q_t = self.tnet(x)
+            acting = q_t if self.cfg.actor == "teacher" else self.net(x)
+        last = (self.replay.pos - 1) % self.replay.cap
+        self.q_labels[np.arange(len(obs)), last] = q_t.numpy()
+        if self.f_labels is not None:
+            self.f_labels[np.arange(len(obs)), last] = h_t.numpy()
+        explore = self.rng.random(len(obs)) < self.eps
+        return np.where(explore, self.rng.integers(0, self.n_act, len(obs)), acting.argmax(1).numpy()).astype(np.int64)
+
+    def learn(self, state: RunState) -> None:
+        """The updates this env step owes, from ``learn_from`` on."""
+        if state.step < self.learn_from:
+            return
+        self.debt += self.cfg.envs / self.cfg.train_freq
+        while self.debt >= 1.0:
+            rows, idx, states = self.replay.sample_states(self.cfg.batch_size, self.rng)
+            xs, target = torch.from_numpy(states), torch.from_numpy(self.q_labels[rows, idx])
+            h_t = torch.from_numpy(self.f_labels[rows, idx]) if self.f_labels is not None else None
+            res = distill_update(self.net, self.opt, xs, target, self.cfg.loss, self.tau, self.bf16, self.proj, h_t,
+                                 self.cfg.feature_weight)
+            state.updates += 1
+            self.debt -= 1.0
+            self._watch_channels(xs, state.updates)
+            if state.updates % 50 == 0:
+                self.stats = batch_stats(res, target)
+
+    def _watch_channels(self, xs: torch.Tensor, updates: int) -> None:
+        """Recycle dead channels when due (``recycle_every``); measure their share for TensorBoard."""
+        recycle_now = self.cfg.recycle_every > 0 and updates % self.cfg.recycle_every == 0
+        if not isinstance(self.net, GMPStudent) or not (recycle_now or (self.writer is not None and updates % 100 == 0)):
+            return
+        if recycle_now:
+            n_dead = recycle_dead_channels(self.net, xs, self.opt)
+            self.recycled += sum(n_dead)
+        else:
+            n_dead = [len(d) for d in dead_channels(self.net, xs)]
+        self.dead_share = sum(n_dead) / self.n_channels
+
+    def observe(self, state: RunState, obs: np.ndarray, actions: np.ndarray, reward: np.ndarray,
+                term: np.ndarray, trunc: np.ndarray, info: dict[str, Any], just_done: np.ndarray) -> None:
+        """Record the step's states in the replay memory."""
+        self.replay.record_step(obs, actions, np.sign(reward).astype(np.float32), term, just_done)
+
+    def evaluate(self, state: RunState, writer: Any) -> dict[str, Any]:
+        """Student (and, once, teacher) under the default protocol on the same seeds; retention."""
+        cfg, game = self.cfg, self.game
+        if self.teacher_eval is None:
+            res_t = evaluate(self.tnet, game, cfg.eval_episodes, seed=cfg.eval_seed, protocol=DEFAULT_PROTOCOL)
+            self.teacher_eval = {"mean": res_t["mean"], "std": res_t["std"], "scores": res_t["scores"]}
+        res = evaluate(self.net, game, cfg.eval_episodes, seed=cfg.eval_seed, protocol=DEFAULT_PROTOCOL)
+        ret = retention(game, res["mean"], self.teacher_eval["mean"])
+        last_eval = {"step": state.step, "wall_time_s": round(state.wall_time(), 1), "mean": res["mean"],
+                     "std": res["std"], "teacher_mean": self.teacher_eval["mean"], "retention": ret}
+        self.history.append(last_eval)
+        if writer is not None and cfg.tb_clip_steps > 0:
+            log_overlay_clip(writer, self.net, game, cfg.tb_clip_steps, state.step, cfg.eval_seed)
+        if writer is not None:
+            writer.add_scalar("eval/student_return_mean", res["mean"], state.step)
+            writer.add_scalar("eval/teacher_return_mean", self.teacher_eval["mean"], state.step)
+            if ret is not None:
+                writer.add_scalar("eval/retention", ret, state.step)
+        return last_eval
+
+    def report(self, writer: Any, state: RunState) -> None:
+        """Scalars every 1,000 env steps, and one warning when the student's outputs collapse."""
+        stats = self.stats
+        if writer is not None and state.updates:
+            for tag, key in (("losses/distill", "loss"), ("losses/feature", "feature"),
+                             ("charts/agreement", "agreement"), ("charts/entropy", "entropy"),
+                             ("charts/logit_std", "logit_std")):
+                writer.add_scalar(tag, stats[key], state.step)
+            if self.dead_share == self.dead_share:  # not NaN: a gmp student, checked
+                writer.add_scalar("charts/dead_channels", self.dead_share, state.step)
+                writer.add_scalar("charts/recycled_channels", self.recycled, state.step)
+        if state.updates and stats["logit_std"] < 1e-6 and not self.collapse_warned:
+            self.collapse_warned = True
+            print(f"warning: {self.card_extra['out']}: at step {state.step} the student gives every state the same "
+                  "outputs (its units died); it will not learn from here: start again with a lower --lr or "
+                  "another --seed", file=sys.stderr)
+
+    def progress_info(self) -> str:
+        """The progress bar's part of this method."""
+        return f"agree {self.stats['agreement']:.2f}"
+
+    def checkpoint_state(self, state: RunState) -> dict[str, Any]:
+        """Student, projection, Adam, RNGs, config and evaluations for checkpoint.pt."""
+        return {"student": self.net.state_dict(), "proj": self.proj.state_dict() if self.proj is not None else {},
+                "optimizer": self.opt.state_dict(), "config": json.dumps(asdict(self.cfg)),
+                "teacher_eval": json.dumps(self.teacher_eval), "history": json.dumps(self.history),
+                **rng_to_checkpoint(self.rng)}
+
+    def extra_files(self, state: RunState) -> list[tuple[str, Any]]:
+        """None: the labelled memory is refilled on resume."""
+        return []
+
+    def build_card(self, state: RunState, final: bool) -> dict[str, Any]:
+        """The student's card for the weights as they are."""
+        cfg, extra = self.cfg, self.card_extra
+        training = {
+            "config": asdict(cfg), "temperature_used": self.tau, "epsilon_used": self.eps, "steps": state.step,
+            "updates": state.updates, "wall_time_s": round(state.wall_time(), 1), "machines": state.machines,
+            "git_commit": git_commit(),
+            "command": extra.get("command") or f"rl-compress distill --teacher {extra['teacher_dir']} --student "
+            f"{cfg.student} --steps {cfg.steps} --loss {cfg.loss} --actor {cfg.actor} --out {extra['out']}",
+            "last_eval": state.last_eval, "eval_history": self.history, "finished": final,
+        }
+        if extra.get("init_from") is not None:
+            training["init_from"] = extra["init_from"]
+        # no "evaluation": one made of earlier weights would not apply to these
+        return make_card("student", self.game, parse_spec(cfg.student), self.net, training=training,
+                         teacher=extra["teacher"])
+
+
+def _resume_check(out: Path, cfg: DistillConfig, arch: dict[str, Any], ref: dict[str, Any], teacher_dir: Path
+                  ) -> tuple[dict[str, Any], DistillConfig, dict[str, Any] | None]:
+    """The checkpoint of the run in ``out``, its config and its ``init_from`` record; refuses a run of
+    another student spec or another teacher's weights."""
+    ckpt = load_checkpoint(out)
+    card = read_card(out)
+    if card["arch"] != arch:
+        raise UserError(f"{out}: run distils {card['arch'].get('spec')!r}, not {arch['spec']!r}")
+    if (card.get("teacher") or {}).get("sha256") != ref["sha256"]:
+        raise UserError(f"{out}: run was distilled from another teacher than {teacher_dir}")
+    names = {f.name for f in fields(cfg)}
+    saved = json.loads(ckpt["config"])
+    cfg = replace(cfg, **{k: v for k, v in saved.items() if k in names and k not in RESUME_KEEPS})
+    return ckpt, cfg, (card.get("training") or {}).get("init_from")
+
+
+def _student(cfg: DistillConfig, arch: dict[str, Any], teacher: Any, init: Any, ckpt: dict[str, Any] | None
+             ) -> tuple[nn.Module, nn.Module | None, torch.optim.Optimizer]:
+    """The student, the feature projection (feature regression on) and Adam: new or restored."""
+    torch.manual_seed(cfg.seed)
+    student = build_network(arch, teacher.num_actions)
+    if init is not None:
+        student.load_state_dict(init.net.state_dict())
+    proj = None
+    if cfg.feature_weight > 0:
+        x = torch.zeros((1, 4, 84, 84), dtype=torch.uint8)
+        proj = nn.Linear(int(student.features(x).shape[1]), int(teacher.net.features(x).shape[1]))
+    params = list(student.parameters()) + (list(proj.parameters()) if proj is not None else [])
+    opt = torch.optim.Adam(params, lr=cfg.lr)
+    if ckpt is not None:
+        student.load_state_dict(ckpt["student"])
+        if proj is not None:
+            proj.load_state_dict(ckpt["proj"])
+        opt.load_state_dict(ckpt["optimizer"])
+    return student, proj, opt
+
+
 def _distill(
     teacher_dir: Path,
     teacher: Any,
@@ -262,254 +493,39 @@ def _distill(
     show_progress: bool,
     command: str | None,
 ) -> dict[str, Any]:
-    """``distill`` once its directory is locked and claimed."""
-    from torch.utils.tensorboard import SummaryWriter
-
+    """``distill`` once its directory is locked and claimed: set up the method, run the loop."""
     arch = parse_spec(cfg.student)
-    game, n_act = teacher.game, teacher.num_actions
     ref = _teacher_ref(teacher_dir, teacher)
-    ckpt: dict[str, Any] | None = None
-    resumed_init: dict[str, Any] | None = None  # training.init_from of the run resumed
+    ckpt, init_ref = None, None
     if resume:
-        ckpt = load_checkpoint(out)
-        card = read_card(out)
-        resumed_init = (card.get("training") or {}).get("init_from")
-        if card["arch"] != arch:
-            raise UserError(f"{out}: run distils {card['arch'].get('spec')!r}, not {arch['spec']!r}")
-        if (card.get("teacher") or {}).get("sha256") != ref["sha256"]:
-            raise UserError(f"{out}: run was distilled from another teacher than {teacher_dir}")
-        names = {f.name for f in fields(cfg)}
-        saved = json.loads(ckpt["config"])
-        cfg = replace(cfg, **{k: v for k, v in saved.items() if k in names and k not in RESUME_KEEPS})
-    init = _init_source(Path(cfg.init_from), arch, game) if cfg.init_from and ckpt is None else None
-    if cfg.threads > 0:
-        torch.set_num_threads(cfg.threads)
-    torch.manual_seed(cfg.seed)
-    student = build_network(arch, n_act)
-    if init is not None:
-        student.load_state_dict(init.net.state_dict())
-    tnet = teacher.net.eval()
-    for p in tnet.parameters():
-        p.requires_grad_(False)
-    use_feat = cfg.feature_weight > 0
-    bf16 = bf16_enabled(cfg.precision)
-    feat_dim_t = int(tnet.features(torch.zeros((1, 4, 84, 84), dtype=torch.uint8)).shape[1]) if use_feat else 0
-    feat_dim_s = int(student.features(torch.zeros((1, 4, 84, 84), dtype=torch.uint8)).shape[1])
-    proj = nn.Linear(feat_dim_s, feat_dim_t) if use_feat else None
-    params = list(student.parameters()) + (list(proj.parameters()) if proj is not None else [])
-    opt = torch.optim.Adam(params, lr=cfg.lr)
-    rng = np.random.default_rng(cfg.seed)
-    step = updates = 0
-    wall_before = 0.0
-    teacher_eval: dict[str, Any] | None = None
-    last_eval: dict[str, Any] | None = None
-    machines = machines_after([] if ckpt is None else ckpt.get("machines"))
-    if ckpt is not None:
-        student.load_state_dict(ckpt["student"])
-        if proj is not None:
-            proj.load_state_dict(ckpt["proj"])
-        opt.load_state_dict(ckpt["optimizer"])
-        step, updates, wall_before = int(ckpt["step"]), int(ckpt["updates"]), float(ckpt["wall_time"])
-        rng.bit_generator.state = json.loads(ckpt["np_rng"])
-        torch.set_rng_state(ckpt["torch_rng"])
-        teacher_eval = json.loads(ckpt["teacher_eval"])
-        last_eval = json.loads(ckpt["last_eval"])
-    if step >= cfg.steps:
-        raise UserError(f"{out}: run is already at {step} steps; ask for more than that with --steps")
-    repair = ckpt is not None and reconcile_resume(out, step)
-
-    k = cfg.envs
-    env = make_vector_env(game, k, EnvConfig(sticky=cfg.sticky), num_threads=1)
-    replay = FrameReplay(cfg.buffer_size, k, 1, 0.99)
-    q_labels = np.zeros((k, replay.cap, n_act), dtype=np.float32)
-    f_labels = np.zeros((k, replay.cap, feat_dim_t), dtype=np.float32) if use_feat else None
-    learn_from = step + min(cfg.learning_starts, cfg.buffer_size // 2)
-    writer = SummaryWriter(str(tensorboard), purge_step=step if ckpt is not None else None) if tensorboard else None
-    if writer is not None and ckpt is None:
-        writer.add_text("config", "```\n" + json.dumps(asdict(cfg), indent=2) + "\n```", 0)
-    returns_log = ReturnsLog(out)
-    obs, _ = env.reset(seed=int(cfg.seed * 1000 + step))
-    replay.add_frames(obs[:, -1], np.ones(k, dtype=bool))
-    rows_all = np.arange(k)
-    ep_ret, ep_len = np.zeros(k), np.zeros(k, dtype=np.int64)
-    just_done = np.zeros(k, dtype=bool)
-    recent: deque[float] = deque(maxlen=20)
-    tau, eps = cfg.tau(), cfg.actor_epsilon()
-    debt = 0.0
-    stats = {"loss": float("nan"), "feature": 0.0, "agreement": float("nan"), "entropy": float("nan"),
-             "logit_std": float("nan")}
-    dead_share = float("nan")  # share of the student's conv channels dead on the last checked batch
-    collapse_warned = False
-    recycled = 0
-    n_channels = sum(m.out_channels for m in conv_layers(student))
-    t_start = time.time()
-    sps_t, sps_step = time.time(), step
-    next_ckpt = (step // cfg.checkpoint_every + 1) * cfg.checkpoint_every
-    next_eval = (step // cfg.eval_every + 1) * cfg.eval_every if cfg.eval_every else None
-
-    history: list[dict[str, Any]] = json.loads(ckpt["history"]) if ckpt is not None else []
-    init_ref: dict[str, Any] | None = None
+        ckpt, cfg, resumed_init = _resume_check(out, cfg, arch, ref, teacher_dir)
+        init_ref = resumed_init if cfg.init_from else None
+    init = _init_source(Path(cfg.init_from), arch, teacher.game) if cfg.init_from and ckpt is None else None
     if init is not None:
         init_ref = source_ref(Path(cfg.init_from), init.card)
-    elif ckpt is not None and cfg.init_from:
-        init_ref = resumed_init  # the card read for the resume above
-
-    def do_eval() -> None:
-        nonlocal teacher_eval, last_eval
-        if teacher_eval is None:
-            res_t = evaluate(tnet, game, cfg.eval_episodes, seed=cfg.eval_seed, protocol=DEFAULT_PROTOCOL)
-            teacher_eval = {"mean": res_t["mean"], "std": res_t["std"], "scores": res_t["scores"]}
-        res = evaluate(student, game, cfg.eval_episodes, seed=cfg.eval_seed, protocol=DEFAULT_PROTOCOL)
-        ret = retention(game, res["mean"], teacher_eval["mean"])
-        last_eval = {"step": step, "wall_time_s": round(wall_before + time.time() - t_start, 1), "mean": res["mean"],
-                     "std": res["std"], "teacher_mean": teacher_eval["mean"], "retention": ret}
-        history.append(last_eval)
-        if writer is not None and cfg.tb_clip_steps > 0:
-            log_overlay_clip(writer, student, game, cfg.tb_clip_steps, step, cfg.eval_seed)
-        if writer is not None:
-            writer.add_scalar("eval/student_return_mean", res["mean"], step)
-            writer.add_scalar("eval/teacher_return_mean", teacher_eval["mean"], step)
-            if ret is not None:
-                writer.add_scalar("eval/retention", ret, step)
-
-    def build_card(final: bool) -> dict[str, Any]:
-        training = {
-            "config": asdict(cfg), "temperature_used": tau, "epsilon_used": eps, "steps": step, "updates": updates,
-            "wall_time_s": round(wall_before + time.time() - t_start, 1), "machines": machines,
-            "git_commit": git_commit(),
-            "command": command or f"rl-compress distill --teacher {teacher_dir} --student {cfg.student} "
-            f"--steps {cfg.steps} --loss {cfg.loss} --actor {cfg.actor} --out {out}",
-            "last_eval": last_eval, "eval_history": history, "finished": final,
-        }
-        if init_ref is not None:
-            training["init_from"] = init_ref
-        # no "evaluation": one made of earlier weights would not apply to these
-        return make_card("student", game, arch, student, training=training, teacher=ref)
-
-    def save(final: bool = False) -> dict[str, Any]:
-        card = build_card(final)
-        state = {
-            "student": student.state_dict(), "proj": proj.state_dict() if proj is not None else {},
-            "optimizer": opt.state_dict(), "step": step, "updates": updates,
-            "wall_time": wall_before + time.time() - t_start, "machines": machines,
-            "np_rng": json.dumps(rng.bit_generator.state),
-            "torch_rng": torch.get_rng_state(), "config": json.dumps(asdict(cfg)),
-            "teacher_eval": json.dumps(teacher_eval), "last_eval": json.dumps(last_eval),
-            "history": json.dumps(history),
-        }
-        # one generation, the checkpoint last: it names the step the other files must hold
-        write_generation(out, [*agent_files(student, card), (CHECKPOINT, checkpoint_writer(state))])
-        plot_curve(out, ylabel=f"return of the acting {cfg.actor}")
-        return card
-
+    if cfg.threads > 0:
+        torch.set_num_threads(cfg.threads)
+    student, proj, opt = _student(cfg, arch, teacher, init, ckpt)
+    rng = np.random.default_rng(cfg.seed)
+    state = RunState.restore(ckpt)
+    resumed: dict[str, Any] = {}
+    if ckpt is not None:
+        restore_rngs(ckpt, rng)
+        resumed = {"teacher_eval": json.loads(ckpt["teacher_eval"]), "history": json.loads(ckpt["history"])}
+    if state.step >= cfg.steps:
+        raise UserError(f"{out}: run is already at {state.step} steps; ask for more than that with --steps")
+    repair = ckpt is not None and reconcile_resume(out, state.step)
+    env = make_vector_env(teacher.game, cfg.envs, EnvConfig(sticky=cfg.sticky), num_threads=1)
+    learn_from = state.step + min(cfg.learning_starts, cfg.buffer_size // 2)
+    method = DistillMethod(cfg, teacher, student, proj, opt, rng, learn_from, resumed,
+                           {"command": command, "out": out, "teacher_dir": teacher_dir, "teacher": ref,
+                            "init_from": init_ref})
+    run = open_run_dir(out, tensorboard, state, ckpt is not None, asdict(cfg),
+                       curve_ylabel=f"return of the acting {cfg.actor}")
+    method.writer = run.writer
+    obs, _ = env.reset(seed=int(cfg.seed * 1000 + state.step))
+    method.begin(obs)
     if repair:
-        save_agent(out, student, build_card(False))
-    try:
-        with StopFlag() as flag, progress_bar(show_progress) as bar:
-            task = bar.add_task(f"distill {cfg.student} ({game})", total=cfg.steps, completed=step, info="")
-            while step < cfg.steps and not flag.stop:
-                x = torch.from_numpy(obs)
-                with torch.no_grad():
-                    if use_feat:
-                        h_t = tnet.features(x)
-                        q_t = tnet.from_features(h_t)
-                    else:
-                        q_t = tnet(x)
-                    acting = q_t if cfg.actor == "teacher" else student(x)
-                # label the states whose newest frame was just written (one per env)
-                last = (replay.pos - 1) % replay.cap
-                q_labels[rows_all, last] = q_t.numpy()
-                if f_labels is not None:
-                    f_labels[rows_all, last] = h_t.numpy()
-                explore = rng.random(k) < eps
-                actions = np.where(explore, rng.integers(0, n_act, k), acting.argmax(1).numpy()).astype(np.int64)
-                env.send(actions)
-                if step >= learn_from:
-                    debt += k / cfg.train_freq
-                    while debt >= 1.0:
-                        rows, idx, states = replay.sample_states(cfg.batch_size, rng)
-                        xs = torch.from_numpy(states)
-                        target = torch.from_numpy(q_labels[rows, idx])
-                        with bf16_autocast(bf16):
-                            if proj is not None:
-                                h_s = student.features(xs)
-                                logits = student.head(h_s)
-                            else:
-                                logits = student(xs)
-                        logits = logits.float()
-                        if proj is not None:
-                            feat = ((proj(h_s.float()) - torch.from_numpy(f_labels[rows, idx])) ** 2).sum(1).mean()
-                        else:
-                            feat = torch.zeros(())
-                        main = distill_loss(logits, target, cfg.loss, tau)
-                        loss = main + cfg.feature_weight * feat
-                        opt.zero_grad(set_to_none=True)
-                        loss.backward()
-                        opt.step()
-                        updates += 1
-                        debt -= 1.0
-                        recycle_now = cfg.recycle_every > 0 and updates % cfg.recycle_every == 0
-                        if isinstance(student, GMPStudent) and (recycle_now or (writer is not None and updates % 100 == 0)):
-                            if recycle_now:
-                                n_dead = recycle_dead_channels(student, xs, opt)
-                                recycled += sum(n_dead)
-                            else:
-                                n_dead = [len(d) for d in dead_channels(student, xs)]
-                            dead_share = sum(n_dead) / n_channels
-                        if updates % 50 == 0:
-                            with torch.no_grad():
-                                p = F.softmax(logits, 1)
-                                stats = {"loss": float(main), "feature": float(feat),
-                                         "agreement": float((logits.argmax(1) == target.argmax(1)).float().mean()),
-                                         "entropy": float(-(p * torch.log(p.clamp_min(1e-12))).sum(1).mean()),
-                                         # spread of each output over the batch: 0 = the input no longer matters
-                                         "logit_std": float(logits.std(0).max())}
-                obs, reward, term, trunc, _ = env.recv()
-                step += k
-                replay.record_step(obs, actions, np.sign(reward).astype(np.float32), term, just_done)
-                live = ~just_done
-                ep_ret += np.where(live, reward, 0.0)
-                ep_len += live
-                done = (term | trunc) & live
-                for i in np.flatnonzero(done):
-                    recent.append(float(ep_ret[i]))
-                    returns_log.add(step, ep_ret[i], ep_len[i], wall_before + time.time() - t_start)
-                    if writer is not None:
-                        writer.add_scalar(f"charts/{cfg.actor}_return", ep_ret[i], step)
-                    ep_ret[i], ep_len[i] = 0.0, 0
-                just_done = done
-                if step - sps_step >= 1_000:
-                    sps = (step - sps_step) / (time.time() - sps_t)
-                    sps_t, sps_step = time.time(), step
-                    if writer is not None:
-                        writer.add_scalar("charts/SPS", sps, step)
-                        if updates:
-                            writer.add_scalar("losses/distill", stats["loss"], step)
-                            writer.add_scalar("losses/feature", stats["feature"], step)
-                            writer.add_scalar("charts/agreement", stats["agreement"], step)
-                            writer.add_scalar("charts/entropy", stats["entropy"], step)
-                            writer.add_scalar("charts/logit_std", stats["logit_std"], step)
-                            if dead_share == dead_share:  # not NaN: a gmp student, checked
-                                writer.add_scalar("charts/dead_channels", dead_share, step)
-                                writer.add_scalar("charts/recycled_channels", recycled, step)
-                    if updates and stats["logit_std"] < 1e-6 and not collapse_warned:
-                        collapse_warned = True
-                        print(f"warning: {out}: at step {step} the student gives every state the same outputs "
-                              "(its units died); it will not learn from here: start again with a lower --lr or "
-                              "another --seed", file=sys.stderr)
-                    mean = f"{np.mean(recent):.1f}" if recent else "-"
-                    bar.update(task, completed=step,
-                               info=f"{sps:.0f} sps  agree {stats['agreement']:.2f}  return(20) {mean}")
-                if next_eval is not None and step >= next_eval:
-                    next_eval += cfg.eval_every
-                    do_eval()
-                if step >= next_ckpt:
-                    next_ckpt += cfg.checkpoint_every
-                    save()
-            card = save(final=step >= cfg.steps)
-    finally:
-        env.close()
-        returns_log.close()
-        if writer is not None:
-            writer.close()
-    return card
+        save_agent(out, student, method.build_card(state, False))
+    return run_loop(method, env, obs, state, run, Schedule(cfg.steps, cfg.checkpoint_every, cfg.eval_every),
+                    show_progress)

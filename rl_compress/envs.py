@@ -12,7 +12,7 @@ from __future__ import annotations
 import difflib
 import re
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache, lru_cache
 
 import numpy as np
 
@@ -112,7 +112,7 @@ def make_vector_env(game: str, num_envs: int, config: EnvConfig = EVAL_CONFIG, n
     )
 
 
-@lru_cache(maxsize=None)
+@cache
 def action_names(game: str) -> tuple[str, ...]:
     """Names of the minimal action set (``NOOP``, ``FIRE``, ``RIGHT``...), in action order."""
     import ale_py

@@ -34,14 +34,20 @@ from __future__ import annotations
 
 import itertools
 import json
+import multiprocessing
 import re
+import signal
+import threading
 import time
+from concurrent.futures import CancelledError, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from rl_compress.agent import atomic_write_bytes, atomic_write_json, load_agent, read_card
 from rl_compress.errors import UserError, first_line
+from rl_compress.signals import request_stop, stop_requested, watch_stop_event
 from rl_compress.tables import rows_csv, rows_markdown
 
 RESULT = "result.json"
@@ -357,11 +363,6 @@ def _run_here(study: Study) -> list[dict]:
     """The local backend in this process. A SIGINT / SIGTERM that lands between a run's training
     loops (its setup, its evaluations) is held until the loop checkpoints; the runs not yet begun
     are not begun."""
-    import signal
-    import threading
-
-    from rl_compress.rundir import request_stop, stop_requested
-
     main = threading.current_thread() is threading.main_thread()  # handlers can only be set there
     old = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)} if main else {}
     rows = []
@@ -380,20 +381,17 @@ _STOP: Any = None  # in a local worker process: the pool's stop event (set on SI
 
 
 def _init_worker(stop: Any) -> None:
-    import signal
-
-    from rl_compress.rundir import request_stop
-
+    """A local worker process: the parent's stop event (and a signal to this process, e.g. Ctrl-C in
+    the terminal, even during a run's setup) stops its run at the loop's next step."""
     global _STOP
     _STOP = stop
-    for sig in (signal.SIGINT, signal.SIGTERM):  # a signal during a run's setup still checkpoints it
+    for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, request_stop)
+    watch_stop_event(stop)
 
 
 def _execute_worker(run: Run, out: str) -> dict[str, Any] | None:
     """A local worker's task: the run, unless the study was stopped before it began (None)."""
-    from rl_compress.rundir import stop_requested
-
     if stop_requested() or (_STOP is not None and _STOP.is_set()):
         return None
     return _execute_remote(run, out)
@@ -401,13 +399,8 @@ def _execute_worker(run: Run, out: str) -> dict[str, Any] | None:
 
 def _run_in_processes(study: Study, jobs: int) -> list[dict]:
     """The local backend with ``jobs`` worker processes. SIGINT / SIGTERM are passed on to the
-    workers, whose runs checkpoint and stop; runs not yet begun are not begun."""
-    import multiprocessing
-    import os
-    import signal
-    from concurrent.futures import CancelledError, ProcessPoolExecutor
-    from concurrent.futures.process import BrokenProcessPool
-
+    workers through a shared Event (``signals.watch_stop_event``): their runs checkpoint and stop;
+    runs not yet begun are not begun."""
     ctx = multiprocessing.get_context("spawn")
     stop = ctx.Event()
     failures: list[str] = []
@@ -419,11 +412,6 @@ def _run_in_processes(study: Study, jobs: int) -> list[dict]:
             stop.set()
             for f in futures:
                 f.cancel()
-            for pid in list(getattr(pool, "_processes", None) or {}):
-                try:
-                    os.kill(pid, signum)
-                except ProcessLookupError:
-                    pass
 
         old = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)}
         try:

@@ -11,8 +11,8 @@ never overwritten unless the user says so.
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from rl_compress.errors import UserError
 

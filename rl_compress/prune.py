@@ -18,8 +18,6 @@ import torch
 from torch import nn
 
 from rl_compress.agent import WEIGHTS, Agent, load_agent, make_card, save_agent, sha256_file
-from rl_compress.outputs import check_output_dir, claim_output_dir
-from rl_compress.rundir import RunLock
 from rl_compress.errors import UserError
 from rl_compress.networks import (
     GMPStudent,
@@ -29,6 +27,8 @@ from rl_compress.networks import (
     count_params,
     parse_spec,
 )
+from rl_compress.outputs import check_output_dir, claim_output_dir
+from rl_compress.rundir import RunLock
 
 
 def spec_for(net: GMPStudent, widths: list[int] | None = None) -> str:

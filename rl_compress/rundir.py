@@ -1,6 +1,5 @@
 """What every training run keeps in its directory: the run lock, the checkpoint written as one
-consistent generation, the returns log and its learning curve, and the SIGINT / SIGTERM flag that
-lets a loop checkpoint before it stops.
+consistent generation, the returns log and its learning curve (stop signals: ``signals``).
 
 Guarantees (README, "What is guaranteed"):
 - one writer per run directory: ``RunLock`` holds an OS lock (``flock``) that dies with its
@@ -14,6 +13,7 @@ Guarantees (README, "What is guaranteed"):
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import errno
 import fcntl
@@ -21,12 +21,12 @@ import io
 import json
 import os
 import platform
-import signal
 import subprocess
 import sys
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, BinaryIO, Callable
+from typing import Any, BinaryIO
 
 import numpy as np
 import torch
@@ -78,50 +78,6 @@ def machines_after(before: list[str] | None) -> list[str]:
     return seen if seen and seen[-1] == here else seen + [here]
 
 
-_stop_requested = False
-_stop_signal = 0
-
-
-def request_stop(signum: int = 0, frame: Any = None) -> None:
-    """Signal handler for a process that runs training loops (a study's worker): a SIGINT /
-    SIGTERM that arrives before a loop's StopFlag is in place still stops that loop at once."""
-    global _stop_requested, _stop_signal
-    _stop_requested = True
-    _stop_signal = int(signum) or _stop_signal
-
-
-def stop_requested() -> bool:
-    """Whether ``request_stop`` was called in this process."""
-    return _stop_requested
-
-
-def stop_signal() -> int:
-    """The signal number that stopped this process's loops (0 when none did)."""
-    return _stop_signal
-
-
-class StopFlag:
-    """Turns SIGINT / SIGTERM into a flag so the loop can checkpoint and stop cleanly."""
-
-    def __init__(self) -> None:
-        self.stop = False
-        self._old: dict[int, Any] = {}
-
-    def __enter__(self) -> "StopFlag":
-        self.stop = _stop_requested
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            self._old[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        self.stop = True
-        request_stop(signum)
-
-    def __exit__(self, *exc: Any) -> None:
-        for sig, old in self._old.items():
-            signal.signal(sig, old)
-
-
 LOCK = ".lock"
 
 
@@ -156,7 +112,7 @@ class RunLock:
         self.fd: int | None = None
         self.created = False
 
-    def __enter__(self) -> "RunLock":
+    def __enter__(self) -> RunLock:
         self.created = not self.directory.exists()
         self.directory.mkdir(parents=True, exist_ok=True)
         path = self.directory / LOCK
@@ -184,7 +140,7 @@ class RunLock:
             os.close(fd)  # the owner released (and removed) it between our open and flock: retry
         raise UserError(f"{path}: could not take the lock")
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         if self.fd is not None:
             (self.directory / LOCK).unlink(missing_ok=True)
             os.close(self.fd)
@@ -328,7 +284,7 @@ class ReturnsLog:
 
     def __init__(self, out: Path) -> None:
         self.out = out
-        self.file = open(out / RETURNS, "a", newline="")
+        self.file = open(out / RETURNS, "a", newline="")  # noqa: SIM115 - open for the whole run, closed by close()
         self.writer = csv.writer(self.file)
         if self.file.tell() == 0:
             self.writer.writerow(["step", "return", "length", "wall_time"])
@@ -344,10 +300,8 @@ class ReturnsLog:
 
     def close(self) -> None:
         """Close the file (a full disk at this point loses nothing: rows are flushed as they come)."""
-        try:
+        with contextlib.suppress(OSError):
             self.file.close()
-        except OSError:
-            pass
 
 
 def _read_returns(path: Path) -> np.ndarray:

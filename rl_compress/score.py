@@ -26,6 +26,7 @@ OCAtari is optional: ``pip install --no-deps ocatari==2.2.1 termcolor scikit-ima
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -90,8 +91,8 @@ def localization_score(points: np.ndarray, objects: list[list[Box]], radius: flo
     if len(points) != len(objects):
         raise ValueError("one point per frame of objects")
     classes = sorted({b[0] for frame in objects for b in frame})
-    present = {c: 0 for c in classes}
-    hits = {c: 0 for c in classes}
+    present = dict.fromkeys(classes, 0)
+    hits = dict.fromkeys(classes, 0)
     any_hits = 0
     for pts, frame in zip(points, objects):
         pts = [(x, y) for x, y in pts if np.isfinite(x) and x >= 0 and y >= 0]
@@ -183,6 +184,6 @@ if __name__ == "__main__":  # python -m rl_compress.score [--top3|--stack] RESUL
     args = sys.argv[1:]
     mode = "top3" if "--top3" in args else "stack" if "--stack" in args else "top1"
     try:
-        print(score_table([json.loads(open(p).read()) for p in args if not p.startswith("--")], mode), end="")
+        print(score_table([json.loads(Path(p).read_text()) for p in args if not p.startswith("--")], mode), end="")
     except UserError as e:
         sys.exit(f"error: {e}")

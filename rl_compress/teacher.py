@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections import deque
+import warnings
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
@@ -22,31 +22,25 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rl_compress.agent import CARD, agent_files, load_agent, make_card, read_card, save_agent, source_ref
+from rl_compress.agent import CARD, load_agent, make_card, read_card, save_agent, source_ref
 from rl_compress.config import check_ranges, option
 from rl_compress.envs import EnvConfig, make_vector_env, num_actions, resolve_game
 from rl_compress.errors import UserError, first_line
 from rl_compress.evaluate import DEFAULT_PROTOCOL, evaluate
 from rl_compress.networks import bf16_autocast, bf16_enabled, build_network, check_precision, teacher_arch
-from rl_compress.progress import progress_bar
-from rl_compress.replay import FrameReplay
 from rl_compress.outputs import check_output_dir, claim_output_dir
+from rl_compress.replay import FrameReplay
 from rl_compress.rundir import (
     CHECKPOINT,
     REPLAY,
-    ReturnsLog,
     RunLock,
-    StopFlag,
-    checkpoint_writer,
     git_commit,
     load_checkpoint,
-    machines_after,
     note,
-    plot_curve,
     reconcile_resume,
     sweep_temp_files,
-    write_generation,
 )
+from rl_compress.runloop import RunState, Schedule, open_run_dir, restore_rngs, rng_to_checkpoint, run_loop
 
 
 @dataclass
@@ -139,8 +133,6 @@ def compile_for_updates(
     updates' (and under the same autocast), so that no compile lands inside the timed loop.
     Falls back to the eager modules, with a warning, where compiling fails (e.g. no C++
     compiler)."""
-    import warnings
-
     try:
         on_c, tg_c = torch.compile(online), torch.compile(target)
         x = torch.zeros((batch_size, 4, 84, 84), dtype=torch.uint8)
@@ -250,6 +242,156 @@ def resumed_config(cfg: TeacherConfig, saved: dict[str, Any], init_ref: dict[str
     return replace(cfg, **kept)
 
 
+class DQNMethod:
+    """The teacher's DQN as a method of the shared run loop (``runloop.run_loop``): epsilon-greedy
+    acting batched over the envs, ``train_freq`` env steps per ``td_update``, the replay memory, the
+    target network copy every ``target_update`` env steps."""
+
+    overlap_env: bool
+    return_tag = "charts/episodic_return"
+    length_tag = "charts/episodic_length"
+
+    def __init__(self, cfg: TeacherConfig, arch: dict[str, Any], nets: tuple[nn.Module, nn.Module],
+                 opt: torch.optim.Optimizer, replay: FrameReplay, rng: np.random.Generator, lives: np.ndarray,
+                 warmup_until: int, card_extra: dict[str, Any]) -> None:
+        self.cfg, self.arch, self.opt, self.replay, self.rng = cfg, arch, opt, replay, rng
+        self.net, self.target = nets
+        bf16 = bf16_enabled(cfg.precision)
+        self.update_fns = (compile_for_updates(self.net, self.target, cfg.batch_size, cfg.double, bf16)
+                           if cfg.compile else (self.net, self.target))
+        self.bf16, self.lives, self.warmup_until, self.card_extra = bf16, lives, warmup_until, card_extra
+        self.overlap_env = cfg.overlap_env
+        self.label = f"teacher {cfg.game}"
+        self.n_act = int(self.net.num_actions)
+        self.eps = cfg.eps_start
+        self.update_debt = 0.0
+        self.loss_v = self.q_v = float("nan")
+        self.learn_t0: float | None = None
+        self.learn_step0 = 0
+        self.last_target = 0
+
+    def act(self, obs: np.ndarray, state: RunState) -> np.ndarray:
+        """Epsilon-greedy actions of the online network for the K envs."""
+        k = len(obs)
+        self.eps = epsilon_at(self.cfg, state.step)
+        explore = self.rng.random(k) < self.eps
+        actions = self.rng.integers(0, self.n_act, k)
+        if not explore.all():
+            with torch.no_grad():
+                greedy = self.net(torch.from_numpy(obs)).argmax(1).numpy()
+            actions = np.where(explore, actions, greedy)
+        return actions.astype(np.int64)
+
+    def learn(self, state: RunState) -> None:
+        """The updates this env step owes (``train_freq`` env steps each), once the memory is warm."""
+        if state.step < self.warmup_until or len(self.replay) <= self.cfg.batch_size:
+            return
+        if self.learn_t0 is None:
+            self.learn_t0, self.learn_step0 = time.perf_counter(), state.step
+        self.update_debt += self.cfg.envs / self.cfg.train_freq
+        online_fn, target_fn = self.update_fns
+        while self.update_debt >= 1.0:
+            ta = time.perf_counter()
+            batch = self.replay.sample(self.cfg.batch_size, self.rng)
+            tb = time.perf_counter()
+            self.loss_v, self.q_v = td_update(online_fn, target_fn, self.opt, batch, self.cfg.double,
+                                              self.cfg.max_grad_norm, self.bf16)
+            state.profile["sample"] += tb - ta
+            state.profile["update"] += time.perf_counter() - tb
+            state.updates += 1
+            self.update_debt -= 1.0
+
+    def observe(self, state: RunState, obs: np.ndarray, actions: np.ndarray, reward: np.ndarray,
+                term: np.ndarray, trunc: np.ndarray, info: dict[str, Any], just_done: np.ndarray) -> None:
+        """Record the transitions (a life loss ends bootstrapping); copy the target when due."""
+        life_lost = (info["lives"] < self.lives) & self.cfg.life_loss_terminal
+        self.lives = info["lives"].copy()
+        self.replay.record_step(obs, actions, np.sign(reward).astype(np.float32), term | life_lost, just_done)
+        if state.step - self.last_target >= self.cfg.target_update:
+            self.target.load_state_dict(self.net.state_dict())
+            self.last_target = state.step - state.step % self.cfg.target_update
+
+    def evaluate(self, state: RunState, writer: Any) -> dict[str, Any]:
+        """Five games (``eval_episodes``) of the default protocol, seed 10,000."""
+        res = evaluate(self.net, self.cfg.game, self.cfg.eval_episodes, seed=10_000, protocol=DEFAULT_PROTOCOL)
+        if writer is not None:
+            writer.add_scalar("eval/return_mean", res["mean"], state.step)
+        return {"step": state.step, "mean": res["mean"], "std": res["std"], "episodes": res["episodes"]}
+
+    def report(self, writer: Any, state: RunState) -> None:
+        """Scalars every 1,000 env steps."""
+        if writer is None:
+            return
+        writer.add_scalar("charts/epsilon", self.eps, state.step)
+        if state.updates:
+            writer.add_scalar("losses/td_loss", self.loss_v, state.step)
+            writer.add_scalar("losses/q_mean", self.q_v, state.step)
+
+    def progress_info(self) -> str:
+        """The progress bar's part of this method."""
+        return f"eps {self.eps:.2f}"
+
+    def checkpoint_state(self, state: RunState) -> dict[str, Any]:
+        """Networks, Adam, RNGs and config for checkpoint.pt."""
+        return {"online": self.net.state_dict(), "target": self.target.state_dict(),
+                "optimizer": self.opt.state_dict(), "config": json.dumps(asdict(self.cfg)),
+                **rng_to_checkpoint(self.rng)}
+
+    def extra_files(self, state: RunState) -> list[tuple[str, Any]]:
+        """The replay memory, when the config keeps it."""
+        return [(REPLAY, self.replay.npz_writer(state.step))] if self.cfg.save_replay else []
+
+    def build_card(self, state: RunState, final: bool) -> dict[str, Any]:
+        """The agent card of the weights as they are."""
+        cfg = self.cfg
+        training = {
+            "config": asdict(cfg), "steps": state.step, "updates": state.updates,
+            "wall_time_s": round(state.wall_time(), 1), "machines": state.machines, "git_commit": git_commit(),
+            "command": self.card_extra.get("command")
+            or f"rl-compress teacher train --game {cfg.game} --steps {cfg.steps} --out {self.card_extra['out']}",
+            "last_eval": state.last_eval, "finished": final,
+            "profile": _profile(state.profile, self.learn_t0, self.learn_step0, state.step),
+        }
+        if self.card_extra.get("init_from") is not None:
+            training["init_from"] = self.card_extra["init_from"]  # env steps and wall time before this run's
+        card = make_card("teacher" if self.arch["name"] == "nature_dqn" else "student", cfg.game, self.arch, self.net)
+        card["training"] = training  # no "evaluation": one made of earlier weights would not apply to these
+        return card
+
+
+def _networks(cfg: TeacherConfig, arch: dict[str, Any], init: Any, ckpt: dict[str, Any] | None
+              ) -> tuple[nn.Module, nn.Module, torch.optim.Optimizer]:
+    """Online and target networks and Adam: new (from ``init``'s weights if given) or restored."""
+    n_act = num_actions(cfg.game)
+    torch.manual_seed(cfg.seed)
+    online = build_network(arch, n_act)
+    if init is not None:
+        online.load_state_dict(init.net.state_dict())
+    target = build_network(arch, n_act)
+    opt = make_optimizer(online.parameters(), cfg)
+    if ckpt is not None:
+        online.load_state_dict(ckpt["online"])
+        target.load_state_dict(ckpt["target"])
+        opt.load_state_dict(ckpt["optimizer"])
+    else:
+        target.load_state_dict(online.state_dict())
+    return online, target.eval(), opt
+
+
+def _replay_memory(cfg: TeacherConfig, out: Path, state: RunState, resumed: bool) -> tuple[FrameReplay, int]:
+    """The replay memory (restored when ``replay.npz`` holds the checkpoint's step) and the env step
+    updates may start at: after learning_starts, or after a refill when a resume has no memory."""
+    replay = FrameReplay(cfg.buffer_size, cfg.envs, cfg.n_step, cfg.gamma)
+    if not resumed:
+        return replay, cfg.learning_starts
+    path = out / REPLAY
+    restored = path.exists() and replay.load(path, step=state.step)
+    if path.exists() and not restored:
+        note(f"{path}: holds step {FrameReplay.saved_step(path)}, not the checkpoint's {state.step} "
+             f"(or another memory size): refilling the memory for {cfg.learning_starts} steps instead")
+    return replay, state.step + (0 if restored else cfg.learning_starts)
+
+
 def _train_teacher(
     cfg: TeacherConfig,
     out: Path,
@@ -259,9 +401,7 @@ def _train_teacher(
     show_progress: bool,
     command: str | None,
 ) -> dict[str, Any]:
-    """``train_teacher`` once its directory is locked and claimed."""
-    from torch.utils.tensorboard import SummaryWriter
-
+    """``train_teacher`` once its directory is locked and claimed: set up the method, run the loop."""
     ckpt = _prepare_out(out, cfg, resume, arch)
     init, init_ref = None, None
     if ckpt is not None:  # what the run's first leg recorded, not the source as it is now
@@ -271,210 +411,33 @@ def _train_teacher(
         init, init_ref = _init_source(Path(cfg.init_from), arch, cfg.game)
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
-    n_act = num_actions(cfg.game)
-    torch.manual_seed(cfg.seed)
-    online = build_network(arch, n_act)
-    if init is not None:
-        online.load_state_dict(init.net.state_dict())
-    target = build_network(arch, n_act)
-    bf16 = bf16_enabled(cfg.precision)
-    online_fn, target_fn = (
-        compile_for_updates(online, target, cfg.batch_size, cfg.double, bf16) if cfg.compile else (online, target)
-    )
-    opt = make_optimizer(online.parameters(), cfg)
+    online, target, opt = _networks(cfg, arch, init, ckpt)
     rng = np.random.default_rng(cfg.seed)
-    step = 0
-    updates = 0
-    wall_before = 0.0
-    machines = machines_after([] if ckpt is None else ckpt.get("machines"))
+    state = RunState.restore(ckpt)
     if ckpt is not None:
-        online.load_state_dict(ckpt["online"])
-        target.load_state_dict(ckpt["target"])
-        opt.load_state_dict(ckpt["optimizer"])
-        step = int(ckpt["step"])
-        updates = int(ckpt["updates"])
-        wall_before = float(ckpt["wall_time"])
-        rng.bit_generator.state = json.loads(ckpt["np_rng"])
-        torch.set_rng_state(ckpt["torch_rng"])
-    else:
-        target.load_state_dict(online.state_dict())
-    target.eval()
-    if step >= cfg.steps:
-        raise UserError(f"{out}: run is already at {step} steps; ask for more than that with --steps")
-    repair = ckpt is not None and reconcile_resume(out, step)
-
-    k = cfg.envs
-    env = make_vector_env(
-        cfg.game, k, EnvConfig(sticky=cfg.sticky, noop_max=30, clip_rewards=False), num_threads=cfg.env_threads
-    )
-    replay = FrameReplay(cfg.buffer_size, k, cfg.n_step, cfg.gamma)
-    replay_restored = ckpt is not None and (out / REPLAY).exists() and replay.load(out / REPLAY, step=step)
-    if ckpt is not None and (out / REPLAY).exists() and not replay_restored:
-        note(f"{out / REPLAY}: holds step {FrameReplay.saved_step(out / REPLAY)}, not the checkpoint's {step} "
-             f"(or another memory size): refilling the memory for {cfg.learning_starts} steps instead")
-    # updates start after learning_starts; a resume without its replay memory refills it first
-    warmup_until = cfg.learning_starts if ckpt is None else step + (0 if replay_restored else cfg.learning_starts)
-    writer = SummaryWriter(str(tensorboard), purge_step=step if ckpt is not None else None) if tensorboard else None
-    if writer is not None and ckpt is None:
-        writer.add_text("config", "```\n" + json.dumps(asdict(cfg), indent=2) + "\n```", 0)
-    returns_log = ReturnsLog(out)
-
+        restore_rngs(ckpt, rng)
+    if state.step >= cfg.steps:
+        raise UserError(f"{out}: run is already at {state.step} steps; ask for more than that with --steps")
+    repair = ckpt is not None and reconcile_resume(out, state.step)
+    env = make_vector_env(cfg.game, cfg.envs, EnvConfig(sticky=cfg.sticky, noop_max=30, clip_rewards=False),
+                          num_threads=cfg.env_threads)
+    replay, warmup_until = _replay_memory(cfg, out, state, ckpt is not None)
+    src = init_ref if init_ref is not None and Path(init_ref["agent"]).is_dir() else None
+    run = open_run_dir(out, tensorboard, state, ckpt is not None, asdict(cfg),
+                       curve_before=(Path(src["agent"]), int(src["env_steps"])) if src else None)
     # a new episode begins in every env: seed the envs so that a resumed run differs from the first
-    obs, info = env.reset(seed=int(cfg.seed * 1000 + step))
-    replay.add_frames(obs[:, -1], np.ones(k, dtype=bool))
-    lives = info["lives"].copy()
-    ep_ret = np.zeros(k)
-    ep_len = np.zeros(k, dtype=np.int64)
-    just_done = np.zeros(k, dtype=bool)
-    recent: deque[float] = deque(maxlen=20)
-    last_eval: dict[str, Any] | None = json.loads(ckpt["last_eval"]) if ckpt is not None else None
-    update_debt = 0.0
-    loss_v = q_v = float("nan")
-    t_start = time.time()
-    # seconds spent in each part of the loop since this process started (see `bench teacher`)
-    prof = {"act": 0.0, "update": 0.0, "sample": 0.0, "env_wait": 0.0, "replay_write": 0.0}
-    learn_t0: float | None = None
-    learn_step0 = step
-    sps_t, sps_step = time.time(), step
-    next_ckpt = (step // cfg.checkpoint_every + 1) * cfg.checkpoint_every
-    next_eval = (step // cfg.eval_every + 1) * cfg.eval_every if cfg.eval_every else None
-    last_target = step - step % cfg.target_update
-
-    def build_card(final: bool) -> dict[str, Any]:
-        training = {
-            "config": asdict(cfg),
-            "steps": step,
-            "updates": updates,
-            "wall_time_s": round(wall_before + time.time() - t_start, 1),
-            "machines": machines,
-            "git_commit": git_commit(),
-            "command": command or f"rl-compress teacher train --game {cfg.game} --steps {cfg.steps} --out {out}",
-            "last_eval": last_eval,
-            "finished": final,
-            "profile": _profile(prof, learn_t0, learn_step0, step, updates),
-        }
-        if init_ref is not None:
-            training["init_from"] = init_ref  # env steps and wall time before this run's
-        card = make_card("teacher" if arch["name"] == "nature_dqn" else "student", cfg.game, arch, online)
-        card["training"] = training  # no "evaluation": one made of earlier weights would not apply to these
-        return card
-
-    def save(final: bool = False) -> dict[str, Any]:
-        card = build_card(final)
-        state = {
-            "online": online.state_dict(),
-            "target": target.state_dict(),
-            "optimizer": opt.state_dict(),
-            "step": step,
-            "updates": updates,
-            "wall_time": wall_before + time.time() - t_start,
-            "machines": machines,
-            "np_rng": json.dumps(rng.bit_generator.state),
-            "torch_rng": torch.get_rng_state(),
-            "config": json.dumps(asdict(cfg)),
-            "last_eval": json.dumps(last_eval),
-        }
-        # one generation, the checkpoint last: it names the step the other files must hold
-        files = [(REPLAY, replay.npz_writer(step))] if cfg.save_replay else []
-        write_generation(out, [*files, *agent_files(online, card), (CHECKPOINT, checkpoint_writer(state))])
-        src = init_ref if init_ref is not None and Path(init_ref["agent"]).is_dir() else None
-        plot_curve(out, before=(Path(src["agent"]), int(src["env_steps"])) if src else None)
-        return card
-
+    obs, info = env.reset(seed=int(cfg.seed * 1000 + state.step))
+    replay.add_frames(obs[:, -1], np.ones(cfg.envs, dtype=bool))
+    method = DQNMethod(cfg, arch, (online, target), opt, replay, rng, info["lives"].copy(), warmup_until,
+                       {"command": command, "out": out, "init_from": init_ref})
+    method.last_target = state.step - state.step % cfg.target_update
     if repair:
-        save_agent(out, online, build_card(False))
-    try:
-        with StopFlag() as flag, progress_bar(show_progress) as bar:
-            task = bar.add_task(f"teacher {cfg.game}", total=cfg.steps, completed=step, info="")
-            while step < cfg.steps and not flag.stop:
-                t0 = time.perf_counter()
-                eps = epsilon_at(cfg, step)
-                explore = rng.random(k) < eps
-                actions = rng.integers(0, n_act, k)
-                if not explore.all():
-                    with torch.no_grad():
-                        greedy = online(torch.from_numpy(obs)).argmax(1).numpy()
-                    actions = np.where(explore, actions, greedy)
-                actions = actions.astype(np.int64)
-                env.send(actions)
-                t1 = time.perf_counter()
-                prof["act"] += t1 - t0
-                if not cfg.overlap_env:
-                    obs, reward, term, trunc, info = env.recv()
-                    prof["env_wait"] += time.perf_counter() - t1
-                # learn while the emulators run
-                if step >= warmup_until and len(replay) > cfg.batch_size:
-                    if learn_t0 is None:
-                        learn_t0, learn_step0 = time.perf_counter(), step
-                    update_debt += k / cfg.train_freq
-                    while update_debt >= 1.0:
-                        ta = time.perf_counter()
-                        batch = replay.sample(cfg.batch_size, rng)
-                        tb = time.perf_counter()
-                        loss_v, q_v = td_update(online_fn, target_fn, opt, batch, cfg.double, cfg.max_grad_norm, bf16)
-                        prof["sample"] += tb - ta
-                        prof["update"] += time.perf_counter() - tb
-                        updates += 1
-                        update_debt -= 1.0
-                t2 = time.perf_counter()
-                if cfg.overlap_env:
-                    obs, reward, term, trunc, info = env.recv()
-                t3 = time.perf_counter()
-                prof["env_wait"] += t3 - t2
-                step += k
-                # record transitions: envs that just reset return the reset frame instead
-                live = ~just_done
-                life_lost = (info["lives"] < lives) & cfg.life_loss_terminal
-                lives = info["lives"].copy()
-                replay.record_step(obs, actions, np.sign(reward).astype(np.float32), term | life_lost, just_done)
-                prof["replay_write"] += time.perf_counter() - t3
-                ep_ret += np.where(live, reward, 0.0)
-                ep_len += live
-                done = (term | trunc) & live
-                for i in np.flatnonzero(done):
-                    recent.append(float(ep_ret[i]))
-                    returns_log.add(step, ep_ret[i], ep_len[i], wall_before + time.time() - t_start)
-                    if writer is not None:
-                        writer.add_scalar("charts/episodic_return", ep_ret[i], step)
-                        writer.add_scalar("charts/episodic_length", ep_len[i], step)
-                    ep_ret[i] = 0.0
-                    ep_len[i] = 0
-                just_done = done
-                if step - last_target >= cfg.target_update:
-                    target.load_state_dict(online.state_dict())
-                    last_target = step - step % cfg.target_update
-                if step - sps_step >= 1_000:
-                    sps = (step - sps_step) / (time.time() - sps_t)
-                    sps_t, sps_step = time.time(), step
-                    if writer is not None:
-                        writer.add_scalar("charts/SPS", sps, step)
-                        writer.add_scalar("charts/epsilon", eps, step)
-                        if updates:
-                            writer.add_scalar("losses/td_loss", loss_v, step)
-                            writer.add_scalar("losses/q_mean", q_v, step)
-                    mean = f"{np.mean(recent):.1f}" if recent else "-"
-                    bar.update(task, completed=step, info=f"{sps:.0f} sps  eps {eps:.2f}  return(20) {mean}")
-                if next_eval is not None and step >= next_eval:
-                    next_eval += cfg.eval_every
-                    res = evaluate(online, cfg.game, cfg.eval_episodes, seed=10_000, protocol=DEFAULT_PROTOCOL)
-                    last_eval = {"step": step, "mean": res["mean"], "std": res["std"], "episodes": res["episodes"]}
-                    if writer is not None:
-                        writer.add_scalar("eval/return_mean", res["mean"], step)
-                if step >= next_ckpt:
-                    next_ckpt += cfg.checkpoint_every
-                    save()
-            card = save(final=step >= cfg.steps)
-    finally:
-        env.close()
-        returns_log.close()
-        if writer is not None:
-            writer.close()
-    return card
+        save_agent(out, online, method.build_card(state, False))
+    return run_loop(method, env, obs, state, run, Schedule(cfg.steps, cfg.checkpoint_every, cfg.eval_every),
+                    show_progress)
 
 
-def _profile(
-    prof: dict[str, float], learn_t0: float | None, learn_step0: int, step: int, updates: int
-) -> dict[str, Any]:
+def _profile(prof: dict[str, float], learn_t0: float | None, learn_step0: int, step: int) -> dict[str, Any]:
     """Where this process's time went, and the env steps/s since updates began."""
     out: dict[str, Any] = {k: round(v, 3) for k, v in prof.items()}
     if learn_t0 is not None:

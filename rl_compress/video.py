@@ -8,8 +8,8 @@ a temp name in the same folder and renamed when complete.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 import cv2
 import numpy as np

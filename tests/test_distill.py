@@ -11,14 +11,22 @@ import torch
 import torch.nn.functional as F
 
 from rl_compress.agent import load_agent, update_card
-from rl_compress.distill import DistillConfig, dead_channels, distill, distill_loss, recycle_dead_channels
+from rl_compress.distill import (
+    DistillConfig,
+    batch_stats,
+    dead_channels,
+    distill,
+    distill_loss,
+    distill_update,
+    recycle_dead_channels,
+)
 from rl_compress.envs import sample_observations
 from rl_compress.errors import UserError
-from rl_compress.networks import build_network, count_params, parse_spec
+from rl_compress.networks import build_network, count_params, parse_spec, teacher_arch
 from rl_compress.rundir import machine
 
-TINY = dict(steps=1200, learning_starts=400, buffer_size=4000, envs=4, batch_size=32, train_freq=2,
-            checkpoint_every=100_000, eval_every=0)
+TINY = {"steps": 1200, "learning_starts": 400, "buffer_size": 4000, "envs": 4, "batch_size": 32, "train_freq": 2,
+            "checkpoint_every": 100_000, "eval_every": 0}
 
 
 @pytest.mark.parametrize(
@@ -103,6 +111,37 @@ def test_recycling_dead_channels(spec: str) -> None:
     assert (opt.state[convs[0].weight]["exp_avg"][live] != 0).any()
     with pytest.raises(UserError, match="gmp student"):
         recycle_dead_channels(build_network(parse_spec("flat8-fc16"), 6), x)
+
+
+@pytest.mark.parametrize("loss,feature", [("actor-mimic", False), ("kl", False), ("mse", False), ("nll", False),
+                                          ("actor-mimic", True)])
+def test_distill_update_fits_a_fixed_batch(loss: str, feature: bool) -> None:
+    """The update alone, on real Pong states labelled by a real Nature-DQN: repeated steps on one
+    batch drive the loss (and the feature regression, when on) down and the agreement up."""
+    torch.manual_seed(0)
+    teacher = build_network(teacher_arch(), 6).eval()
+    x = torch.from_numpy(sample_observations("pong", 64, seed=3))
+    with torch.no_grad():
+        h_t = teacher.features(x)
+        q_t = teacher.from_features(h_t) * 50  # spread the random teacher's values: distinct actions per state
+    student = build_network(parse_spec("gmp8"), 6)
+    proj = torch.nn.Linear(int(student.features(x[:1]).shape[1]), int(h_t.shape[1])) if feature else None
+    params = list(student.parameters()) + (list(proj.parameters()) if proj is not None else [])
+    opt = torch.optim.Adam(params, lr=3e-3)
+    tau = 0.1 if loss == "actor-mimic" else 0.01
+    kw = {"proj": proj, "h_teacher": h_t, "feature_weight": 0.01} if feature else {}
+    first = distill_update(student, opt, x, q_t, loss, tau, **kw)
+    before = batch_stats(first, q_t)
+    for _ in range(150):
+        last = distill_update(student, opt, x, q_t, loss, tau, **kw)
+    after = batch_stats(last, q_t)
+    assert after["loss"] < 0.7 * before["loss"], (before, after)
+    assert after["agreement"] > before["agreement"] and after["agreement"] >= 0.6, (before, after)
+    assert last.logits.shape == (64, 6) and not last.logits.requires_grad
+    if feature:
+        assert after["feature"] < before["feature"]
+    else:
+        assert after["feature"] == 0.0
 
 
 def test_losses_by_hand() -> None:

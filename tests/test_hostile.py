@@ -217,10 +217,9 @@ def test_outputs_never_overwritten(capsys: pytest.CaptureFixture, student: Path,
                      *TINY_DISTILL], "already holds a run", "--force")
     refused(capsys, ["prune", str(student), "--out", str(student)], "is the source agent")
     # teacher import into an agent directory: refused, then replaced only with --force
-    from stable_baselines3 import DQN
-
     import ale_py
     import gymnasium as gym
+    from stable_baselines3 import DQN
     from stable_baselines3.common.env_util import make_atari_env
     from stable_baselines3.common.vec_env import VecFrameStack
 
@@ -247,10 +246,8 @@ def test_run_lock_refuses_a_second_writer(capsys: pytest.CaptureFixture, student
                          "--steps", "800", "--quiet"], f"in use by process {os.getpid()}")
         refused(capsys, ["teacher", "import", "x.zip", "--game", "pong", "--out", str(student)], "no such file")
     assert snapshot(student) == before
-    with pytest.raises(UserError, match="in use by process"):
-        with RunLock(student):
-            with RunLock(student):
-                pass
+    with pytest.raises(UserError, match="in use by process"), RunLock(student), RunLock(student):
+        pass
 
 
 def _wait_for(cond, timeout: float = 300.0, every: float = 0.002) -> bool:
@@ -275,7 +272,8 @@ def test_kill_9_in_a_checkpoint_write_then_resume(tmp_path: Path) -> None:
     one_line(2, res.stderr, f"in use by process {proc.pid}")
     assert res.returncode == 2
     # kill it inside a checkpoint write (a staged temp file is there), after its first checkpoint
-    staged = lambda: (out / "checkpoint.pt").exists() and any(p.name.endswith(".tmp") for p in out.iterdir())
+    def staged():
+        return (out / "checkpoint.pt").exists() and any(p.name.endswith(".tmp") for p in out.iterdir())
     assert _wait_for(staged), proc.stderr.read() if proc.poll() is not None else "no checkpoint write seen"
     proc.kill()
     proc.wait(timeout=60)

@@ -171,7 +171,7 @@ def test_write_video_mp4_and_gif(tmp_path: Path) -> None:
     assert write_video(tmp_path / "v.mp4", iter(frames), fps=10) == 12
     reader = imageio.get_reader(str(tmp_path / "v.mp4"))
     meta = reader.get_meta_data()
-    got = [f for f in reader]
+    got = list(reader)
     assert meta["codec"] == "h264" and len(got) == 12 and got[0].shape == (64, 48, 3)
     assert write_video(tmp_path / "v.gif", iter(frames), fps=10) == 12
     assert len(imageio.mimread(str(tmp_path / "v.gif"))) == 12
@@ -200,7 +200,7 @@ def test_localize_npz_and_record_cli(gmp_student: Path, random_teacher: Path, tm
                str(random_teacher), "--quiet")
     assert res.returncode == 0, res.stderr
     reader = imageio.get_reader(str(video))
-    frames = [f for f in reader]
+    frames = list(reader)
     assert len(frames) == 25 and frames[0].shape == ((210 + 14) * 3, 2 * 480 + 6, 3)
 
     bad = _cli("record", str(random_teacher), "--out", str(tmp_path / "t.mp4"), "--overlay", "gmp")

@@ -40,7 +40,7 @@ def in_chunks(fn: Callable[[torch.Tensor], torch.Tensor], x: Any, size: int = 50
 
 def merged_gap(q: torch.Tensor) -> torch.Tensor:
     """Per state, the gap between the teacher's two best actions, Pong's duplicates merged (max)."""
-    g = torch.stack([q[:, PONG_MERGE == k].max(1).values for k in range(int(PONG_MERGE.max()) + 1)], 1)
+    g = torch.stack([q[:, k == PONG_MERGE].max(1).values for k in range(int(PONG_MERGE.max()) + 1)], 1)
     top = g.topk(2, dim=1).values
     return top[:, 0] - top[:, 1]
 

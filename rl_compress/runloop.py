@@ -1,0 +1,294 @@
+"""The run loop that every training method shares (the teacher's DQN, distillation), in the
+spirit of dqn_zoo: the method acts, learns and records; the loop owns the rest.
+
+The loop owns: the run's counters and their trip to and from ``checkpoint.pt`` (``RunState``),
+episode statistics of the vector env (``Episodes``) to ``returns.csv`` and TensorBoard, the
+steps/s and progress bar, the periodic evaluation and checkpoint triggers, the SIGINT / SIGTERM
+stop (``StopFlag``: the loop ends at the next step and checkpoints) and the save of one consistent
+generation (weights, card, the method's extra files such as the replay memory, the checkpoint last).
+
+A method is an object with the hooks of ``Method``; one iteration is:
+
+    actions = method.act(obs)            # batched forward for the K envs
+    env.send(actions)                    # the emulators step on their threads...
+    method.learn(state)                  # ...while the learner updates
+    obs, reward, term, trunc, info = env.recv()
+    state.step += K
+    method.observe(state, obs, actions, reward, term, trunc, info, episodes.just_done)
+    episodes -> returns.csv, TensorBoard; every 1,000 steps: SPS, method.log_scalars
+    evaluation and checkpoint when their step comes
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+from torch import nn
+
+from rl_compress.agent import agent_files
+from rl_compress.progress import progress_bar
+from rl_compress.rundir import (
+    CHECKPOINT,
+    ReturnsLog,
+    checkpoint_writer,
+    machines_after,
+    plot_curve,
+    write_generation,
+)
+from rl_compress.signals import StopFlag
+
+
+@dataclass
+class RunState:
+    """The counters of a run that every method has; saved in and restored from its checkpoint."""
+
+    step: int = 0
+    updates: int = 0
+    wall_before: float = 0.0  # seconds trained by earlier legs of this run
+    machines: list[str] = field(default_factory=list)
+    last_eval: dict[str, Any] | None = None
+    started: float = field(default_factory=time.time)
+    # seconds this process spent in each part of the loop (not checkpointed; see `bench teacher`)
+    profile: dict[str, float] = field(default_factory=lambda: dict.fromkeys(
+        ("act", "update", "sample", "env_wait", "replay_write"), 0.0))
+
+    @classmethod
+    def restore(cls, ckpt: dict[str, Any] | None) -> RunState:
+        """The state of a new run (``ckpt`` None) or of the run that wrote ``ckpt``."""
+        if ckpt is None:
+            return cls(machines=machines_after([]))
+        return cls(step=int(ckpt["step"]), updates=int(ckpt["updates"]), wall_before=float(ckpt["wall_time"]),
+                   machines=machines_after(ckpt.get("machines")), last_eval=json.loads(ckpt["last_eval"]))
+
+    def wall_time(self) -> float:
+        """Seconds of training in all legs of the run so far."""
+        return self.wall_before + time.time() - self.started
+
+    def to_checkpoint(self) -> dict[str, Any]:
+        """The entries of checkpoint.pt that this state fills."""
+        return {"step": self.step, "updates": self.updates, "wall_time": self.wall_time(),
+                "machines": self.machines, "last_eval": json.dumps(self.last_eval)}
+
+
+def rng_to_checkpoint(rng: np.random.Generator) -> dict[str, Any]:
+    """The numpy and torch RNG states, for checkpoint.pt."""
+    return {"np_rng": json.dumps(rng.bit_generator.state), "torch_rng": torch.get_rng_state()}
+
+
+def restore_rngs(ckpt: dict[str, Any], rng: np.random.Generator) -> None:
+    """Put back the RNG states ``rng_to_checkpoint`` saved."""
+    rng.bit_generator.state = json.loads(ckpt["np_rng"])
+    torch.set_rng_state(ckpt["torch_rng"])
+
+
+class Episodes:
+    """Returns and lengths of the episodes of K envs. An env whose episode just ended returns its
+    reset frame on the next step: that step belongs to no episode."""
+
+    def __init__(self, k: int) -> None:
+        self.ret = np.zeros(k)
+        self.len = np.zeros(k, dtype=np.int64)
+        self.just_done = np.zeros(k, dtype=bool)
+        self.recent: deque[float] = deque(maxlen=20)
+
+    def step(self, reward: np.ndarray, term: np.ndarray, trunc: np.ndarray) -> list[tuple[float, int]]:
+        """Account one env step; returns (return, length) of each episode that ended in it."""
+        live = ~self.just_done
+        self.ret += np.where(live, reward, 0.0)
+        self.len += live
+        done = (term | trunc) & live
+        ended = [(float(self.ret[i]), int(self.len[i])) for i in np.flatnonzero(done)]
+        self.recent.extend(r for r, _ in ended)
+        self.ret[done] = 0.0
+        self.len[done] = 0
+        self.just_done = done
+        return ended
+
+    def mean_recent(self) -> str:
+        """Mean return of the last 20 episodes, for the progress bar."""
+        return f"{np.mean(self.recent):.1f}" if self.recent else "-"
+
+
+class Method(Protocol):
+    """What a training method plugs into ``run_loop``."""
+
+    net: nn.Module  # the network saved as the agent
+    label: str  # progress bar label
+    return_tag: str  # TensorBoard tag of the acting agent's episode returns
+    length_tag: str | None  # TensorBoard tag of their lengths (None: not logged)
+    overlap_env: bool  # learn while the emulators step (else after they have)
+
+    def act(self, obs: np.ndarray, state: RunState) -> np.ndarray: ...
+
+    def learn(self, state: RunState) -> None: ...
+
+    def observe(self, state: RunState, obs: np.ndarray, actions: np.ndarray, reward: np.ndarray,
+                term: np.ndarray, trunc: np.ndarray, info: dict[str, Any], just_done: np.ndarray) -> None: ...
+
+    def evaluate(self, state: RunState, writer: Any) -> dict[str, Any]: ...
+
+    def report(self, writer: Any, state: RunState) -> None: ...
+
+    def progress_info(self) -> str: ...
+
+    def checkpoint_state(self, state: RunState) -> dict[str, Any]: ...
+
+    def build_card(self, state: RunState, final: bool) -> dict[str, Any]: ...
+
+    def extra_files(self, state: RunState) -> list[tuple[str, Any]]: ...
+
+
+@dataclass
+class Schedule:
+    """When a run stops, checkpoints and evaluates (env steps; ``eval_every`` 0 = never)."""
+
+    steps: int
+    checkpoint_every: int
+    eval_every: int
+
+    def next_after(self, step: int, every: int) -> int | None:
+        """The first multiple of ``every`` after ``step`` (None when ``every`` is 0)."""
+        return (step // every + 1) * every if every else None
+
+
+@dataclass
+class RunDir:
+    """Where a run writes: its directory, logs and the learning curve's labels."""
+
+    out: Path
+    returns_log: ReturnsLog
+    writer: Any = None  # a TensorBoard SummaryWriter, or None
+    curve_ylabel: str = "return (raw, training protocol)"
+    curve_before: tuple[Path, int] | None = None  # the source agent's curve, for --init-from runs
+
+    def log_episode(self, state: RunState, method: Method, ret: float, length: int) -> None:
+        """One finished episode to returns.csv and TensorBoard."""
+        self.returns_log.add(state.step, ret, length, state.wall_time())
+        if self.writer is not None:
+            self.writer.add_scalar(method.return_tag, ret, state.step)
+            if method.length_tag:
+                self.writer.add_scalar(method.length_tag, length, state.step)
+
+    def close(self) -> None:
+        """Close the returns log and the TensorBoard writer."""
+        self.returns_log.close()
+        if self.writer is not None:
+            self.writer.close()
+
+
+def open_run_dir(out: Path, tensorboard: Path | None, state: RunState, resumed: bool, config: dict[str, Any],
+                 **curve: Any) -> RunDir:
+    """The returns log and TensorBoard writer of a run (a resumed run's log continues at its step)."""
+    writer = None
+    if tensorboard:
+        from torch.utils.tensorboard import SummaryWriter  # heavy: only when asked for
+
+        writer = SummaryWriter(str(tensorboard), purge_step=state.step if resumed else None)
+        if not resumed:
+            writer.add_text("config", "```\n" + json.dumps(config, indent=2) + "\n```", 0)
+    return RunDir(out, ReturnsLog(out), writer, **curve)
+
+
+def save_run(method: Method, state: RunState, run: RunDir, final: bool = False) -> dict[str, Any]:
+    """Write one generation (the method's extra files, weights, card, the checkpoint last: it names
+    the step the others hold), then the learning curve; returns the card."""
+    card = method.build_card(state, final)
+    ckpt = {**method.checkpoint_state(state), **state.to_checkpoint()}
+    write_generation(run.out, [*method.extra_files(state), *agent_files(method.net, card),
+                               (CHECKPOINT, checkpoint_writer(ckpt))])
+    plot_curve(run.out, ylabel=run.curve_ylabel, before=run.curve_before)
+    return card
+
+
+class _Triggers:
+    """Steps/s, evaluation and checkpoint triggers of one loop."""
+
+    def __init__(self, schedule: Schedule, step: int) -> None:
+        self.schedule = schedule
+        self.next_ckpt = schedule.next_after(step, schedule.checkpoint_every)
+        self.next_eval = schedule.next_after(step, schedule.eval_every)
+        self.sps_t, self.sps_step = time.time(), step
+
+    def sps(self, step: int) -> float | None:
+        """Env steps/s since the last report, every 1,000 steps (else None)."""
+        if step - self.sps_step < 1_000:
+            return None
+        sps = (step - self.sps_step) / max(time.time() - self.sps_t, 1e-9)
+        self.sps_t, self.sps_step = time.time(), step
+        return sps
+
+    def evaluate_now(self, step: int) -> bool:
+        """Whether an evaluation is due (and schedule the next one)."""
+        if self.next_eval is None or step < self.next_eval:
+            return False
+        self.next_eval += self.schedule.eval_every
+        return True
+
+    def checkpoint_now(self, step: int) -> bool:
+        """Whether a checkpoint is due (and schedule the next one)."""
+        if self.next_ckpt is None or step < self.next_ckpt:
+            return False
+        self.next_ckpt += self.schedule.checkpoint_every
+        return True
+
+
+def run_loop(method: Method, env: Any, obs: np.ndarray, state: RunState, run: RunDir, schedule: Schedule,
+             show_progress: bool = True) -> dict[str, Any]:
+    """Run ``method`` from ``state`` to ``schedule.steps`` env steps (or to a SIGINT / SIGTERM) on
+    the started vector env whose observation is ``obs``; checkpoints as scheduled and at the end.
+    Returns the final card ("finished" false when a signal stopped it)."""
+    k = len(obs)
+    episodes = Episodes(k)
+    triggers = _Triggers(schedule, state.step)
+    prof = state.profile
+    try:
+        with StopFlag() as flag, progress_bar(show_progress) as bar:
+            task = bar.add_task(method.label, total=schedule.steps, completed=state.step, info="")
+            while state.step < schedule.steps and not flag.stop:
+                t0 = time.perf_counter()
+                actions = method.act(obs, state)
+                env.send(actions)
+                t1 = time.perf_counter()
+                if not method.overlap_env:
+                    obs, reward, term, trunc, info = env.recv()
+                t2 = time.perf_counter()
+                method.learn(state)  # while the emulators run, with overlap_env
+                t3 = time.perf_counter()
+                if method.overlap_env:
+                    obs, reward, term, trunc, info = env.recv()
+                t4 = time.perf_counter()
+                state.step += k
+                method.observe(state, obs, actions, reward, term, trunc, info, episodes.just_done)
+                prof["act"] += t1 - t0
+                prof["env_wait"] += (t2 - t1) + (t4 - t3)
+                prof["replay_write"] += time.perf_counter() - t4
+                for ret, length in episodes.step(reward, term, trunc):
+                    run.log_episode(state, method, ret, length)
+                _periodic(method, state, run, triggers, bar, task, episodes)
+            return save_run(method, state, run, final=state.step >= schedule.steps)
+    finally:
+        env.close()
+        run.close()
+
+
+def _periodic(method: Method, state: RunState, run: RunDir, triggers: _Triggers, bar: Any, task: Any,
+              episodes: Episodes) -> None:
+    """What the loop does between steps when its time comes: SPS and scalars, evaluation, checkpoint."""
+    sps = triggers.sps(state.step)
+    if sps is not None:
+        if run.writer is not None:
+            run.writer.add_scalar("charts/SPS", sps, state.step)
+        method.report(run.writer, state)
+        bar.update(task, completed=state.step,
+                   info=f"{sps:.0f} sps  {method.progress_info()}  return(20) {episodes.mean_recent()}")
+    if triggers.evaluate_now(state.step):
+        state.last_eval = method.evaluate(state, run.writer)
+    if triggers.checkpoint_now(state.step):
+        save_run(method, state, run)
