@@ -28,15 +28,15 @@ done
 {
   echo "Top peak within 10 px of an object (per class: of the frames where it is present):"
   echo
-  .venv/bin/python -m rl_compress.score "${jsons[@]}"
+  .venv/bin/python -m rl_compress.attention.score "${jsons[@]}"
   echo
   echo "Any of the top 3 peaks within 10 px of an object:"
   echo
-  .venv/bin/python -m rl_compress.score --top3 "${jsons[@]}"
+  .venv/bin/python -m rl_compress.attention.score --top3 "${jsons[@]}"
   echo
   echo "Top peak within 10 px of an object in any of the 4 stacked frames the agent saw:"
   echo
-  .venv/bin/python -m rl_compress.score --stack "${jsons[@]}"
+  .venv/bin/python -m rl_compress.attention.score --stack "${jsons[@]}"
 } > experiments/results/localization_pong.md.tmp
 mv experiments/results/localization_pong.md.tmp experiments/results/localization_pong.md
 cat experiments/results/localization_pong.md

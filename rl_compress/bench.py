@@ -16,11 +16,30 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import ale_py
+import gymnasium as gym
 import numpy as np
 import torch
 
-from rl_compress.errors import UserError
-from rl_compress.rundir import cpu_model
+from rl_compress.atari.envs import sample_observations
+from rl_compress.atari.games import _env_id_name, quiet_ale, resolve_game
+from rl_compress.attention.maps import GRID, SCREEN_H, SCREEN_W, attention
+from rl_compress.core.errors import UserError
+from rl_compress.core.provenance import cpu_model
+from rl_compress.models.agent import make_card, save_agent
+from rl_compress.models.export import export
+from rl_compress.models.networks import (
+    bf16_is_fast,
+    build_network,
+    conv_layers,
+    count_params,
+    forward_macs,
+    parse_spec,
+    teacher_arch,
+)
+from rl_compress.train.distill import DistillConfig, distill
+from rl_compress.train.replay import Batch
+from rl_compress.train.teacher import TeacherConfig, compile_for_updates, make_optimizer, td_update, train_teacher
 
 
 @dataclass
@@ -49,7 +68,6 @@ class TeacherBenchConfig:
 def random_batch(batch_size: int, gamma: float, rng: np.random.Generator) -> Any:
     """A replay batch of random frames and actions (6 of them), zero rewards and discount gamma:
     what one update costs does not depend on the values."""
-    from rl_compress.replay import Batch
 
     b = batch_size
     return Batch(obs=rng.integers(0, 256, (b, 4, 84, 84), dtype=np.uint8), actions=rng.integers(0, 6, b),
@@ -60,8 +78,6 @@ def random_batch(batch_size: int, gamma: float, rng: np.random.Generator) -> Any
 def time_update(cfg: TeacherBenchConfig, compiled: bool, repeats: int = 30, bf16: bool = False) -> float:
     """Median seconds of one Nature-DQN update (target fwd + online fwd/bwd + Adam) alone
     (the forward passes under bfloat16 autocast with ``bf16``)."""
-    from rl_compress.networks import build_network, teacher_arch
-    from rl_compress.teacher import TeacherConfig, compile_for_updates, make_optimizer, td_update
 
     online, target = build_network(teacher_arch(), 6), build_network(teacher_arch(), 6)
     if compiled:
@@ -80,7 +96,6 @@ def time_update(cfg: TeacherBenchConfig, compiled: bool, repeats: int = 30, bf16
 
 def run_ours(cfg: TeacherBenchConfig, precision: str = "fp32") -> dict[str, Any]:
     """Our trainer for warmup + steps; env steps/s over the timed part and its profile."""
-    from rl_compress.teacher import TeacherConfig, train_teacher
 
     tcfg = TeacherConfig(
         game=cfg.game, steps=cfg.warmup + cfg.steps, envs=cfg.envs, buffer_size=cfg.buffer_size,
@@ -97,14 +112,11 @@ def run_ours(cfg: TeacherBenchConfig, precision: str = "fp32") -> dict[str, Any]
 
 def run_sb3(cfg: TeacherBenchConfig) -> dict[str, Any]:
     """stable-baselines3 DQN (RL Zoo's Atari setup: AtariWrapper, VecFrameStack 4) for the same steps."""
-    import ale_py
-    import gymnasium as gym
     from stable_baselines3 import DQN
     from stable_baselines3.common.callbacks import BaseCallback
     from stable_baselines3.common.env_util import make_atari_env
     from stable_baselines3.common.vec_env import VecFrameStack
 
-    from rl_compress.envs import _env_id_name, quiet_ale, resolve_game
 
     quiet_ale()
     gym.register_envs(ale_py)
@@ -133,7 +145,6 @@ def run_sb3(cfg: TeacherBenchConfig) -> dict[str, Any]:
 
 def bench_teacher(cfg: TeacherBenchConfig | None = None) -> dict[str, Any]:
     """Run both trainers and the update timing; returns the result dict (see module doc)."""
-    from rl_compress.networks import bf16_is_fast
 
     cfg = cfg or TeacherBenchConfig()
     if cfg.steps <= 0 or cfg.warmup <= cfg.batch_size:
@@ -207,8 +218,6 @@ def bench_inference(student_spec: str = "gmp16", batches: tuple[int, ...] = (1, 
     """Frames/s of a student and the teacher at each batch size, in PyTorch and ONNX Runtime."""
     import onnxruntime as ort
 
-    from rl_compress.export import export
-    from rl_compress.networks import build_network, count_params, parse_spec, teacher_arch
 
     nets = {"teacher": build_network(teacher_arch(), 6).eval(), student_spec: build_network(parse_spec(student_spec), 6).eval()}
     rng = np.random.default_rng(0)
@@ -235,9 +244,6 @@ def bench_distill(student_spec: str = "gmp16", steps: int = 6_000, warmup: int =
     """Distillation throughput: env steps/s and labelled samples/s after a warm-up (the
     teacher is a random-init Nature DQN: speed does not depend on its weights); again with
     ``--precision bf16`` where the CPU has bfloat16 units."""
-    from rl_compress.agent import make_card, save_agent
-    from rl_compress.distill import DistillConfig, distill
-    from rl_compress.networks import bf16_is_fast, build_network, teacher_arch
 
     def timed(tdir: Path, d: Path, precision: str) -> dict[str, Any]:
         res = {}
@@ -287,8 +293,6 @@ def attention_macs(method: str, net: torch.nn.Module, perturbations: int = 17 * 
     gradcam - the linear layers again (the gradient to the maps), C x H x W for the weighting, and
     the cell map as gmp-cell; perturbation - ``perturbations`` + 1 forwards and a 4x84x84 blend
     per perturbed copy."""
-    from rl_compress.localize import GRID, SCREEN_H, SCREEN_W
-    from rl_compress.networks import conv_layers, forward_macs
 
     conv, linear = forward_macs(net)
     forward = conv + linear
@@ -317,9 +321,6 @@ def bench_localize(
     Each time is the fastest of ``repeats`` passes, so that a busy moment of the machine does
     not count. GMP's cost includes the forward pass that picks the action; ``extra_ms`` is the
     cost beyond that forward."""
-    from rl_compress.envs import sample_observations
-    from rl_compress.localize import attention
-    from rl_compress.networks import build_network, parse_spec, teacher_arch
 
     n_obs = max(frames, *batches)
     obs = sample_observations("pong", n_obs, num_envs=min(n_obs, 16), warmup=50)

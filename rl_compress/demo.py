@@ -20,7 +20,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from rl_compress.cli import main as cli
+from rl_compress.cli.main import main as cli
 
 TEACHER = Path("agents/pong/teacher")
 OUT = Path("runs/demo")

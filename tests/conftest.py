@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from rl_compress.agent import make_card, save_agent
-from rl_compress.networks import build_network, teacher_arch
+from rl_compress.models.agent import make_card, save_agent
+from rl_compress.models.networks import build_network, teacher_arch
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from rl_compress.agent import CARD, WEIGHTS, load_agent, update_card
-from rl_compress.errors import UserError
-from rl_compress.networks import build_network, count_params, teacher_arch
+from rl_compress.core.errors import UserError
+from rl_compress.models.agent import CARD, WEIGHTS, load_agent, update_card
+from rl_compress.models.networks import build_network, count_params, teacher_arch
 
 
 def test_round_trip(random_teacher: Path) -> None:

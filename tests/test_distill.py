@@ -10,8 +10,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from rl_compress.agent import load_agent, update_card
-from rl_compress.distill import (
+from rl_compress.atari.envs import sample_observations
+from rl_compress.core.errors import UserError
+from rl_compress.core.provenance import machine
+from rl_compress.models.agent import load_agent, update_card
+from rl_compress.models.networks import build_network, count_params, parse_spec, teacher_arch
+from rl_compress.train.distill import (
     DistillConfig,
     batch_stats,
     dead_channels,
@@ -20,10 +24,6 @@ from rl_compress.distill import (
     distill_update,
     recycle_dead_channels,
 )
-from rl_compress.envs import sample_observations
-from rl_compress.errors import UserError
-from rl_compress.networks import build_network, count_params, parse_spec, teacher_arch
-from rl_compress.rundir import machine
 
 TINY = {"steps": 1200, "learning_starts": 400, "buffer_size": 4000, "envs": 4, "batch_size": 32, "train_freq": 2,
             "checkpoint_every": 100_000, "eval_every": 0}
@@ -168,7 +168,7 @@ def test_losses_by_hand() -> None:
 def sharp_teacher(random_teacher: Path) -> Path:
     """The random-init teacher with its head scaled x50, so that its Q-values differ between
     actions as a trained teacher's do (a random head gives a nearly uniform softmax)."""
-    from rl_compress.agent import save_agent
+    from rl_compress.models.agent import save_agent
 
     agent = load_agent(random_teacher)
     with torch.no_grad():
@@ -284,7 +284,7 @@ def test_eval_resume_and_refusals(random_teacher: Path, tmp_path: Path) -> None:
     net = load_agent(other).net
     with torch.no_grad():
         next(net.parameters()).add_(1.0)
-    from rl_compress.agent import save_agent
+    from rl_compress.models.agent import save_agent
 
     save_agent(other, net, json.loads((other / "agent.json").read_text()))
     with pytest.raises(UserError, match="another teacher"):

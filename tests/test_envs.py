@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from rl_compress.envs import EnvConfig, ScreenEnv, make_vector_env, num_actions, resolve_game
-from rl_compress.errors import UserError
+from rl_compress.atari.envs import EnvConfig, ScreenEnv, make_vector_env
+from rl_compress.atari.games import game_info, num_actions, resolve_game
+from rl_compress.core.errors import UserError
 
 
 @pytest.mark.parametrize(
@@ -38,6 +39,20 @@ def test_num_actions() -> None:
     assert num_actions("pong") == 6
     assert num_actions("breakout") == 4
 
+
+
+def test_game_value_carries_its_facts() -> None:
+    pong = game_info("PongNoFrameskip-v4")
+    assert pong is game_info("PongNoFrameskip-v4")  # resolved once, then cached
+    assert (pong.id, pong.num_actions, pong.actions[:2]) == ("pong", 6, ("NOOP", "FIRE"))
+    assert (pong.random_score, pong.human_score) == (-20.7, 14.6)
+    assert pong.retention(-20.7, 18.83) == 0.0 and abs(pong.retention(17.13, 18.83) - 37.83 / 39.53) < 1e-12
+    assert pong.retention(5.0, -21.0) is None  # a teacher no better than random: no retention
+    assert abs(game_info("Breakout").human_normalized(30.5) - 1.0) < 1e-12
+    tennis = game_info("tennis")  # an ALE game outside the reference table
+    assert tennis.num_actions == 18 and tennis.retention(1.0, 2.0) is None and tennis.human_normalized(1.0) is None
+    with pytest.raises(UserError, match="closest valid names"):
+        game_info("Pongg")
 
 @pytest.mark.parametrize("game", ["pong", "breakout"])
 def test_vector_and_screen_env_identical(game: str) -> None:

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from rl_compress.agent import load_agent
-from rl_compress.errors import UserError
-from rl_compress.evaluate import DEFAULT_PROTOCOL, evaluate, human_normalized
+from rl_compress.atari.evaluate import DEFAULT_PROTOCOL, evaluate, human_normalized
+from rl_compress.core.errors import UserError
+from rl_compress.models.agent import load_agent
 
 
 def test_evaluate_random_teacher(random_teacher: Path) -> None:

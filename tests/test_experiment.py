@@ -10,20 +10,12 @@ import pytest
 import torch
 import yaml
 
-from rl_compress.errors import UserError
-from rl_compress.experiment import (
-    agents_table,
-    by_method,
-    load_study,
-    mean_curve,
-    report,
-    run_study,
-    summarize,
-    table_markdown,
-    teacher_evaluation,
-    write_results,
-)
-from rl_compress.rundir import machine
+from rl_compress.core.errors import UserError
+from rl_compress.core.provenance import machine
+from rl_compress.studies.backends import run_study, teacher_evaluation
+from rl_compress.studies.report import by_method, mean_curve, report, summarize, write_results
+from rl_compress.studies.spec import load_study
+from rl_compress.studies.table import agents_table, table_markdown
 
 DETERMINISTIC = ["game", "spec", "params", "ratio_to_teacher", "loss", "actor", "seed", "steps", "score_mean",
                  "score_std", "teacher_mean", "episodes"]
@@ -94,8 +86,8 @@ def test_local_and_ray_give_the_same_rows(random_teacher: Path, tmp_path: Path) 
 def _check_table(student: Path, teacher: Path, row: dict, tmp_path: Path) -> None:
     """`rl-compress table` reads the cards: same seeds and episodes as the study's own evaluation
     give the same scores and retention; a mismatch in episodes or a teacher dir is refused."""
-    from rl_compress.agent import load_agent, update_card
-    from rl_compress.evaluate import evaluate
+    from rl_compress.atari.evaluate import evaluate
+    from rl_compress.models.agent import load_agent, update_card
 
     for d in (student, teacher):
         update_card(d, evaluation=evaluate(load_agent(d).net, "pong", 2, seed=0))
@@ -225,8 +217,9 @@ def test_summary_is_the_mean_and_spread_over_seeds() -> None:
 def test_a_run_reuses_the_teachers_stored_evaluation_only_when_it_matches(random_teacher: Path) -> None:
     from dataclasses import asdict
 
-    from rl_compress.agent import WEIGHTS, load_agent, sha256_file, update_card
-    from rl_compress.evaluate import DEFAULT_PROTOCOL, evaluate
+    from rl_compress.atari.evaluate import DEFAULT_PROTOCOL, evaluate
+    from rl_compress.core.files import sha256_file
+    from rl_compress.models.agent import WEIGHTS, load_agent, update_card
 
     teacher = load_agent(random_teacher)
     assert teacher_evaluation(teacher, 2) is None  # no evaluation in its card
@@ -256,8 +249,8 @@ def test_the_paper_study_covers_what_the_readme_claims() -> None:
     """experiments/paper.yaml: every game with a shipped teacher, students from ~0.3% to ~7% of
     that teacher, Actor-Mimic (the student acts) against DQN from scratch, 3 seeds; its quick pass
     (--budget) is the same grid under its own name."""
-    from rl_compress.agent import load_agent
-    from rl_compress.networks import build_network, count_params, parse_spec
+    from rl_compress.models.agent import load_agent
+    from rl_compress.models.networks import build_network, count_params, parse_spec
 
     root = Path(__file__).resolve().parents[1]
     study = load_study(root / "experiments" / "paper.yaml")

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from rl_compress.agent import load_agent
-from rl_compress.envs import sample_observations
-from rl_compress.errors import UserError
-from rl_compress.export import export
+from rl_compress.atari.envs import sample_observations
+from rl_compress.core.errors import UserError
+from rl_compress.models.agent import load_agent
+from rl_compress.models.export import export
 
 
 def test_onnx_and_torchscript_match(random_teacher: Path, tmp_path: Path) -> None:

@@ -9,13 +9,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from rl_compress.agent import load_agent, save_agent, update_card
-from rl_compress.distill import DistillConfig, distill
-from rl_compress.envs import sample_observations
-from rl_compress.errors import UserError
-from rl_compress.experiment import agents_table
-from rl_compress.networks import conv_layers, count_params, parse_spec
-from rl_compress.prune import keep_channels, prune_agent, spec_for
+from rl_compress.atari.envs import sample_observations
+from rl_compress.core.errors import UserError
+from rl_compress.models.agent import load_agent, save_agent, update_card
+from rl_compress.models.networks import conv_layers, count_params, parse_spec
+from rl_compress.models.prune import keep_channels, prune_agent, spec_for
+from rl_compress.studies.table import agents_table
+from rl_compress.train.distill import DistillConfig, distill
 
 TINY = {"learning_starts": 400, "buffer_size": 4000, "envs": 4, "batch_size": 32, "train_freq": 2,
         "checkpoint_every": 100_000, "eval_every": 0, "tb_clip_steps": 0}
@@ -24,8 +24,8 @@ TINY = {"learning_starts": 400, "buffer_size": 4000, "envs": 4, "batch_size": 32
 @pytest.fixture(scope="module")
 def teacher(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A randomly initialised Pong teacher, shared by this module's tests."""
-    from rl_compress.agent import make_card
-    from rl_compress.networks import build_network, teacher_arch
+    from rl_compress.models.agent import make_card
+    from rl_compress.models.networks import build_network, teacher_arch
 
     torch.manual_seed(0)
     net = build_network(teacher_arch(), 6)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from rl_compress.envs import EnvConfig, make_vector_env
-from rl_compress.replay import FrameReplay
+from rl_compress.atari.envs import EnvConfig, make_vector_env
+from rl_compress.train.replay import FrameReplay
 
 
 def _play(game: str, steps: int, capacity: int, n_step: int, gamma: float, max_frames: int):

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import torch
 
-from rl_compress.agent import load_agent
-from rl_compress.envs import sample_observations
-from rl_compress.errors import UserError
-from rl_compress.sb3_import import import_sb3
+from rl_compress.atari.envs import sample_observations
+from rl_compress.core.errors import UserError
+from rl_compress.models.agent import load_agent
+from rl_compress.models.sb3_import import import_sb3
 
 
 def _sb3_env():

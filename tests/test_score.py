@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rl_compress.score import (
+from rl_compress.attention.score import (
     distance_to_box,
     localization_score,
     objects_from_ram,
@@ -23,7 +23,7 @@ pytest.importorskip("ocatari", reason="the localization score needs the optional
 
 
 def _pong_rams(n: int = 120) -> np.ndarray:
-    from rl_compress.envs import ScreenEnv
+    from rl_compress.atari.envs import ScreenEnv
 
     env = ScreenEnv("pong")
     env.reset(seed=0)
@@ -95,26 +95,26 @@ def test_localize_score_cli(random_teacher: Path, tmp_path: Path) -> None:
     assert sc["method"] == "gradcam" and sc["attention"]["frames"] == 30 and sc["attention"]["radius"] == 10
     assert 0 <= sc["attention"]["any"] <= 1 and 0 <= sc["random"]["any"] <= 1
     # the table of experiments/localization_pong.sh: one row per result, rates as written
-    table = subprocess.run([sys.executable, "-m", "rl_compress.score", str(tmp_path / "s.json")],
+    table = subprocess.run([sys.executable, "-m", "rl_compress.attention.score", str(tmp_path / "s.json")],
                            capture_output=True, text=True, timeout=120)
     assert table.returncode == 0, table.stderr
     head, _, row = table.stdout.splitlines()
     assert head.startswith("| agent | method | frames | any object |") and "Player" in head
     cells = [c.strip() for c in row.strip("|").split("|")]
     assert cells[1:4] == ["gradcam", "30", f"{sc['attention']['any']:.3f}"] and cells[-1] == f"{sc['random']['any']:.3f}"
-    table3 = subprocess.run([sys.executable, "-m", "rl_compress.score", "--top3", str(tmp_path / "s.json")],
+    table3 = subprocess.run([sys.executable, "-m", "rl_compress.attention.score", "--top3", str(tmp_path / "s.json")],
                             capture_output=True, text=True, timeout=120)
     assert table3.returncode == 0, table3.stderr
     head3, _, row3 = table3.stdout.splitlines()
     assert head3.endswith("| 3 random points (any) |") and sc["attention_top3"]["points"] == 3
     assert row3.split("|")[4].strip() == f"{sc['attention_top3']['any']:.3f}"
-    table_stack = subprocess.run([sys.executable, "-m", "rl_compress.score", "--stack", str(tmp_path / "s.json")],
+    table_stack = subprocess.run([sys.executable, "-m", "rl_compress.attention.score", "--stack", str(tmp_path / "s.json")],
                                  capture_output=True, text=True, timeout=120)
     assert table_stack.returncode == 0, table_stack.stderr
     assert table_stack.stdout.splitlines()[2].split("|")[4].strip() == f"{sc['attention_stack']['any']:.3f}"
     assert sc["attention_stack"]["any"] >= sc["attention"]["any"]
     old = tmp_path / "old.json"  # a result scored before the top 3 existed: one clear line
     old.write_text(json.dumps({k: v for k, v in sc.items() if k != "attention_top3"}))
-    bad = subprocess.run([sys.executable, "-m", "rl_compress.score", "--top3", str(old)],
+    bad = subprocess.run([sys.executable, "-m", "rl_compress.attention.score", "--top3", str(old)],
                          capture_output=True, text=True, timeout=120)
     assert bad.returncode == 1 and bad.stderr.startswith("error: no top3 score") and "Traceback" not in bad.stderr

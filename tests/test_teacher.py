@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 import torch
 
-from rl_compress.agent import load_agent
-from rl_compress.errors import UserError
-from rl_compress.rundir import machine
-from rl_compress.teacher import TeacherConfig, epsilon_at, td_update, train_teacher
+from rl_compress.core.errors import UserError
+from rl_compress.core.provenance import machine
+from rl_compress.models.agent import load_agent
+from rl_compress.train.teacher import TeacherConfig, epsilon_at, td_update, train_teacher
 
 FAST = ["--learning-starts", "600", "--buffer-size", "4000", "--envs", "2", "--no-compile", "--quiet",
         "--checkpoint-every", "400", "--eval-every", "0"]
@@ -108,7 +108,8 @@ def test_refusals(tmp_path: Path) -> None:
 
 def test_init_from(tmp_path: Path) -> None:
     """A new run that starts from another agent's weights: its card records the source; resume keeps it."""
-    from rl_compress.agent import WEIGHTS, sha256_file
+    from rl_compress.core.files import sha256_file
+    from rl_compress.models.agent import WEIGHTS
 
     src = tmp_path / "src"
     tiny = {"game": "pong", "buffer_size": 4000, "envs": 2, "compile": False, "eval_every": 0, "save_replay": False}
@@ -156,9 +157,9 @@ def test_epsilon_schedule() -> None:
 def test_td_update_fits_a_fixed_target(double: bool, bf16: bool) -> None:
     """Repeated updates on one batch drive Q(s,a) to r + discount * max/argmax target value
     (in fp32, and with the forward passes under bfloat16 autocast)."""
-    from rl_compress.networks import build_network, teacher_arch
-    from rl_compress.replay import Batch
-    from rl_compress.teacher import make_optimizer
+    from rl_compress.models.networks import build_network, teacher_arch
+    from rl_compress.train.replay import Batch
+    from rl_compress.train.teacher import make_optimizer
 
     torch.manual_seed(0)
     online, target = build_network(teacher_arch(), 6), build_network(teacher_arch(), 6)

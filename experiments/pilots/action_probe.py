@@ -13,8 +13,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from rl_compress.agent import load_agent
-from rl_compress.envs import action_names, make_vector_env
+from rl_compress.atari.envs import make_vector_env
+from rl_compress.atari.games import action_names
+from rl_compress.models.agent import load_agent
 
 
 def main() -> None:

@@ -12,7 +12,7 @@ import argparse
 import torch
 from offline_distill import PONG_MERGE, collect, in_chunks, merged_gap
 
-from rl_compress.agent import load_agent
+from rl_compress.models.agent import load_agent
 
 
 def main() -> None:

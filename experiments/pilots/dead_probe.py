@@ -25,9 +25,9 @@ import torch
 import torch.nn.functional as F
 from offline_distill import HeldOut
 
-from rl_compress.agent import load_agent
-from rl_compress.distill import dead_channels, recycle_dead_channels
-from rl_compress.networks import build_network, conv_activations, conv_layers, parse_spec
+from rl_compress.models.agent import load_agent
+from rl_compress.models.networks import build_network, conv_activations, conv_layers, parse_spec
+from rl_compress.train.distill import dead_channels, recycle_dead_channels
 
 SHIPPED = ["agents/pong/gmp16", "agents/pong/gmp15-w5", "agents/pong/gmp8-w5"]
 

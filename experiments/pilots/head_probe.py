@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from offline_distill import HeldOut
 from torch import nn
 
-from rl_compress.agent import load_agent
+from rl_compress.models.agent import load_agent
 
 
 class Variant(nn.Module):

@@ -14,7 +14,7 @@ import copy
 import torch
 from offline_distill import HeldOut
 
-from rl_compress.agent import load_agent
+from rl_compress.models.agent import load_agent
 
 
 def main() -> None:

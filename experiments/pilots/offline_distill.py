@@ -25,9 +25,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from rl_compress.agent import load_agent
-from rl_compress.envs import EnvConfig, make_vector_env
-from rl_compress.networks import bf16_autocast, build_network, parse_spec
+from rl_compress.atari.envs import EnvConfig, make_vector_env
+from rl_compress.models.agent import load_agent
+from rl_compress.models.networks import bf16_autocast, build_network, parse_spec
 
 PONG_MERGE = torch.tensor([0, 0, 1, 2, 1, 2])
 

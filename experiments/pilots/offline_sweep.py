@@ -23,8 +23,8 @@ import torch
 import torch.nn.functional as F
 from offline_distill import PONG_MERGE, collect, in_chunks, merged_gap
 
-from rl_compress.agent import load_agent
-from rl_compress.networks import build_network, parse_spec
+from rl_compress.models.agent import load_agent
+from rl_compress.models.networks import build_network, parse_spec
 
 
 def main() -> None:

@@ -21,9 +21,9 @@ from pathlib import Path
 import numpy as np
 
 from rl_compress.bench import random_batch
-from rl_compress.networks import build_network, teacher_arch
-from rl_compress.replay import FrameReplay
-from rl_compress.teacher import TeacherConfig, compile_for_updates, make_optimizer, td_update, train_teacher
+from rl_compress.models.networks import build_network, teacher_arch
+from rl_compress.train.replay import FrameReplay
+from rl_compress.train.teacher import TeacherConfig, compile_for_updates, make_optimizer, td_update, train_teacher
 
 
 def probe_updates(n: int = 200) -> None:

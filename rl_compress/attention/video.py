@@ -7,14 +7,16 @@ a temp name in the same folder and renamed when complete.
 
 from __future__ import annotations
 
+import io
 import os
 from collections.abc import Iterable
 from pathlib import Path
 
 import cv2
+import imageio.v2 as imageio
 import numpy as np
 
-from rl_compress.errors import UserError
+from rl_compress.core.errors import UserError
 
 VIDEO_EXTS = (".mp4", ".gif")
 HUD_H = 14  # HUD bar height in screen pixels (before scaling)
@@ -73,7 +75,6 @@ def check_video_path(path: Path) -> Path:
 
 def write_video(path: Path, frames: Iterable[np.ndarray], fps: int = 30) -> int:
     """Write RGB frames to ``path`` (.mp4 H.264 or .gif), atomically; returns the frame count."""
-    import imageio.v2 as imageio
 
     path = check_video_path(path)
     tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
@@ -99,9 +100,7 @@ def write_video(path: Path, frames: Iterable[np.ndarray], fps: int = 30) -> int:
 
 def encode_gif(frames: list[np.ndarray], fps: int = 15) -> bytes:
     """Animated GIF bytes of RGB frames (what TensorBoard shows as a video)."""
-    import io
 
-    import imageio.v2 as imageio
 
     buf = io.BytesIO()
     imageio.mimwrite(buf, frames, format="GIF", duration=1000 / fps, loop=0)

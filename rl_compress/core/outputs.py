@@ -14,7 +14,7 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from rl_compress.errors import UserError
+from rl_compress.core.errors import UserError
 
 # what a run or agent directory of ours holds; --force removes exactly these
 RUN_FILES = ("agent.json", "model.safetensors", "checkpoint.pt", "replay.npz", "returns.csv",

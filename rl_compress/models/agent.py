@@ -7,65 +7,35 @@ refused with a UserError that names the file and what is wrong. Writes are atomi
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save
 from torch import nn
 
-from rl_compress.envs import OBS_SHAPE, num_actions, resolve_game
-from rl_compress.errors import StorageError, UserError, first_line
-from rl_compress.networks import build_network, count_params
-from rl_compress.rundir import write_generation
+from rl_compress.atari.envs import OBS_SHAPE
+from rl_compress.atari.games import num_actions, resolve_game
+from rl_compress.core.errors import UserError, first_line
+from rl_compress.core.files import atomic_write_json, sha256_file, write_generation
+from rl_compress.models.networks import build_network, count_params
 
 FORMAT = 1
+
+
 WEIGHTS = "model.safetensors"
+
+
 CARD = "agent.json"
+
+
 KINDS = ("teacher", "student")
+
+
 MAX_ACTIONS = 18  # the full Atari action set
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temp file in the same folder and a rename; a write the
-    disk refuses raises StorageError (one line) and leaves no temp file and the old file as it was."""
-    path = Path(path)
-    tmp: str | None = None
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        os.chmod(tmp, 0o644)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except OSError as e:
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
-        raise StorageError(f"{path}: could not write ({e.strerror or e}); it needs {len(data)} bytes") from None
-    except BaseException:
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_json(path: Path, obj: Any) -> None:
-    """Write ``obj`` as indented JSON, atomically."""
-    atomic_write_bytes(Path(path), (json.dumps(obj, indent=2, sort_keys=False) + "\n").encode())
-
-
-def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 @dataclass
@@ -127,7 +97,6 @@ def _bytes_writer(data: bytes) -> Any:
 def agent_files(net: nn.Module, card: dict[str, Any]) -> list[tuple[str, Any]]:
     """The weights and the card as (file name, writer) pairs for ``rundir.write_generation``,
     weights first (a reader that finds the card finds the weights it describes)."""
-    from safetensors.torch import save
 
     tensors = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
     weights = save(tensors, metadata={"format": str(FORMAT)})
@@ -200,8 +169,6 @@ def load_agent(directory: Path, game: str | None = None) -> Agent:
 
     ``game``: when given, refuse an agent trained for another game.
     """
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
 
     directory = Path(directory)
     card = read_card(directory)

@@ -9,56 +9,24 @@ byte-identical observations (tests/test_envs.py proves it).
 
 from __future__ import annotations
 
-import difflib
-import re
 from dataclasses import dataclass
-from functools import cache, lru_cache
 
+import ale_py
+import gymnasium as gym
 import numpy as np
+from ale_py.vector_env import AtariVectorEnv
+from gymnasium.wrappers import AtariPreprocessing, FrameStackObservation
 
-from rl_compress.errors import UserError
+from rl_compress.atari.games import _env_id_name, quiet_ale, resolve_game
+from rl_compress.core.errors import UserError
 
 OBS_SHAPE: tuple[int, int, int] = (4, 84, 84)
+
+
 SCREEN_SHAPE: tuple[int, int, int] = (210, 160, 3)
+
+
 RAM_SIZE: int = 128
-
-
-@lru_cache(maxsize=1)
-def quiet_ale() -> None:
-    """Silence the emulator's start-up banner (it would break one-line CLI errors)."""
-    import ale_py
-
-    ale_py.ALEInterface.setLoggerMode(ale_py.LoggerMode.Error)
-
-
-@lru_cache(maxsize=1)
-def rom_ids() -> tuple[str, ...]:
-    """All ROM ids that ale-py ships, in snake case (``pong``, ``space_invaders``...)."""
-    from ale_py import roms
-
-    return tuple(sorted(roms.get_all_rom_ids()))
-
-
-def resolve_game(name: str) -> str:
-    """Map a game name or usual alias to its ALE ROM id.
-
-    Accepts ``pong``, ``Pong``, ``ALE/Pong-v5``, ``PongNoFrameskip-v4``, ``SpaceInvaders``,
-    ``space-invaders``... Raises UserError listing the closest valid names otherwise.
-    """
-    ids = rom_ids()
-    raw = name.strip()
-    core = raw.split("/", 1)[1] if raw.upper().startswith("ALE/") else raw
-    core = re.sub(r"(NoFrameskip|Deterministic)?-v\d+$", "", core)
-    snake = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", core).lower().replace("-", "_")
-    if snake in ids:
-        return snake
-    squashed = {i.replace("_", ""): i for i in ids}
-    key = snake.replace("_", "")
-    if key in squashed:
-        return squashed[key]
-    close = difflib.get_close_matches(snake, ids, n=5, cutoff=0.5)
-    hint = ", ".join(close) if close else ", ".join(ids[:8]) + ", ..."
-    raise UserError(f"unknown game {name!r}; closest valid names: {hint}")
 
 
 @dataclass(frozen=True)
@@ -86,7 +54,6 @@ def make_vector_env(game: str, num_envs: int, config: EnvConfig = EVAL_CONFIG, n
     Autoreset is NEXT_STEP: after a step that ends an episode, the next step ignores its
     action and returns the reset observation with reward 0.
     """
-    from ale_py.vector_env import AtariVectorEnv
 
     quiet_ale()
     if num_envs < 1:
@@ -112,23 +79,6 @@ def make_vector_env(game: str, num_envs: int, config: EnvConfig = EVAL_CONFIG, n
     )
 
 
-@cache
-def action_names(game: str) -> tuple[str, ...]:
-    """Names of the minimal action set (``NOOP``, ``FIRE``, ``RIGHT``...), in action order."""
-    import ale_py
-    from ale_py import roms
-
-    quiet_ale()
-    ale = ale_py.ALEInterface()
-    ale.loadROM(roms.get_rom_path(resolve_game(game)))
-    return tuple(a.name for a in ale.getMinimalActionSet())
-
-
-def num_actions(game: str) -> int:
-    """Size of the minimal action set of a game."""
-    return len(action_names(game))
-
-
 def sample_observations(game: str = "pong", n: int = 16, seed: int = 0, warmup: int = 60, num_envs: int = 4) -> np.ndarray:
     """``n`` real uint8 [4,84,84] observations from random play (after ``warmup`` steps, so
     that the stacks are full and the game is under way), for tests and benchmarks."""
@@ -146,32 +96,36 @@ def sample_observations(game: str = "pong", n: int = 16, seed: int = 0, warmup: 
     return np.concatenate(out)[:n]
 
 
+def make_gym_env(game: str, config: EnvConfig = EVAL_CONFIG, render_mode: str | None = None) -> gym.Env:
+    """One gymnasium env with the vector env's preprocessing (frame skip 4 with a max over the last
+    two frames, 84x84 grey, area resize, a stack of 4 with zero frames at reset, up to
+    ``config.noop_max`` no-ops): uint8 [4,84,84] observations, channel 0 the oldest frame."""
+    quiet_ale()
+    gym.register_envs(ale_py)
+    if config.fire_reset:
+        raise UserError("the gymnasium env does not implement fire_reset")
+    base = gym.make(
+        f"ALE/{_env_id_name(resolve_game(game))}-v5",
+        frameskip=1,
+        repeat_action_probability=config.sticky,
+        full_action_space=False,
+        max_num_frames_per_episode=config.max_frames,
+        render_mode=render_mode,
+    )
+    env = AtariPreprocessing(
+        base, noop_max=config.noop_max, frame_skip=4, screen_size=84, grayscale_obs=True, scale_obs=False
+    )
+    return FrameStackObservation(env, OBS_SHAPE[0], padding_type="zero")
+
+
 class ScreenEnv:
     """One environment with the same observations as the vector env, plus the RGB screen
     (210x160x3) and the 128-byte RAM at every step. Used for recording and localization."""
 
     def __init__(self, game: str, config: EnvConfig = EVAL_CONFIG) -> None:
-        import ale_py
-        import gymnasium as gym
-        from gymnasium.wrappers import AtariPreprocessing, FrameStackObservation
-
-        quiet_ale()
-        gym.register_envs(ale_py)
-        if config.fire_reset:
-            raise UserError("ScreenEnv does not implement fire_reset")
         self.game = resolve_game(game)
-        base = gym.make(
-            f"ALE/{_env_id_name(self.game)}-v5",
-            frameskip=1,
-            repeat_action_probability=config.sticky,
-            full_action_space=False,
-            max_num_frames_per_episode=config.max_frames,
-        )
-        env = AtariPreprocessing(
-            base, noop_max=config.noop_max, frame_skip=4, screen_size=84, grayscale_obs=True, scale_obs=False
-        )
-        self.env = FrameStackObservation(env, OBS_SHAPE[0], padding_type="zero")
-        self.ale = base.unwrapped.ale
+        self.env = make_gym_env(self.game, config)
+        self.ale = self.env.unwrapped.ale
         self.clip_rewards = config.clip_rewards
         self.num_actions = int(self.env.action_space.n)
 
@@ -198,18 +152,3 @@ class ScreenEnv:
     def close(self) -> None:
         """Release the emulator."""
         self.env.close()
-
-
-def _env_id_name(rom_id: str) -> str:
-    """``space_invaders`` -> ``SpaceInvaders`` (the gymnasium env id spelling)."""
-    import ale_py
-    import gymnasium as gym
-
-    gym.register_envs(ale_py)
-    want = rom_id.replace("_", "")
-    for env_id in gym.registry:
-        if env_id.startswith("ALE/") and env_id.endswith("-v5"):
-            name = env_id[4:-3]
-            if name.lower() == want:
-                return name
-    raise UserError(f"no gymnasium env registered for ROM {rom_id!r}")

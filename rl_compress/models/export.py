@@ -10,8 +10,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from rl_compress.envs import OBS_SHAPE
-from rl_compress.errors import UserError
+from rl_compress.atari.envs import OBS_SHAPE
+from rl_compress.core.errors import UserError
 
 FORMATS = ("onnx", "torchscript")
 ONNX_OPSET = 17

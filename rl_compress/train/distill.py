@@ -27,13 +27,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rl_compress.agent import WEIGHTS, load_agent, make_card, read_card, save_agent, sha256_file, source_ref
-from rl_compress.config import check_ranges, option
-from rl_compress.envs import EnvConfig, make_vector_env
-from rl_compress.errors import UserError
-from rl_compress.evaluate import DEFAULT_PROTOCOL, evaluate, retention
-from rl_compress.localize import play
-from rl_compress.networks import (
+from rl_compress.atari.envs import EnvConfig, make_vector_env
+from rl_compress.atari.evaluate import DEFAULT_PROTOCOL, evaluate, retention
+from rl_compress.attention.playback import play
+from rl_compress.attention.video import render_overlay, tb_add_clip
+from rl_compress.core.config import check_ranges, option
+from rl_compress.core.errors import UserError
+from rl_compress.core.files import sha256_file
+from rl_compress.core.outputs import check_output_dir, claim_output_dir
+from rl_compress.core.provenance import git_commit
+from rl_compress.models.agent import WEIGHTS, load_agent, make_card, read_card, save_agent, source_ref
+from rl_compress.models.networks import (
     GMPStudent,
     bf16_autocast,
     bf16_enabled,
@@ -44,11 +48,9 @@ from rl_compress.networks import (
     count_params,
     parse_spec,
 )
-from rl_compress.outputs import check_output_dir, claim_output_dir
-from rl_compress.replay import FrameReplay
-from rl_compress.rundir import RunLock, git_commit, load_checkpoint, note, reconcile_resume, sweep_temp_files
-from rl_compress.runloop import RunState, Schedule, open_run_dir, restore_rngs, rng_to_checkpoint, run_loop
-from rl_compress.video import render_overlay, tb_add_clip
+from rl_compress.train.replay import FrameReplay
+from rl_compress.train.run import RunState, Schedule, open_run_dir, restore_rngs, rng_to_checkpoint, run_loop
+from rl_compress.train.rundir import RunLock, load_checkpoint, note, reconcile_resume, sweep_temp_files
 
 LOSSES = ("actor-mimic", "kl", "mse", "nll")
 ACTORS = ("student", "teacher")

@@ -17,9 +17,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from rl_compress.agent import WEIGHTS, Agent, load_agent, make_card, save_agent, sha256_file
-from rl_compress.errors import UserError
-from rl_compress.networks import (
+from rl_compress.atari.envs import make_vector_env
+from rl_compress.core.errors import UserError
+from rl_compress.core.files import sha256_file
+from rl_compress.core.outputs import check_output_dir, claim_output_dir
+from rl_compress.models.agent import WEIGHTS, Agent, load_agent, make_card, save_agent
+from rl_compress.models.networks import (
     GMPStudent,
     build_network,
     conv_activations,
@@ -27,8 +30,7 @@ from rl_compress.networks import (
     count_params,
     parse_spec,
 )
-from rl_compress.outputs import check_output_dir, claim_output_dir
-from rl_compress.rundir import RunLock
+from rl_compress.train.rundir import RunLock
 
 
 def spec_for(net: GMPStudent, widths: list[int] | None = None) -> str:
@@ -120,7 +122,6 @@ def prune_to_budget(
 def agent_states(agent: Agent, n: int, seed: int, epsilon: float = 0.1, every: int = 4) -> np.ndarray:
     """``n`` observations [n,4,84,84] uint8 that ``agent`` meets playing epsilon-greedy (the
     evaluation protocol's sticky actions, 8 environments), one every ``every`` steps."""
-    from rl_compress.envs import make_vector_env
 
     k = 8
     env = make_vector_env(agent.game, k, num_threads=1)

@@ -8,7 +8,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from rl_compress.errors import UserError
+from rl_compress.core.errors import UserError
 
 
 def option(help: str, **kw: Any) -> Any:

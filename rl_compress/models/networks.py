@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import re
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -16,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rl_compress.errors import UserError
+from rl_compress.core.errors import UserError
 
 ArchSpec = dict[str, Any]
 
@@ -323,7 +324,6 @@ def bf16_enabled(precision: str) -> bool:
     if precision != "bf16":
         return False
     if not bf16_is_fast():
-        import warnings
 
         warnings.warn("--precision bf16 on a CPU without AMX or AVX-512 BF16: updates will be slower than fp32",
                       stacklevel=3)

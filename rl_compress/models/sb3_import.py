@@ -17,13 +17,14 @@ from typing import Any
 
 import torch
 
-from rl_compress.agent import make_card, save_agent, sha256_file
-from rl_compress.envs import num_actions as game_actions
-from rl_compress.envs import resolve_game
-from rl_compress.errors import UserError, first_line
-from rl_compress.networks import build_network
-from rl_compress.outputs import check_output_dir, claim_output_dir
-from rl_compress.rundir import RunLock
+from rl_compress.atari.games import num_actions as game_actions
+from rl_compress.atari.games import resolve_game
+from rl_compress.core.errors import UserError, first_line
+from rl_compress.core.files import sha256_file
+from rl_compress.core.outputs import check_output_dir, claim_output_dir
+from rl_compress.models.agent import make_card, save_agent
+from rl_compress.models.networks import build_network
+from rl_compress.train.rundir import RunLock
 
 # SB3 NatureCNN + head -> our NatureDQN
 _LAYERS = {
@@ -66,7 +67,18 @@ def _read_zip(path: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
 def import_sb3(path: Path, game: str, out: Path, force: bool = False) -> dict[str, Any]:
     """Convert the SB3 zip at ``path`` for ``game`` into the agent directory ``out`` (new or empty;
     ``force`` replaces the agent it holds)."""
-    path, out = Path(path), check_output_dir(out)
+    out = check_output_dir(out)
+    net, card = convert_sb3(path, game)
+    card["training"]["command"] = f"rl-compress teacher import {path} --game {card['game']} --out {out}"
+    with RunLock(out):
+        claim_output_dir(out, force=force)
+        save_agent(out, net, card)
+    return card
+
+
+def convert_sb3(path: Path, game: str) -> tuple[Any, dict[str, Any]]:
+    """The network and card of the SB3 zip at ``path`` for ``game``, in memory."""
+    path = Path(path)
     game = resolve_game(game)
     data, state = _read_zip(path)
     module = str((data.get("policy_class") or {}).get("__module__", ""))
@@ -117,10 +129,5 @@ def import_sb3(path: Path, game: str, out: Path, force: bool = False) -> dict[st
         "path": str(path),
         "sha256": sha256_file(path),
         "num_timesteps": data.get("num_timesteps"),
-        "command": f"rl-compress teacher import {path} --game {game} --out {out}",
     }
-    card = make_card("teacher", game, arch, net, training=training)
-    with RunLock(out):
-        claim_output_dir(out, force=force)
-        save_agent(out, net, card)
-    return card
+    return net, make_card("teacher", game, arch, net, training=training)

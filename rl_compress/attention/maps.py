@@ -24,11 +24,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from rl_compress.errors import UserError
-from rl_compress.networks import GMPStudent, conv_activations, conv_layers, receptive_field
+from rl_compress.core.errors import UserError
+from rl_compress.models.networks import GMPStudent, conv_activations, conv_layers, receptive_field
 
 SCREEN_H, SCREEN_W = 210, 160
+
+
 GRID = 84
+
+
 METHODS = ("gmp", "gmp-cell", "gradcam", "perturbation")
 
 
@@ -340,88 +344,3 @@ def attention(method: str, net: nn.Module, obs: np.ndarray, actions: np.ndarray 
     if method == "perturbation":
         return perturbation_attention(net, obs, actions, k)
     raise UserError(f"unknown attention method {method!r}; choose one of {', '.join(METHODS)}")
-
-
-@dataclass
-class Step:
-    """One played step with what the agent saw and where it looked."""
-
-    frame: np.ndarray  # uint8 [210,160,3], the screen the agent acted on
-    obs: np.ndarray  # uint8 [4,84,84], what the agent saw
-    ram: np.ndarray  # uint8 [128]
-    map: np.ndarray | None  # float32 [210,160]
-    peaks: np.ndarray | None  # float32 [K,3]
-    action: int
-    episode: int
-    t: int  # agent step within the episode
-    score: float  # raw score so far in the episode, before this action's reward
-
-
-def play(
-    net: nn.Module,
-    game: str,
-    method: str | None,
-    max_steps: int,
-    episodes: int = 1,
-    seed: int = 0,
-    epsilon: float = 0.001,
-    k: int = 5,
-):
-    """Play ``net`` in the screen env (default protocol) and yield a Step per agent step:
-    at most ``max_steps`` steps over at most ``episodes`` episodes. ``method`` None: no maps."""
-    from rl_compress.envs import ScreenEnv
-    from rl_compress.evaluate import DEFAULT_PROTOCOL
-
-    env = ScreenEnv(game, DEFAULT_PROTOCOL.env_config())
-    rng = np.random.default_rng(seed)
-    n = 0
-    try:
-        for ep in range(episodes):
-            obs = env.reset(seed=seed + ep)
-            score, t, done = 0.0, 0, False
-            while not done and n < max_steps:
-                batch = obs[None]
-                if method is None:
-                    with torch.no_grad():
-                        greedy = int(net(torch.from_numpy(batch)).argmax(1)[0])
-                    att = None
-                else:
-                    att = attention(method, net, batch, None, k)
-                    greedy = int(att.actions[0])
-                action = int(rng.integers(0, env.num_actions)) if rng.random() < epsilon else greedy
-                yield Step(env.screen().copy(), obs, env.ram().copy(), None if att is None else att.maps[0],
-                           None if att is None else att.peaks[0], action, ep, t, score)
-                obs, reward, term, trunc = env.step(action)
-                score += reward
-                t += 1
-                n += 1
-                done = term or trunc
-            if n >= max_steps:
-                break
-    finally:
-        env.close()
-
-
-def localize_to_npz(net: nn.Module, game: str, frames: int, out, method: str = "gmp", seed: int = 0, k: int = 5) -> dict:
-    """Play ``frames`` steps and write the design.md .npz (frames, ram, maps, peaks, actions)
-    atomically; returns a summary. The maps explain the greedy action the agent chose."""
-    from pathlib import Path
-
-    from rl_compress.agent import atomic_write_bytes
-
-    if frames < 1:
-        raise UserError(f"--frames must be >= 1, got {frames}")
-    steps = list(play(net, game, method, frames, episodes=10**6, seed=seed, epsilon=0.0, k=k))
-    data = {
-        "frames": np.stack([s.frame for s in steps]).astype(np.uint8),
-        "ram": np.stack([s.ram for s in steps]).astype(np.uint8),
-        "maps": np.stack([s.map for s in steps]).astype(np.float32),
-        "peaks": np.stack([s.peaks for s in steps]).astype(np.float32),
-        "actions": np.array([s.action for s in steps], dtype=np.int64),
-    }
-    import io
-
-    buf = io.BytesIO()
-    np.savez_compressed(buf, **data)
-    atomic_write_bytes(Path(out), buf.getvalue())
-    return {"frames": len(steps), "method": method, "episodes": int(steps[-1].episode) + 1, "path": str(out)}

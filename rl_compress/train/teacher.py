@@ -22,25 +22,26 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rl_compress.agent import CARD, load_agent, make_card, read_card, save_agent, source_ref
-from rl_compress.config import check_ranges, option
-from rl_compress.envs import EnvConfig, make_vector_env, num_actions, resolve_game
-from rl_compress.errors import UserError, first_line
-from rl_compress.evaluate import DEFAULT_PROTOCOL, evaluate
-from rl_compress.networks import bf16_autocast, bf16_enabled, build_network, check_precision, teacher_arch
-from rl_compress.outputs import check_output_dir, claim_output_dir
-from rl_compress.replay import FrameReplay
-from rl_compress.rundir import (
+from rl_compress.atari.envs import EnvConfig, make_vector_env
+from rl_compress.atari.evaluate import DEFAULT_PROTOCOL, evaluate
+from rl_compress.atari.games import num_actions, resolve_game
+from rl_compress.core.config import check_ranges, option
+from rl_compress.core.errors import UserError, first_line
+from rl_compress.core.outputs import check_output_dir, claim_output_dir
+from rl_compress.core.provenance import git_commit
+from rl_compress.models.agent import CARD, load_agent, make_card, read_card, save_agent, source_ref
+from rl_compress.models.networks import bf16_autocast, bf16_enabled, build_network, check_precision, teacher_arch
+from rl_compress.train.replay import FrameReplay
+from rl_compress.train.run import RunState, Schedule, open_run_dir, restore_rngs, rng_to_checkpoint, run_loop
+from rl_compress.train.rundir import (
     CHECKPOINT,
     REPLAY,
     RunLock,
-    git_commit,
     load_checkpoint,
     note,
     reconcile_resume,
     sweep_temp_files,
 )
-from rl_compress.runloop import RunState, Schedule, open_run_dir, restore_rngs, rng_to_checkpoint, run_loop
 
 
 @dataclass
@@ -161,20 +162,22 @@ def make_optimizer(params: Any, cfg: TeacherConfig) -> torch.optim.Optimizer:
         return torch.optim.Adam(params, lr=cfg.lr, eps=cfg.adam_eps)
 
 
-def check_config(cfg: TeacherConfig) -> None:
+def check_config(cfg: TeacherConfig) -> TeacherConfig:
     """Refuse impossible values with one line each, before any work starts (the CLI, the Python
-    API and a study's YAML all come through here)."""
+    API and a study's YAML all come through here); returns the config with its game resolved to
+    the ROM id (a new config: the caller's is not changed)."""
     check_ranges(cfg, positive=["steps", "envs", "buffer_size", "train_freq", "batch_size", "n_step",
                                 "target_update", "lr", "adam_eps", "checkpoint_every", "eval_episodes"],
                  non_negative=["seed", "learning_starts", "eps_decay", "max_grad_norm", "eval_every", "threads",
                                "env_threads"],
                  unit=["eps_start", "eps_end", "sticky"])
-    cfg.game = resolve_game(cfg.game)
+    cfg = replace(cfg, game=resolve_game(cfg.game))
     if not 0 < cfg.gamma <= 1:
         raise UserError(f"--gamma must be in (0, 1], got {cfg.gamma}")
     check_precision(cfg.precision)
     if cfg.buffer_size < cfg.envs * (cfg.n_step + 8):
         raise UserError(f"--buffer-size {cfg.buffer_size} is too small for {cfg.envs} envs")
+    return cfg
 
 
 def _prepare_out(out: Path, cfg: TeacherConfig, resume: bool, arch: dict[str, Any]) -> dict[str, Any] | None:
@@ -218,7 +221,7 @@ def train_teacher(
     baseline of the same size. ``out`` must be new or empty, or hold this run (``resume``), or
     ``force`` replaces the run it holds. The directory is locked for the whole run.
     """
-    check_config(cfg)
+    cfg = check_config(cfg)
     out = check_output_dir(out)
     with RunLock(out):
         swept = sweep_temp_files(out)

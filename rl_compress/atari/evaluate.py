@@ -14,9 +14,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from rl_compress.envs import EnvConfig, make_vector_env, resolve_game
-from rl_compress.errors import UserError
-from rl_compress.progress import progress_bar
+from rl_compress.atari.envs import EnvConfig, make_vector_env
+from rl_compress.atari.games import game_info, resolve_game
+from rl_compress.core.errors import UserError
+from rl_compress.core.progress import progress_bar
 
 
 @dataclass(frozen=True)
@@ -45,32 +46,15 @@ class Protocol:
 
 DEFAULT_PROTOCOL = Protocol()
 
-# Random and human scores (DQN Zoo table) for human-normalized scores and retention.
-RANDOM_SCORES: dict[str, float] = {
-    "pong": -20.7, "breakout": 1.7, "space_invaders": 148.0, "seaquest": 68.4, "beam_rider": 363.9,
-    "qbert": 163.9, "enduro": 0.0, "ms_pacman": 307.3, "freeway": 0.0,
-}
-HUMAN_SCORES: dict[str, float] = {
-    "pong": 14.6, "breakout": 30.5, "space_invaders": 1668.7, "seaquest": 42054.7, "beam_rider": 16926.5,
-    "qbert": 13455.0, "enduro": 860.5, "ms_pacman": 6951.6, "freeway": 29.6,
-}
-
-
 def human_normalized(game: str, score: float) -> float | None:
     """(score - random) / (human - random) from the DQN Zoo table; None for a game not in it."""
-    game = resolve_game(game)
-    if game not in RANDOM_SCORES or game not in HUMAN_SCORES:
-        return None
-    return (score - RANDOM_SCORES[game]) / (HUMAN_SCORES[game] - RANDOM_SCORES[game])
+    return game_info(game).human_normalized(score)
 
 
 def retention(game: str, student: float, teacher: float) -> float | None:
     """(student - random) / (teacher - random); None where the random score is unknown or
     the teacher is no better than random."""
-    rnd = RANDOM_SCORES.get(resolve_game(game))
-    if rnd is None or teacher <= rnd:
-        return None
-    return (student - rnd) / (teacher - rnd)
+    return game_info(game).retention(student, teacher)
 
 
 def evaluate(

@@ -15,67 +15,31 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import errno
 import fcntl
 import io
 import json
 import os
-import platform
-import subprocess
 import sys
 import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, BinaryIO
 
-import numpy as np
 import torch
 
-from rl_compress.errors import StorageError, UserError, first_line
+from rl_compress.core.errors import StorageError, UserError, first_line
+from rl_compress.core.files import write_generation
 
 CHECKPOINT = "checkpoint.pt"
+
+
 REPLAY = "replay.npz"
+
+
 RETURNS = "returns.csv"
+
+
 CURVE = "learning_curve.png"
-
-
-def git_commit() -> str | None:
-    """The current git commit of the source tree, if any."""
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True, text=True, timeout=5
-        )
-        return out.stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        return None
-
-
-def cpu_model() -> str:
-    """The CPU's model name from /proc/cpuinfo ('' where there is none)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return ""
-
-
-def machine() -> str:
-    """This machine in a few words, for a run's record of where its wall time was spent:
-    the CPU model and core count, and the GPU's name where torch sees one."""
-    desc = f"{cpu_model() or platform.processor() or platform.machine()}, {os.cpu_count()} cores"
-    if torch.cuda.is_available():
-        desc += f", {torch.cuda.get_device_name(0)}"
-    return desc
-
-
-def machines_after(before: list[str] | None) -> list[str]:
-    """The machines a run has trained on, this one added: ``before`` comes from its checkpoint
-    (None for a checkpoint written before they were recorded, which stands as "unrecorded")."""
-    seen = list(before) if before is not None else ["unrecorded"]
-    here = machine()
-    return seen if seen and seen[-1] == here else seen + [here]
 
 
 LOCK = ".lock"
@@ -147,52 +111,6 @@ class RunLock:
             self.fd = None
         if self.created and not any(self.directory.iterdir()):
             self.directory.rmdir()  # refused before anything was written: no half-made directory
-
-
-def _nbytes_text(n: int) -> str:
-    return f"{n / 2**20:.1f} MiB" if n >= 2**20 else f"{n} bytes"
-
-
-def write_generation(out: Path, files: list[tuple[str, Callable[[BinaryIO], None]]]) -> None:
-    """Write several files of a run as one generation: each is staged in full to a hidden temp
-    file first; only when all are staged are they renamed into place, in the order given. A
-    failure while staging removes every temp file and leaves the previous generation as it was,
-    raising StorageError with the path and the bytes it needed."""
-    staged: list[tuple[Path, Path]] = []
-    try:
-        for name, write in files:
-            tmp = out / f".{name}.tmp"
-            staged.append((tmp, out / name))
-            with open(tmp, "wb") as f:
-                write(f)
-                f.flush()
-                os.fsync(f.fileno())
-    except OSError as e:
-        for tmp, _ in staged:
-            tmp.unlink(missing_ok=True)
-        needed = sum(_staged_size(fn) for _, fn in files)
-        what = "no space left on the device" if e.errno == errno.ENOSPC else (e.strerror or str(e))
-        raise StorageError(f"{staged[-1][1]}: could not write ({what}); this checkpoint needs about "
-                           f"{_nbytes_text(needed)}; the previous checkpoint is intact") from None
-    except BaseException:
-        for tmp, _ in staged:
-            tmp.unlink(missing_ok=True)
-        raise
-    for tmp, path in staged:
-        os.replace(tmp, path)
-
-
-def _staged_size(write: Callable[[BinaryIO], None]) -> int:
-    """Bytes a writer produces (for the message of a failed write)."""
-    size = getattr(write, "nbytes", None)
-    if size is not None:
-        return int(size)
-    buf = io.BytesIO()
-    try:
-        write(buf)
-    except Exception:  # noqa: BLE001 - only for a message
-        return 0
-    return buf.tell()
 
 
 def checkpoint_writer(state: dict[str, Any]) -> Callable[[BinaryIO], None]:
@@ -302,59 +220,3 @@ class ReturnsLog:
         """Close the file (a full disk at this point loses nothing: rows are flushed as they come)."""
         with contextlib.suppress(OSError):
             self.file.close()
-
-
-def _read_returns(path: Path) -> np.ndarray:
-    """(step, return) rows of a returns.csv; empty when the file is missing."""
-    rows = path.read_text().splitlines()[1:] if path.exists() else []
-    return np.array([[float(x) for x in r.split(",")[:2]] for r in rows]).reshape(-1, 2)
-
-
-def plot_curve(
-    out: Path, ylabel: str = "return (raw, training protocol)", before: tuple[Path, int] | None = None
-) -> None:
-    """Draw out/returns.csv as out/learning_curve.png (env steps vs return, raw and smoothed).
-
-    ``before`` = (source agent directory, its env steps) for a run started from another
-    agent's weights (``--init-from``): the source's returns up to those steps are drawn
-    first and this run's steps continue from there, so the curve shows the whole training.
-    """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    data = _read_returns(out / RETURNS)
-    if len(data) < 2:
-        return
-    src = np.zeros((0, 2))
-    if before is not None:
-        src = _read_returns(Path(before[0]) / RETURNS)
-        src = src[src[:, 0] <= before[1]]
-        data = data + [before[1], 0.0]
-    fig, ax = plt.subplots(figsize=(6, 3.5), dpi=100)
-    if len(src):
-        ax.plot(src[:, 0], src[:, 1], ".", color="grey", alpha=0.3, ms=3, label=f"episode of {Path(before[0]).name}")
-        ax.axvline(before[1], color="grey", lw=1, ls="--")
-    steps, rets = data[:, 0], data[:, 1]
-    ax.plot(steps, rets, ".", alpha=0.3, ms=3, label="episode")
-    allsteps = np.concatenate([src[:, 0], steps])
-    allrets = np.concatenate([src[:, 1], rets])
-    w = min(20, len(allrets))
-    smooth = np.convolve(allrets, np.ones(w) / w, mode="valid")
-    ax.plot(allsteps[w - 1 :], smooth, "-", lw=2, label=f"mean of {w}")
-    ax.set_xlabel("env steps (4 frames each)")
-    ax.set_ylabel(ylabel)
-    ax.set_title(f"{out.parent.name}/{out.name}")
-    ax.grid(alpha=0.3)
-    ax.legend(loc="lower right")
-    fig.tight_layout()
-    tmp = out / f".{CURVE}.tmp.png"
-    try:
-        fig.savefig(tmp)
-        os.replace(tmp, out / CURVE)
-    except OSError as e:
-        tmp.unlink(missing_ok=True)
-        raise StorageError(f"{out / CURVE}: could not write ({e.strerror or e})") from None
-    finally:
-        plt.close(fig)

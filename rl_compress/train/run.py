@@ -32,17 +32,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from rl_compress.agent import agent_files
-from rl_compress.progress import progress_bar
-from rl_compress.rundir import (
-    CHECKPOINT,
-    ReturnsLog,
-    checkpoint_writer,
-    machines_after,
-    plot_curve,
-    write_generation,
-)
-from rl_compress.signals import StopFlag
+from rl_compress.core.files import write_generation
+from rl_compress.core.progress import progress_bar
+from rl_compress.core.provenance import machines_after
+from rl_compress.core.signals import StopFlag
+from rl_compress.models.agent import agent_files
+from rl_compress.train.curve import plot_curve
+from rl_compress.train.rundir import CHECKPOINT, ReturnsLog, checkpoint_writer
 
 
 @dataclass

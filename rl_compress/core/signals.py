@@ -16,7 +16,7 @@ import signal
 import threading
 from typing import Any
 
-from rl_compress.errors import Stopped
+from rl_compress.core.errors import Stopped
 
 _stop_requested = False
 _stop_signal = 0

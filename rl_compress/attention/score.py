@@ -26,13 +26,15 @@ OCAtari is optional: ``pip install --no-deps ocatari==2.2.1 termcolor scikit-ima
 
 from __future__ import annotations
 
+import importlib
+import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from rl_compress.errors import UserError
-from rl_compress.tables import rows_markdown
+from rl_compress.core.errors import UserError
+from rl_compress.core.tables import rows_markdown
 
 DEFAULT_RADIUS = 10.0
 INSTALL_HINT = "pip install --no-deps ocatari==2.2.1 termcolor scikit-image pygame"
@@ -41,8 +43,6 @@ Box = tuple[str, float, float, float, float]  # category, x, y, w, h
 
 def objects_from_ram(game: str, rams: np.ndarray) -> list[list[Box]]:
     """OCAtari's RAM-mode objects (not HUD) for each 128-byte RAM snapshot, in order."""
-    import importlib
-    import os
 
     os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
     try:
@@ -177,7 +177,7 @@ def score_table(results: list[dict[str, Any]], mode: str = "top1") -> str:
     return rows_markdown(rows, ["agent", "method", "frames", "any object"] + classes + [label])
 
 
-if __name__ == "__main__":  # python -m rl_compress.score [--top3|--stack] RESULT.json ... > table.md
+if __name__ == "__main__":  # python -m rl_compress.attention.score [--top3|--stack] RESULT.json ... > table.md
     import json
     import sys
 

@@ -1,0 +1,42 @@
+"""The ``rl-compress`` command line (design.md fixes the names).
+
+User mistakes raise UserError anywhere below; ``main`` prints them as one line
+``error: ...`` on stderr and exits with code 2 (1 for a write the disk refused), never with a
+traceback. Output paths are checked before any work starts. A training run stopped by SIGTERM /
+SIGINT checkpoints, says how to resume and exits with 128 + the signal number; any other command
+stopped by a signal removes its temp files and exits the same way.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+from collections.abc import Sequence
+
+from rl_compress.cli.parser import build_parser
+from rl_compress.core.errors import Stopped, UserError
+from rl_compress.core.signals import raise_stopped
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``rl-compress`` console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    old = signal.signal(signal.SIGTERM, raise_stopped)
+    try:
+        return int(args.func(args) or 0)
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return e.exit_code
+    except Stopped as e:
+        print(f"error: stopped by {signal.Signals(e.signum).name}; nothing was left half-written", file=sys.stderr)
+        return 128 + e.signum
+    except KeyboardInterrupt:
+        print("error: interrupted (SIGINT); nothing was left half-written", file=sys.stderr)
+        return 128 + signal.SIGINT
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

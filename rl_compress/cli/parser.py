@@ -1,0 +1,184 @@
+"""The argument parser of ``rl-compress`` (design.md fixes the names); training flags come from the config dataclasses."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from rl_compress.cli.commands import (
+    cmd_bench,
+    cmd_distill,
+    cmd_evaluate,
+    cmd_experiment,
+    cmd_export,
+    cmd_info,
+    cmd_localize,
+    cmd_prune,
+    cmd_record,
+    cmd_table,
+    cmd_teacher_import,
+    cmd_teacher_train,
+)
+from rl_compress.core.config import add_config_flags
+from rl_compress.train.distill import DistillConfig
+from rl_compress.train.teacher import TeacherConfig
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse that reports a bad command line as one line (and exit code 2), like our errors."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        print(f"error: {self.prog}: {message} (see --help)", file=sys.stderr)
+        raise SystemExit(2)
+
+
+# ---------------------------------------------------------------- parser
+def build_parser() -> argparse.ArgumentParser:
+    """The full argument parser."""
+    p = OneLineParser(
+        prog="rl-compress",
+        description="Train DQN teachers on Atari, compress them into tiny global-max-pool students, see where they look.",
+    )
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    _add_teacher(sub)
+    _add_distill_and_prune(sub)
+    _add_evaluate_and_record(sub)
+    _add_localize_export_info(sub)
+    _add_bench_and_studies(sub)
+    return p
+
+
+def _add_teacher(sub: Any) -> None:
+    """The subparsers of ``teacher train`` and ``teacher import``."""
+    teacher = sub.add_parser("teacher", help="train or import DQN teachers")
+    tsub = teacher.add_subparsers(dest="teacher_command", metavar="ACTION", required=True)
+    tr = tsub.add_parser("train", help="train a Nature-DQN teacher (resumable)")
+    tr.add_argument("--out", required=True, help="agent directory to write (checkpoints go there too)")
+    tr.add_argument("--resume", action="store_true", help="continue the run in --out")
+    tr.add_argument("--force", action="store_true", help="replace the run that --out holds (its files are deleted)")
+    tr.add_argument("--tensorboard", type=Path, default=None, help="TensorBoard log directory")
+    tr.add_argument("--quiet", action="store_true", help="no progress bar")
+    tr.add_argument("--arch", default=None, help="train a student spec (e.g. gmp16) from scratch with DQN instead of "
+                    "the Nature-DQN teacher: the baseline that shows what distillation buys")
+    add_config_flags(tr, TeacherConfig)
+    tr.set_defaults(func=cmd_teacher_train)
+    ti = tsub.add_parser("import", help="import a stable-baselines3 / RL Zoo DQN zip")
+    ti.add_argument("zip", help="SB3 .zip file")
+    ti.add_argument("--game", required=True, help="game the model plays")
+    ti.add_argument("--out", required=True, help="agent directory to write (new or empty)")
+    ti.add_argument("--force", action="store_true", help="replace the agent that --out holds")
+    ti.set_defaults(func=cmd_teacher_import)
+
+
+def _add_distill_and_prune(sub: Any) -> None:
+    """The subparsers of ``distill`` and ``prune``."""
+    d = sub.add_parser("distill", help="distill a student from a teacher (Actor-Mimic)")
+    d.add_argument("--teacher", required=True, help="teacher agent directory")
+    d.add_argument("--out", required=True, help="student agent directory to write")
+    d.add_argument("--resume", action="store_true", help="continue the run in --out")
+    d.add_argument("--force", action="store_true", help="replace the run that --out holds (its files are deleted)")
+    d.add_argument("--tensorboard", type=Path, default=None, help="TensorBoard log directory")
+    d.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_config_flags(d, DistillConfig)
+    d.set_defaults(func=cmd_distill)
+
+    pr = sub.add_parser("prune", help="drop a gmp student's dead conv channels (and more, to a parameter budget)")
+    pr.add_argument("agent", help="gmp student agent directory")
+    pr.add_argument("--out", required=True, help="agent directory to write (new or empty)")
+    pr.add_argument("--force", action="store_true", help="replace the agent that --out holds")
+    pr.add_argument("--states", type=int, default=4000,
+                    help="states the agent plays (epsilon 0.1) on which channels are judged (default: 4000)")
+    pr.add_argument("--max-params", type=int, default=None,
+                    help="then remove the live channels whose loss changes the agent's actions least until "
+                         "it has at most this many parameters (default: dead channels only)")
+    pr.add_argument("--seed", type=int, default=0, help="seed of the states' games (default: 0)")
+    pr.set_defaults(func=cmd_prune)
+
+
+def _add_evaluate_and_record(sub: Any) -> None:
+    """The subparsers of ``evaluate`` and ``record``."""
+    ev = sub.add_parser("evaluate", help="evaluate an agent under the default protocol")
+    ev.add_argument("agent", help="agent directory")
+    ev.add_argument("--episodes", type=int, default=30, help="whole games to play (default: 30)")
+    ev.add_argument("--seed", type=int, default=0, help="seed of the envs and of epsilon (default: 0)")
+    ev.add_argument("--json", default=None, help="write the result (per-episode scores) to this JSON file")
+    ev.add_argument("--write-card", action="store_true", help="store the result as the card's evaluation")
+    ev.add_argument("--quiet", action="store_true", help="no progress bar")
+    ev.set_defaults(func=cmd_evaluate)
+
+    rec = sub.add_parser("record", help="record a video (.mp4 H.264 or .gif) with the attention overlay")
+    rec.add_argument("agent", help="agent directory")
+    rec.add_argument("--out", required=True, help="video file, .mp4 or .gif")
+    rec.add_argument("--episodes", type=int, default=1, help="episodes to play at most (default: 1)")
+    rec.add_argument("--max-frames", type=int, default=2000, help="agent steps to record at most (default: 2000)")
+    rec.add_argument("--overlay", choices=["gmp", "gmp-cell", "gradcam", "none"], default=None,
+                     help="attention shown (default: gmp for a gmp student, else gradcam; gmp-cell: "
+                          "GMP at the 7x7 cell centres, without the trace to the pixel)")
+    rec.add_argument("--side-by-side", default=None, metavar="TEACHER_DIR",
+                     help="also show this agent's Grad-CAM on the same frames, on the right")
+    rec.add_argument("--seed", type=int, default=0, help="seed of the episode (default: 0)")
+    rec.add_argument("--scale", type=int, default=3, help="screen upscaling (default: 3)")
+    rec.add_argument("--fps", type=int, default=30, help="frames per second of the video (default: 30)")
+    rec.add_argument("--quiet", action="store_true", help="no progress bar")
+    rec.set_defaults(func=cmd_record)
+
+
+def _add_localize_export_info(sub: Any) -> None:
+    """The subparsers of ``localize``, ``export`` and ``info``."""
+    loc = sub.add_parser("localize", help="attention maps and peaks of played frames to a .npz")
+    loc.add_argument("agent", help="agent directory")
+    loc.add_argument("--frames", type=int, required=True, help="agent steps to play and explain")
+    loc.add_argument("--out", required=True, help=".npz file (keys: frames, ram, maps, peaks, actions)")
+    loc.add_argument("--method", choices=["gmp", "gmp-cell", "gradcam", "perturbation"], default="gmp",
+                     help="attention method (default: gmp)")
+    loc.add_argument("--seed", type=int, default=0, help="seed of the first episode (default: 0)")
+    loc.add_argument("--score", action="store_true",
+                     help="score the top peaks against OCAtari's RAM objects (needs ocatari) and print JSON")
+    loc.add_argument("--radius", type=float, default=10.0, help="hit radius in screen pixels for --score (default: 10)")
+    loc.add_argument("--json", default=None, help="with --score: write the score JSON to this file")
+    loc.set_defaults(func=cmd_localize)
+
+    ex = sub.add_parser("export", help="export an agent to ONNX or TorchScript")
+    ex.add_argument("agent", help="agent directory")
+    ex.add_argument("--format", required=True, choices=["onnx", "torchscript"], help="output format")
+    ex.add_argument("--out", required=True, help="file to write")
+    ex.set_defaults(func=cmd_export)
+
+    info = sub.add_parser("info", help="print an agent's card with params and compression ratio (JSON)")
+    info.add_argument("agent", help="agent directory")
+    info.add_argument("--json", default=None, help="write to this file instead of stdout")
+    info.set_defaults(func=cmd_info)
+
+
+def _add_bench_and_studies(sub: Any) -> None:
+    """The subparsers of ``bench``, ``experiment`` and ``table``."""
+    bench = sub.add_parser("bench", help="speed benchmarks (ratios against a baseline, same run)")
+    bench.add_argument("what", choices=["teacher", "distill", "inference", "localize"])
+    bench.add_argument("--json", default=None, help="write results to this JSON file")
+    bench.add_argument("--steps", type=int, default=None, help="timed env steps (teacher: default 4000)")
+    bench.add_argument("--warmup", type=int, default=None, help="untimed warm-up env steps (teacher: default 2000)")
+    bench.add_argument("--student", default="gmp16", help="student spec for inference / distill (default: gmp16)")
+    bench.set_defaults(func=cmd_bench)
+
+    exp = sub.add_parser("experiment", help="run or report a study grid (experiments/<study>.yaml)")
+    exp.add_argument("action", choices=["run", "report"],
+                     help="run the grid, or write the tables and plots of the runs finished so far")
+    exp.add_argument("study", help="study YAML file")
+    exp.add_argument("--backend", choices=["local", "ray"], default="local", help="where runs execute (default: local)")
+    exp.add_argument("--address", default=None, help="Ray cluster address (default: a local Ray)")
+    exp.add_argument("--jobs", type=int, default=1,
+                     help="local backend: runs at once, each in its own process on one thread (default: 1)")
+    exp.add_argument("--budget", type=float, default=1.0,
+                     help="scale every run's steps and episodes by this factor, e.g. 0.01 for a quick pass")
+    exp.set_defaults(func=cmd_experiment)
+
+    tab = sub.add_parser("table", help="results table of distilled students, read from their cards")
+    tab.add_argument("agents", nargs="+", help="student agent directories (each evaluated with --write-card)")
+    tab.add_argument("--threshold", type=float, default=0.9,
+                     help="retention whose first periodic evaluation gives the steps/time-to columns (default 0.9)")
+    tab.add_argument("--md", default=None, help="also write the markdown table here")
+    tab.add_argument("--csv", default=None, help="also write the rows as CSV here")
+    tab.set_defaults(func=cmd_table)

@@ -1,0 +1,202 @@
+"""Where a study's runs execute: in this process, in local worker processes, or as Ray tasks; each
+run resumes where it stopped and writes its result row when complete."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import signal
+import threading
+import time
+from concurrent.futures import CancelledError, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from rl_compress.atari.evaluate import DEFAULT_PROTOCOL, evaluate, retention
+from rl_compress.core.errors import UserError
+from rl_compress.core.files import atomic_write_json, sha256_file
+from rl_compress.core.provenance import git_commit
+from rl_compress.core.signals import request_stop, stop_requested, watch_stop_event
+from rl_compress.models.agent import WEIGHTS, load_agent, read_card
+from rl_compress.models.networks import parse_spec
+from rl_compress.studies.spec import RESULT, Run, Study
+from rl_compress.train.distill import DistillConfig, distill
+from rl_compress.train.rundir import CHECKPOINT
+from rl_compress.train.teacher import TeacherConfig, train_teacher
+
+
+def execute(run: Run, out: Path) -> dict[str, Any]:
+    """Run (or resume) one cell, evaluate it and its teacher, write and return its row."""
+
+    out = Path(out)
+    if (out / RESULT).exists():
+        return json.loads((out / RESULT).read_text())
+    teacher = load_agent(Path(run.teacher), game=run.game)
+    resume = (out / CHECKPOINT).exists()
+    t0 = time.time()
+    trained = _trained_card(out, run.steps) if resume else None
+    if trained is not None:  # stopped in its final evaluation: the training is done, evaluate it
+        card = trained
+    elif run.loss == "dqn":
+        settings = {"eval_every": 0, "learning_starts": min(20_000, run.steps // 4), "save_replay": False, **run.dqn}
+        cfg = TeacherConfig(game=run.game, steps=run.steps, seed=run.seed, **settings)
+        card = train_teacher(cfg, out, resume=resume, arch=parse_spec(run.spec), show_progress=False)
+    else:
+        # five evaluations along the way give the learning curve of the report
+        settings = {"eval_every": max(run.steps // 5, 1000), "eval_episodes": 5, **run.distill}
+        cfg = DistillConfig(student=run.spec, steps=run.steps, loss=run.loss, actor=run.actor, seed=run.seed,
+                            **settings)
+        card = distill(Path(run.teacher), cfg, out, resume=resume, show_progress=False)
+    if not card["training"].get("finished"):  # stopped by SIGINT / SIGTERM: checkpointed, not complete
+        raise UserError(f"{out}: stopped at {card['training']['steps']} of {run.steps} env steps; "
+                        "run the study again to resume it")
+    student = load_agent(out)
+    res = evaluate(student.net, run.game, run.eval_episodes, seed=0)
+    t_res = teacher_evaluation(teacher, run.eval_episodes) or evaluate(teacher.net, run.game, run.eval_episodes, seed=0)
+    row = {
+        "game": run.game, "spec": run.spec, "params": student.card["params"],
+        "ratio_to_teacher": round(student.card["params"] / teacher.card["params"], 5), "loss": run.loss,
+        "actor": run.actor, "seed": run.seed, "steps": card["training"]["steps"],
+        "wall_time_s": card["training"]["wall_time_s"], "score_mean": res["mean"], "score_std": res["std"],
+        "teacher_mean": t_res["mean"], "retention": retention(run.game, res["mean"], t_res["mean"]),
+        "episodes": run.eval_episodes, "machines": "; ".join(card["training"].get("machines", [])),
+        "commit": git_commit(), "run_seconds": round(time.time() - t0, 1),
+    }
+    atomic_write_json(out / RESULT, row)
+    return row
+
+
+def _trained_card(out: Path, steps: int) -> dict[str, Any] | None:
+    """The card of a run directory whose training finished at ``steps`` env steps, else None."""
+    try:
+        card = read_card(out)
+    except UserError:
+        return None
+    training = card.get("training") or {}
+    return card if training.get("finished") and training.get("steps") == steps else None
+
+
+def teacher_evaluation(teacher: Any, episodes: int, seed: int = 0) -> dict[str, Any] | None:
+    """The evaluation stored in the teacher's card when it is the one a run needs (the default
+    protocol, ``episodes`` games, ``seed``, made of the weights now in its directory), else None:
+    the same games are not played again for every run of a study."""
+
+
+    ev = teacher.card.get("evaluation") or {}
+    same = (ev.get("protocol") == asdict(DEFAULT_PROTOCOL) and ev.get("episodes") == episodes
+            and ev.get("seed") == seed and ev.get("weights_sha256") == sha256_file(teacher.path / WEIGHTS))
+    return ev if same else None
+
+
+def _execute_remote(run: Run, out: str) -> dict[str, Any]:
+    """Body of a Ray task or a local worker process (module-level, so that it can be shipped)."""
+
+    torch.set_num_threads(1)
+    return execute(run, Path(out))
+
+
+def run_study(study: Study, backend: str = "local", address: str | None = None, cpus_per_run: int = 1,
+              jobs: int = 1) -> list[dict]:
+    """Run every cell of the study with the chosen backend; returns the rows in grid order.
+    ``jobs`` > 1 runs that many cells at once on the local backend, each in its own process
+    with one torch thread."""
+    if jobs < 1:
+        raise UserError(f"--jobs must be at least 1, got {jobs}")
+    if backend == "local" and jobs == 1:
+        return _run_here(study)
+    if backend == "local":
+        return _run_in_processes(study, jobs)
+    if backend != "ray":
+        raise UserError(f"unknown backend {backend!r}; choose local or ray")
+    try:
+        import ray
+    except ImportError:
+        raise UserError("the ray backend needs Ray: pip install 'rl-compress[ray]'") from None
+    if not ray.is_initialized():
+        ray.init(address=address, include_dashboard=False, log_to_driver=False)
+    task = ray.remote(num_cpus=cpus_per_run)(_execute_remote)
+    futures = [task.remote(r, str(study.run_dir(r).resolve())) for r in study.runs]
+    return ray.get(futures)
+
+
+def _run_here(study: Study) -> list[dict]:
+    """The local backend in this process. A SIGINT / SIGTERM that lands between a run's training
+    loops (its setup, its evaluations) is held until the loop checkpoints; the runs not yet begun
+    are not begun."""
+    main = threading.current_thread() is threading.main_thread()  # handlers can only be set there
+    old = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)} if main else {}
+    rows = []
+    try:
+        for r in study.runs:
+            if stop_requested():
+                raise UserError("stopped; run the study again to resume it")
+            rows.append(execute(r, study.run_dir(r)))
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+    return rows
+
+
+_STOP: Any = None  # in a local worker process: the pool's stop event (set on SIGINT / SIGTERM)
+
+
+def _init_worker(stop: Any) -> None:
+    """A local worker process: the parent's stop event (and a signal to this process, e.g. Ctrl-C in
+    the terminal, even during a run's setup) stops its run at the loop's next step."""
+    global _STOP
+    _STOP = stop
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, request_stop)
+    watch_stop_event(stop)
+
+
+def _execute_worker(run: Run, out: str) -> dict[str, Any] | None:
+    """A local worker's task: the run, unless the study was stopped before it began (None)."""
+    if stop_requested() or (_STOP is not None and _STOP.is_set()):
+        return None
+    return _execute_remote(run, out)
+
+
+def _run_in_processes(study: Study, jobs: int) -> list[dict]:
+    """The local backend with ``jobs`` worker processes. SIGINT / SIGTERM are passed on to the
+    workers through a shared Event (``signals.watch_stop_event``): their runs checkpoint and stop;
+    runs not yet begun are not begun."""
+    ctx = multiprocessing.get_context("spawn")
+    stop = ctx.Event()
+    failures: list[str] = []
+    rows = []
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_init_worker, initargs=(stop,)) as pool:
+        futures = [pool.submit(_execute_worker, r, str(study.run_dir(r).resolve())) for r in study.runs]
+
+        def forward(signum: int, frame: Any) -> None:
+            stop.set()
+            for f in futures:
+                f.cancel()
+
+        old = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            for f in futures:
+                try:
+                    row = f.result()
+                except CancelledError:
+                    continue
+                except UserError as e:
+                    failures.append(str(e))
+                    continue
+                except BrokenProcessPool:
+                    failures.append("a worker process died; run the study again to resume its runs")
+                    break
+                if row is not None:
+                    rows.append(row)
+        finally:
+            for sig, handler in old.items():
+                signal.signal(sig, handler)
+    if failures:
+        raise UserError(failures[0])
+    if stop.is_set():
+        raise UserError("stopped; run the study again to resume it")
+    return rows

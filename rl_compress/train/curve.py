@@ -1,0 +1,67 @@
+"""The learning curve of a run directory: returns.csv drawn as learning_curve.png."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from rl_compress.core.errors import StorageError
+from rl_compress.train.rundir import CURVE, RETURNS
+
+
+def _read_returns(path: Path) -> np.ndarray:
+    """(step, return) rows of a returns.csv; empty when the file is missing."""
+    rows = path.read_text().splitlines()[1:] if path.exists() else []
+    return np.array([[float(x) for x in r.split(",")[:2]] for r in rows]).reshape(-1, 2)
+
+
+def plot_curve(
+    out: Path, ylabel: str = "return (raw, training protocol)", before: tuple[Path, int] | None = None
+) -> None:
+    """Draw out/returns.csv as out/learning_curve.png (env steps vs return, raw and smoothed).
+
+    ``before`` = (source agent directory, its env steps) for a run started from another
+    agent's weights (``--init-from``): the source's returns up to those steps are drawn
+    first and this run's steps continue from there, so the curve shows the whole training.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    data = _read_returns(out / RETURNS)
+    if len(data) < 2:
+        return
+    src = np.zeros((0, 2))
+    if before is not None:
+        src = _read_returns(Path(before[0]) / RETURNS)
+        src = src[src[:, 0] <= before[1]]
+        data = data + [before[1], 0.0]
+    fig, ax = plt.subplots(figsize=(6, 3.5), dpi=100)
+    if len(src):
+        ax.plot(src[:, 0], src[:, 1], ".", color="grey", alpha=0.3, ms=3, label=f"episode of {Path(before[0]).name}")
+        ax.axvline(before[1], color="grey", lw=1, ls="--")
+    steps, rets = data[:, 0], data[:, 1]
+    ax.plot(steps, rets, ".", alpha=0.3, ms=3, label="episode")
+    allsteps = np.concatenate([src[:, 0], steps])
+    allrets = np.concatenate([src[:, 1], rets])
+    w = min(20, len(allrets))
+    smooth = np.convolve(allrets, np.ones(w) / w, mode="valid")
+    ax.plot(allsteps[w - 1 :], smooth, "-", lw=2, label=f"mean of {w}")
+    ax.set_xlabel("env steps (4 frames each)")
+    ax.set_ylabel(ylabel)
+    ax.set_title(f"{out.parent.name}/{out.name}")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    tmp = out / f".{CURVE}.tmp.png"
+    try:
+        fig.savefig(tmp)
+        os.replace(tmp, out / CURVE)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise StorageError(f"{out / CURVE}: could not write ({e.strerror or e})") from None
+    finally:
+        plt.close(fig)
