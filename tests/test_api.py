@@ -1,0 +1,90 @@
+"""The Python API on shipped agents and real games: a plain gymnasium loop plays a whole game with
+a shipped student and scores what `evaluate` scores; attention from the API is what `localize`
+writes; bad observations are refused, not rescaled."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import rl_compress as rlc
+from rl_compress.attention.localize import localize_to_npz
+from rl_compress.attention.playback import play
+
+ROOT = Path(__file__).resolve().parents[1]
+STUDENT = ROOT / "agents" / "pong" / "gmp32-w5-1pct-tuned"
+
+
+@pytest.fixture(scope="module")
+def student() -> rlc.Agent:
+    return rlc.load_agent(STUDENT)
+
+
+def test_a_gymnasium_loop_scores_what_evaluate_scores(student: rlc.Agent) -> None:
+    """No sticky actions and no no-op starts: the emulator is then deterministic, so the whole game
+    played through make_env + predict must be the game evaluate plays through the vector env."""
+    env = rlc.make_env("pong", sticky=0.0, noop_max=0)
+    obs, _ = env.reset(seed=3)
+    score, steps, done = 0.0, 0, False
+    while not done:
+        obs, reward, term, trunc, _ = env.step(student.predict(obs))
+        score, steps, done = score + reward, steps + 1, term or trunc
+    env.close()
+    assert steps > 700 and -21 <= score <= 21
+    res = rlc.evaluate(student, episodes=1, seed=3, protocol=rlc.Protocol(sticky=0.0, noop_max=0, epsilon=0.0))
+    assert res["scores"] == [score]
+    assert score > 0  # the shipped 0.98% student wins its game
+
+
+def test_predict_single_batch_and_refusals(student: rlc.Agent) -> None:
+    obs = np.stack([rlc.make_env("pong").reset(seed=s)[0] for s in range(3)])
+    assert obs.shape == (3, 4, 84, 84) and obs.dtype == np.uint8
+    batch = student.predict(obs)
+    assert batch.dtype == np.int64 and batch.shape == (3,)
+    assert student.predict(obs[1]) == int(batch[1]) and isinstance(student.predict(obs[1]), int)
+    rng = np.random.default_rng(0)
+    random = student.predict(np.repeat(obs[:1], 600, 0), deterministic=False, epsilon=1.0, rng=rng)
+    assert set(random.tolist()) == set(range(6))  # epsilon 1: uniform over Pong's 6 actions
+    for bad, msg in ((obs.astype(np.float32) / 255, "already scaled"), (np.zeros((210, 160, 3), np.uint8), "raw screen"),
+                     (np.zeros((4, 80, 80), np.uint8), "must be uint8 [4,84,84]")):
+        with pytest.raises(rlc.UserError, match=re.escape(msg)):
+            student.predict(bad)
+    with pytest.raises(rlc.UserError, match="unknown attention method"):
+        student.attention(obs, method="saliency")
+
+
+@pytest.mark.parametrize("method", ["gmp", "gradcam"])
+def test_attention_is_what_localize_writes(student: rlc.Agent, method: str, tmp_path: Path) -> None:
+    observations = [st.obs for st in play(student.net, "pong", method, 12, episodes=1, seed=5)]
+    localize_to_npz(student.net, "pong", 12, tmp_path / "m.npz", method, seed=5)
+    maps, peaks = student.attention(np.stack(observations), method=method)
+    with np.load(tmp_path / "m.npz") as npz:
+        assert maps.shape == npz["maps"].shape == (12, 210, 160)
+        np.testing.assert_allclose(maps, npz["maps"], rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(peaks, npz["peaks"], rtol=1e-5, atol=1e-4)
+    assert (maps >= 0).all() and maps.max() > 0
+
+
+def test_attention_wrapper_info_and_render(student: rlc.Agent) -> None:
+    env = rlc.AttentionWrapper(rlc.make_env("pong"), student, method="gmp", scale=2)
+    obs, info = env.reset(seed=0)
+    for _ in range(5):
+        obs, _, _, _, info = env.step(info["action"])
+    assert info["attention"].shape == (210, 160) and info["peaks"].shape[1] == 3
+    assert info["action"] == student.predict(obs)
+    frame = env.render()
+    assert frame.dtype == np.uint8 and frame.shape == ((210 + 14) * 2, 160 * 2, 3)
+    env.close()
+
+
+def test_load_agent_refusals(tmp_path: Path) -> None:
+    with pytest.raises(rlc.UserError, match="no such folder"):
+        rlc.load_agent(tmp_path / "nope")
+    (tmp_path / "m.zip").write_bytes(b"PK")
+    with pytest.raises(rlc.UserError, match="pass game="):
+        rlc.load_agent(tmp_path / "m.zip")
+    with pytest.raises(rlc.UserError, match="not a zip file"):
+        rlc.load_agent(tmp_path / "m.zip", game="pong")
