@@ -31,6 +31,11 @@ def test_help_lists_every_subcommand() -> None:
 def test_info_evaluate_export(random_teacher: Path, tmp_path: Path) -> None:
     res = rlc("info", str(random_teacher))
     assert res.returncode == 0, res.stderr
+    lines = res.stdout.splitlines()
+    assert lines[0] == f"{random_teacher}: teacher nature_dqn playing pong (6 actions)"
+    assert lines[1] == "  size       1,687,206 parameters" and "not evaluated" in lines[2]
+    res = rlc("info", str(random_teacher), "--json")
+    assert res.returncode == 0, res.stderr
     info = json.loads(res.stdout)
     assert info["params"] == 1_687_206 and info["game"] == "pong" and info["kind"] == "teacher"
 

@@ -28,7 +28,7 @@ from rl_compress.core.outputs import check_output_file
 from rl_compress.core.progress import progress_bar
 from rl_compress.core.signals import stop_signal
 from rl_compress.core.tables import rows_csv
-from rl_compress.models.agent import WEIGHTS, load_agent, read_card, update_card
+from rl_compress.models.agent import WEIGHTS, agent_summary, load_agent, read_card, update_card
 from rl_compress.models.export import export
 from rl_compress.models.networks import GMPStudent, count_params, parse_spec
 from rl_compress.models.prune import prune_agent
@@ -133,19 +133,21 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    """Print the card with params and compression ratio."""
-
-    _json_path(args.json)
+    """A person's summary of an agent; with ``--json`` the full card with params and compression ratio."""
+    if args.json not in (None, "-"):
+        _json_path(args.json)
     agent = load_agent(Path(args.agent))
+    if args.json is None:
+        print("\n".join(agent_summary(agent.card, agent.path)))
+        return 0
     card = dict(agent.card)
-
     card["params"] = count_params(agent.net)
     teacher_params = (card.get("teacher") or {}).get("params")
     card["compression"] = (
         {"teacher_params": teacher_params, "ratio": card["params"] / teacher_params} if teacher_params else None
     )
     card["path"] = str(agent.path)
-    _emit_json(card, args.json)
+    _emit_json(card, None if args.json == "-" else args.json)
     return 0
 
 

@@ -147,9 +147,10 @@ def _add_localize_export_info(sub: Any) -> None:
     ex.add_argument("--out", required=True, help="file to write")
     ex.set_defaults(func=cmd_export)
 
-    info = sub.add_parser("info", help="print an agent's card with params and compression ratio (JSON)")
+    info = sub.add_parser("info", help="an agent's summary: size, share of its teacher, score, retention, how it was made")
     info.add_argument("agent", help="agent directory")
-    info.add_argument("--json", default=None, help="write to this file instead of stdout")
+    info.add_argument("--json", nargs="?", const="-", default=None, metavar="FILE",
+                      help="print the full card as JSON (to FILE when given) instead of the summary")
     info.set_defaults(func=cmd_info)
 
 

@@ -18,7 +18,7 @@ from safetensors.torch import load_file, save
 from torch import nn
 
 from rl_compress.atari.envs import OBS_SHAPE
-from rl_compress.atari.games import num_actions, resolve_game
+from rl_compress.atari.games import game_info, num_actions, resolve_game
 from rl_compress.core.errors import UserError, first_line
 from rl_compress.core.files import atomic_write_json, sha256_file, write_generation
 from rl_compress.models.networks import build_network, count_params
@@ -220,3 +220,49 @@ def update_card(directory: Path, **entries: Any) -> dict[str, Any]:
     card.update(entries)
     atomic_write_json(Path(directory) / CARD, card)
     return card
+
+
+def _made_by(training: dict[str, Any]) -> str:
+    """How the weights were made, in one line: env steps (with those of the run they started from)
+    and wall time."""
+    src = training.get("init_from") or {}
+    steps = int(training.get("steps") or 0)
+    wall = float(training.get("wall_time_s") or 0.0) + float(src.get("wall_time_s") or 0.0)
+    total = f"{int(src['env_steps']):,} + {steps:,}" if src.get("env_steps") else f"{steps:,}"
+    pruned = training.get("pruned_from")
+    what = f"pruned from {pruned['agent']} ({pruned['params']:,} params), " if pruned else ""
+    source = training.get("source")
+    if source:
+        return f"{source} ({training.get('num_timesteps') or '?'} timesteps there)"
+    return f"{what}{total} env steps, {wall:,.0f} s of training" + (f" from {src['agent']}" if src else "")
+
+
+def agent_summary(card: dict[str, Any], path: Path) -> list[str]:
+    """A person's summary of a card: what the agent is, its size and share of its teacher, its score
+    under the evaluation protocol, its retention of the teacher's score and how it was made."""
+    game = game_info(card["game"])
+    arch = card["arch"].get("spec") or card["arch"].get("name")
+    lines = [f"{path}: {card['kind']} {arch} playing {game.id} ({game.num_actions} actions)"]
+    teacher = card.get("teacher") or {}
+    share = f", {100 * card['params'] / teacher['params']:.2f}% of its teacher's {teacher['params']:,}" \
+        if teacher.get("params") else ""
+    lines.append(f"  size       {card['params']:,} parameters{share}")
+    ev = card.get("evaluation") or {}
+    if ev.get("mean") is not None:
+        hn = game.human_normalized(ev["mean"])
+        hn_text = f", human-normalized {hn:.2f}" if hn is not None else ""
+        lines.append(f"  score      {ev['mean']:.2f} +- {ev['std']:.2f} over {ev['episodes']} games "
+                     f"(default protocol, seed {ev.get('seed')}){hn_text}")
+    else:
+        lines.append("  score      not evaluated (rl-compress evaluate DIR --write-card)")
+    t_mean = teacher.get("evaluation")
+    if teacher:
+        ret = game.retention(ev["mean"], t_mean) if ev.get("mean") is not None and t_mean is not None else None
+        ret_text = f"; retention {ret:.3f} of its score {t_mean:.2f}" if ret is not None else ""
+        lines.append(f"  teacher    {teacher.get('path')}{ret_text}")
+    training = card.get("training") or {}
+    if training:
+        lines.append(f"  made by    {_made_by(training)}")
+        if training.get("command"):
+            lines.append(f"  command    {training['command']}")
+    return lines
