@@ -81,13 +81,13 @@ def _summary(out: Path, live: Path) -> Table:
     history = json.loads((live / "agent.json").read_text())["training"]["eval_history"]
     for h in history:  # the live run, evaluated on its own seeds every DISTILL["every"] steps
         ret = "" if h["retention"] is None else f"{h['retention']:.2f}"
-        table.add_row(f"  live distillation, {h['step']:,} steps", "", "", f"{h['mean']:.1f}", ret)
+        table.add_row(f"  live distillation, {h['step']:,} steps (its own {GAMES} games)", "", "", f"{h['mean']:.1f}", ret)
     return table
 
 
 def run_demo(out: Path = OUT) -> int:
     """Run the demo steps; returns the first non-zero exit code, else 0."""
-    console = Console(file=sys.stderr)
+    console = Console(file=sys.stderr, width=110)
     for need in (TEACHER, STUDENT, PRUNED):
         if not (need / "agent.json").exists():
             console.print(f"[red]error: {need} not found: the demo uses the shipped agents")

@@ -30,6 +30,7 @@ from rl_compress.core.signals import stop_signal
 from rl_compress.core.tables import rows_csv
 from rl_compress.models.agent import WEIGHTS, agent_summary, load_agent, read_card, update_card
 from rl_compress.models.export import export
+from rl_compress.models.model_card import model_card
 from rl_compress.models.networks import GMPStudent, count_params, parse_spec
 from rl_compress.models.prune import prune_agent
 from rl_compress.models.sb3_import import import_sb3
@@ -148,6 +149,15 @@ def cmd_info(args: argparse.Namespace) -> int:
     )
     card["path"] = str(agent.path)
     _emit_json(card, None if args.json == "-" else args.json)
+    return 0
+
+
+def cmd_card(args: argparse.Namespace) -> int:
+    """Write the agent's README.md model card (Hub metadata, summary, how to use it)."""
+    agent = load_agent(Path(args.agent))
+    with RunLock(agent.path):
+        atomic_write_bytes(agent.path / "README.md", model_card(agent.card, agent.path).encode())
+    print(f"{agent.path / 'README.md'}: model card", file=sys.stderr)
     return 0
 
 

@@ -9,6 +9,7 @@ from typing import Any
 
 from rl_compress.cli.commands import (
     cmd_bench,
+    cmd_card,
     cmd_distill,
     cmd_evaluate,
     cmd_experiment,
@@ -146,6 +147,10 @@ def _add_localize_export_info(sub: Any) -> None:
     ex.add_argument("--format", required=True, choices=["onnx", "torchscript"], help="output format")
     ex.add_argument("--out", required=True, help="file to write")
     ex.set_defaults(func=cmd_export)
+
+    card = sub.add_parser("card", help="write the agent's README.md model card (Hub metadata, score, size, usage)")
+    card.add_argument("agent", help="agent directory")
+    card.set_defaults(func=cmd_card)
 
     info = sub.add_parser("info", help="an agent's summary: size, share of its teacher, score, retention, how it was made")
     info.add_argument("agent", help="agent directory")

@@ -1,0 +1,70 @@
+"""The model card of an agent: a README.md with Hugging Face Hub metadata (library, tags, a
+``model-index`` entry with the evaluation result) and, for a person, what the agent is, its size and
+share of its teacher, its score under the evaluation protocol, its retention, how it was made and how
+to use it. ``rl-compress card AGENT_DIR`` writes it into the agent directory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from rl_compress.atari.games import _env_id_name, game_info
+from rl_compress.models.agent import agent_summary
+
+PROTOCOL_TEXT = ("ALE v5 rules: sticky actions p = 0.25, minimal action set, an episode is one whole game (life "
+                 "losses do not end it), at most 108,000 frames, raw unclipped score, up to 30 no-op starts, "
+                 "epsilon 0.001")
+
+
+def card_metadata(card: dict[str, Any], name: str) -> dict[str, Any]:
+    """The YAML front matter: library, tags and the evaluation as a Hub ``model-index`` result."""
+    env_id = f"ALE/{_env_id_name(game_info(card['game']).id)}-v5"
+    meta: dict[str, Any] = {
+        "library_name": "rl-compress",
+        "tags": [env_id, "atari", "reinforcement-learning", "deep-reinforcement-learning", "rl-compress",
+                 "knowledge-distillation" if card["kind"] == "student" else "dqn"],
+    }
+    ev = card.get("evaluation") or {}
+    if ev.get("mean") is not None:
+        meta["model-index"] = [{"name": name, "results": [{
+            "task": {"type": "reinforcement-learning", "name": "reinforcement-learning"},
+            "dataset": {"name": env_id, "type": env_id},
+            "metrics": [{"type": "mean_reward", "value": f"{ev['mean']:.2f} +/- {ev['std']:.2f}",
+                         "name": f"mean_reward ({ev['episodes']} games, sticky actions 0.25)", "verified": False}],
+        }]}]
+    return meta
+
+
+def _uses(path: Path, card: dict[str, Any]) -> list[str]:
+    return ["## Use it", "", "```bash",
+            f"rl-compress evaluate {path} --episodes 30            # the evaluation protocol",
+            f"rl-compress record {path} --out agent.mp4 --max-frames 600   # attention overlay video",
+            f"rl-compress export {path} --format onnx --out agent.onnx",
+            "```", "", "```python", "import rl_compress as rlc", "",
+            f'agent = rlc.load_agent("{path}")',
+            f'env = rlc.make_env("{card["game"]}")',
+            "obs, info = env.reset(seed=0)",
+            "action = agent.predict(obs)                    # uint8 [4,84,84] -> int",
+            "maps, peaks = agent.attention(obs[None])       # where it looks, in screen pixels",
+            "```"]
+
+
+def model_card(card: dict[str, Any], path: Path) -> str:
+    """The README.md model card of the agent whose card is ``card``, in directory ``path``."""
+    path = Path(path)
+    meta = yaml.safe_dump(card_metadata(card, path.name), sort_keys=False).strip()
+    arch = card["arch"].get("spec") or card["arch"].get("name")
+    kind = "a student distilled by rl-compress" if card["kind"] == "student" else "a DQN teacher"
+    lines = [f"---\n{meta}\n---", "", f"# {path.name}: {arch}, {kind}", "",
+             f"An agent that plays {game_info(card['game']).id} from 4 stacked 84x84 grey frames (uint8 [4,84,84],",
+             "channel 0 the oldest), made and checked with rl-compress (Actor-Mimic",
+             "distillation into students that end in a global max pool, whose pool shows where they look).", "",
+             "```text", *agent_summary(card, path), "```", ""]
+    if (path / "learning_curve.png").exists():
+        lines += ["![learning curve](learning_curve.png)", ""]
+    lines += [f"Evaluation protocol: {PROTOCOL_TEXT}.", "", *_uses(path, card), "",
+              "Files: `model.safetensors` (weights only; nothing is unpickled on load), `agent.json` (the full card:",
+              "architecture, observation, training config, evaluation scores per game).", ""]
+    return "\n".join(lines)
