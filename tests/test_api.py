@@ -88,3 +88,22 @@ def test_load_agent_refusals(tmp_path: Path) -> None:
         rlc.load_agent(tmp_path / "m.zip")
     with pytest.raises(rlc.UserError, match="not a zip file"):
         rlc.load_agent(tmp_path / "m.zip", game="pong")
+
+
+def test_load_agent_reads_an_sb3_zip(tmp_path: Path) -> None:
+    """A stable-baselines3 DQN zip loads straight into an Agent that acts as SB3's policy does."""
+    import ale_py
+    import gymnasium as gym
+    from stable_baselines3 import DQN
+    from stable_baselines3.common.env_util import make_atari_env
+    from stable_baselines3.common.vec_env import VecFrameStack
+
+    gym.register_envs(ale_py)
+    model = DQN("CnnPolicy", VecFrameStack(make_atari_env("PongNoFrameskip-v4", n_envs=1, seed=0), 4),
+                buffer_size=500, learning_starts=1000, seed=0, verbose=0)
+    model.save(tmp_path / "dqn.zip")
+    agent = rlc.load_agent(tmp_path / "dqn.zip", game="PongNoFrameskip-v4")
+    assert agent.kind == "teacher" and agent.game == "pong" and agent.num_actions == 6
+    obs = np.stack([rlc.make_env("pong").reset(seed=s)[0] for s in range(4)])
+    assert np.array_equal(agent.predict(obs), model.predict(obs, deterministic=True)[0])
+    assert not (tmp_path / "dqn").exists()  # nothing written: loaded in memory

@@ -295,3 +295,21 @@ def test_eval_resume_and_refusals(random_teacher: Path, tmp_path: Path) -> None:
             distill(random_teacher, DistillConfig(**bad), tmp_path / "bad", show_progress=False)
     with pytest.raises(UserError, match="no such folder"):
         distill(tmp_path / "nope", DistillConfig(), tmp_path / "bad", show_progress=False)
+
+
+def test_max_wall_time_stops_evaluates_and_resumes(random_teacher: Path, tmp_path: Path) -> None:
+    out = tmp_path / "timed"
+    cfg = DistillConfig(student="gmp4", steps=10_000_000, max_wall_time=6.0, eval_every=0, eval_episodes=1,
+                        tb_clip_steps=0, learning_starts=200, buffer_size=2000, envs=2)
+    card = distill(random_teacher, cfg, out, show_progress=False)
+    tr = card["training"]
+    assert tr["stopped"] == "max_wall_time" and not tr["finished"]
+    assert 0 < tr["steps"] < 10_000_000 and 6.0 <= tr["wall_time_s"] < 60
+    assert tr["last_eval"]["step"] == tr["steps"] and tr["eval_history"][-1] == tr["last_eval"]  # evaluated at the stop
+    assert torch.load(out / "checkpoint.pt", weights_only=True)["step"] == tr["steps"]
+    with pytest.raises(UserError, match="already trained"):
+        distill(random_teacher, DistillConfig(student="gmp4", steps=10_000_000, max_wall_time=6.0), out, resume=True,
+                show_progress=False)
+    more = distill(random_teacher, DistillConfig(student="gmp4", steps=10_000_000, max_wall_time=tr["wall_time_s"] + 4),
+                   out, resume=True, show_progress=False)["training"]
+    assert more["steps"] > tr["steps"] and more["stopped"] == "max_wall_time" and len(more["eval_history"]) == 2

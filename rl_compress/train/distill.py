@@ -63,6 +63,8 @@ class DistillConfig:
 
     student: str = option("student spec, e.g. gmp16, gmp16-h64, gmp8-16-32, flat16-fc128", default="gmp16")
     steps: int = option("total env steps (4 frames each) to distill for", default=500_000)
+    max_wall_time: float = option("stop, evaluate and save once the run has trained this many seconds (all legs; "
+                                  "0 = off); --resume with a larger value goes on", default=0.0)
     loss: str = option("actor-mimic | kl | mse | nll", default="actor-mimic")
     actor: str = option("who acts: student (Actor-Mimic) or teacher (Policy Distillation)", default="student")
     temperature: float = option("tau of softmax(Q/tau) (0 = the loss's default: actor-mimic 0.1, kl 0.01)", default=0.0)
@@ -103,7 +105,7 @@ def check_config(cfg: DistillConfig) -> None:
     API and a study's YAML all come through here)."""
     check_ranges(cfg, positive=["steps", "envs", "buffer_size", "train_freq", "batch_size", "lr",
                                 "checkpoint_every", "eval_episodes"],
-                 non_negative=["seed", "temperature", "feature_weight", "learning_starts", "eval_every", "eval_seed",
+                 non_negative=["seed", "max_wall_time", "temperature", "feature_weight", "learning_starts", "eval_every", "eval_seed",
                                "tb_clip_steps", "threads", "recycle_every"],
                  unit=["epsilon", "sticky"])
     if cfg.loss not in LOSSES:
@@ -233,7 +235,7 @@ def distill(
         return _distill(teacher_dir, teacher, cfg, out, resume, tensorboard, show_progress, command)
 
 
-RESUME_KEEPS = {"steps", "checkpoint_every", "eval_every", "eval_episodes", "threads"}
+RESUME_KEEPS = {"steps", "max_wall_time", "checkpoint_every", "eval_every", "eval_episodes", "threads"}
 
 
 @dataclass
@@ -440,6 +442,7 @@ class DistillMethod:
             "command": extra.get("command") or f"rl-compress distill --teacher {extra['teacher_dir']} --student "
             f"{cfg.student} --steps {cfg.steps} --loss {cfg.loss} --actor {cfg.actor} --out {extra['out']}",
             "last_eval": state.last_eval, "eval_history": self.history, "finished": final,
+            "stopped": state.stopped,
         }
         if extra.get("init_from") is not None:
             training["init_from"] = extra["init_from"]
@@ -516,6 +519,8 @@ def _distill(
         resumed = {"teacher_eval": json.loads(ckpt["teacher_eval"]), "history": json.loads(ckpt["history"])}
     if state.step >= cfg.steps:
         raise UserError(f"{out}: run is already at {state.step} steps; ask for more than that with --steps")
+    if 0 < cfg.max_wall_time <= state.wall_before:
+        raise UserError(f"{out}: run has already trained {state.wall_before:.0f} s; ask for more with --max-wall-time")
     repair = ckpt is not None and reconcile_resume(out, state.step)
     env = make_vector_env(teacher.game, cfg.envs, EnvConfig(sticky=cfg.sticky), num_threads=1)
     learn_from = state.step + min(cfg.learning_starts, cfg.buffer_size // 2)
@@ -529,5 +534,6 @@ def _distill(
     method.begin(obs)
     if repair:
         save_agent(out, student, method.build_card(state, False))
-    return run_loop(method, env, obs, state, run, Schedule(cfg.steps, cfg.checkpoint_every, cfg.eval_every),
+    return run_loop(method, env, obs, state, run, Schedule(cfg.steps, cfg.checkpoint_every, cfg.eval_every,
+                                                              cfg.max_wall_time),
                     show_progress)

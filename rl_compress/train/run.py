@@ -51,6 +51,7 @@ class RunState:
     machines: list[str] = field(default_factory=list)
     last_eval: dict[str, Any] | None = None
     started: float = field(default_factory=time.time)
+    stopped: str | None = None  # "max_wall_time" when the wall-time budget ended the run
     # seconds this process spent in each part of the loop (not checkpointed; see `bench teacher`)
     profile: dict[str, float] = field(default_factory=lambda: dict.fromkeys(
         ("act", "update", "sample", "env_wait", "replay_write"), 0.0))
@@ -143,11 +144,18 @@ class Method(Protocol):
 
 @dataclass
 class Schedule:
-    """When a run stops, checkpoints and evaluates (env steps; ``eval_every`` 0 = never)."""
+    """When a run stops, checkpoints and evaluates (env steps; ``eval_every`` 0 = never). With
+    ``max_wall_time`` > 0 the run also stops, evaluates and saves once its training wall time (all
+    legs) reaches that many seconds."""
 
     steps: int
     checkpoint_every: int
     eval_every: int
+    max_wall_time: float = 0.0
+
+    def out_of_time(self, state: RunState) -> bool:
+        """Whether the run has used its wall-time budget."""
+        return self.max_wall_time > 0 and state.wall_time() >= self.max_wall_time
 
     def next_after(self, step: int, every: int) -> int | None:
         """The first multiple of ``every`` after ``step`` (None when ``every`` is 0)."""
@@ -247,7 +255,7 @@ def run_loop(method: Method, env: Any, obs: np.ndarray, state: RunState, run: Ru
     try:
         with StopFlag() as flag, progress_bar(show_progress) as bar:
             task = bar.add_task(method.label, total=schedule.steps, completed=state.step, info="")
-            while state.step < schedule.steps and not flag.stop:
+            while state.step < schedule.steps and not flag.stop and not schedule.out_of_time(state):
                 t0 = time.perf_counter()
                 actions = method.act(obs, state)
                 env.send(actions)
@@ -268,6 +276,10 @@ def run_loop(method: Method, env: Any, obs: np.ndarray, state: RunState, run: Ru
                 for ret, length in episodes.step(reward, term, trunc):
                     run.log_episode(state, method, ret, length)
                 _periodic(method, state, run, triggers, bar, task, episodes)
+            if state.step < schedule.steps and not flag.stop:  # the wall-time budget ended it: say how far it got
+                state.stopped = "max_wall_time"
+                if (state.last_eval or {}).get("step") != state.step:
+                    state.last_eval = method.evaluate(state, run.writer)
             return save_run(method, state, run, final=state.step >= schedule.steps)
     finally:
         env.close()

@@ -50,6 +50,8 @@ class TeacherConfig:
 
     game: str = option("ALE game name or alias", default="pong")
     steps: int = option("total env steps (agent steps, 4 frames each) to train to", default=2_000_000)
+    max_wall_time: float = option("stop, evaluate and save once the run has trained this many seconds (all legs; "
+                                  "0 = off); --resume with a larger value goes on", default=0.0)
     seed: int = option("seed of envs, exploration and network init", default=1)
     envs: int = option("environments stepped together", default=8)
     buffer_size: int = option("replay memory in transitions (frames stored once)", default=100_000)
@@ -168,7 +170,7 @@ def check_config(cfg: TeacherConfig) -> TeacherConfig:
     the ROM id (a new config: the caller's is not changed)."""
     check_ranges(cfg, positive=["steps", "envs", "buffer_size", "train_freq", "batch_size", "n_step",
                                 "target_update", "lr", "adam_eps", "checkpoint_every", "eval_episodes"],
-                 non_negative=["seed", "learning_starts", "eps_decay", "max_grad_norm", "eval_every", "threads",
+                 non_negative=["seed", "max_wall_time", "learning_starts", "eps_decay", "max_grad_norm", "eval_every", "threads",
                                "env_threads"],
                  unit=["eps_start", "eps_end", "sticky"])
     cfg = replace(cfg, game=resolve_game(cfg.game))
@@ -231,7 +233,7 @@ def train_teacher(
         return _train_teacher(cfg, out, resume, tensorboard, arch or teacher_arch(), show_progress, command)
 
 
-RESUME_KEEPS = {"steps", "checkpoint_every", "eval_every", "eval_episodes", "save_replay", "threads",
+RESUME_KEEPS = {"steps", "max_wall_time", "checkpoint_every", "eval_every", "eval_episodes", "save_replay", "threads",
                 "overlap_env", "env_threads", "compile"}
 
 
@@ -352,7 +354,7 @@ class DQNMethod:
             "wall_time_s": round(state.wall_time(), 1), "machines": state.machines, "git_commit": git_commit(),
             "command": self.card_extra.get("command")
             or f"rl-compress teacher train --game {cfg.game} --steps {cfg.steps} --out {self.card_extra['out']}",
-            "last_eval": state.last_eval, "finished": final,
+            "last_eval": state.last_eval, "finished": final, "stopped": state.stopped,
             "profile": _profile(state.profile, self.learn_t0, self.learn_step0, state.step),
         }
         if self.card_extra.get("init_from") is not None:
@@ -421,6 +423,8 @@ def _train_teacher(
         restore_rngs(ckpt, rng)
     if state.step >= cfg.steps:
         raise UserError(f"{out}: run is already at {state.step} steps; ask for more than that with --steps")
+    if 0 < cfg.max_wall_time <= state.wall_before:
+        raise UserError(f"{out}: run has already trained {state.wall_before:.0f} s; ask for more with --max-wall-time")
     repair = ckpt is not None and reconcile_resume(out, state.step)
     env = make_vector_env(cfg.game, cfg.envs, EnvConfig(sticky=cfg.sticky, noop_max=30, clip_rewards=False),
                           num_threads=cfg.env_threads)
@@ -436,7 +440,8 @@ def _train_teacher(
     method.last_target = state.step - state.step % cfg.target_update
     if repair:
         save_agent(out, online, method.build_card(state, False))
-    return run_loop(method, env, obs, state, run, Schedule(cfg.steps, cfg.checkpoint_every, cfg.eval_every),
+    return run_loop(method, env, obs, state, run, Schedule(cfg.steps, cfg.checkpoint_every, cfg.eval_every,
+                                                              cfg.max_wall_time),
                     show_progress)
 
 
