@@ -28,7 +28,7 @@ from rl_compress.attention.video import render_overlay
 from rl_compress.core.errors import UserError
 from rl_compress.models.agent import Agent as StoredAgent
 from rl_compress.models.agent import load_agent as load_agent_dir
-from rl_compress.models.sb3_import import convert_sb3
+from rl_compress.models.sources import convert_source
 
 
 def check_observations(obs: Any) -> tuple[np.ndarray, bool]:
@@ -79,14 +79,13 @@ class Agent(StoredAgent):
 
 
 def load_agent(source: str | Path, game: str | None = None) -> Agent:
-    """An agent from an agent directory, or from a stable-baselines3 / RL Zoo DQN or QR-DQN zip
-    (``game`` names the game it plays; nothing is unpickled). Refuses anything that does not fit
-    with one clear error (UserError)."""
+    """An agent from an agent directory, or from any source ``rl-compress teacher import`` reads: a
+    stable-baselines3 / RL Zoo DQN or QR-DQN zip, a CleanRL DQN ``.cleanrl_model``, or
+    ``hf:ORG/NAME[@REVISION]`` on the Hugging Face Hub (``game``: read from the name when not given).
+    Nothing is unpickled; anything that does not fit is refused with one clear error (UserError)."""
     path = Path(source)
-    if path.is_file() and path.suffix == ".zip":
-        if game is None:
-            raise UserError(f"{path}: an SB3 zip does not say its game; pass game=...")
-        net, card = convert_sb3(path, game)
+    if str(source).startswith("hf:") or path.is_file():
+        net, card = convert_source(source, game)
         return Agent(path, card, net.eval())
     stored = load_agent_dir(path, game=game)
     return Agent(stored.path, stored.card, stored.net)

@@ -84,7 +84,7 @@ def test_load_agent_refusals(tmp_path: Path) -> None:
     with pytest.raises(rlc.UserError, match="no such folder"):
         rlc.load_agent(tmp_path / "nope")
     (tmp_path / "m.zip").write_bytes(b"PK")
-    with pytest.raises(rlc.UserError, match="pass game="):
+    with pytest.raises(rlc.UserError, match="cannot tell the game from its name"):
         rlc.load_agent(tmp_path / "m.zip")
     with pytest.raises(rlc.UserError, match="not a zip file"):
         rlc.load_agent(tmp_path / "m.zip", game="pong")

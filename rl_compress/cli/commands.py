@@ -33,7 +33,7 @@ from rl_compress.models.export import export
 from rl_compress.models.model_card import model_card
 from rl_compress.models.networks import GMPStudent, count_params, parse_spec
 from rl_compress.models.prune import prune_agent
-from rl_compress.models.sb3_import import import_sb3
+from rl_compress.models.sources import import_teacher
 from rl_compress.studies.backends import run_study
 from rl_compress.studies.report import report, write_results
 from rl_compress.studies.spec import load_study
@@ -98,10 +98,12 @@ def cmd_teacher_train(args: argparse.Namespace) -> int:
 
 
 def cmd_teacher_import(args: argparse.Namespace) -> int:
-    """Import an SB3 / RL Zoo DQN zip."""
-
-    card = import_sb3(Path(args.zip), args.game, Path(args.out), force=args.force)
-    print(f"{args.out}: imported {card['arch']['name']} with {card['params']} params", file=sys.stderr)
+    """Import a teacher: an SB3 / RL Zoo zip, a CleanRL model file, or hf:ORG/NAME from the Hub."""
+    card = import_teacher(args.source, Path(args.out), game=args.game, force=args.force)
+    hub = card["training"].get("hub")
+    seen = f" from hf:{hub['repo']}@{hub['revision'][:12]} (it reports {hub['reported_score']})" if hub else ""
+    print(f"{args.out}: imported {card['arch']['name']} with {card['params']} params for {card['game']}{seen}",
+          file=sys.stderr)
     return 0
 
 

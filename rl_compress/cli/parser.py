@@ -66,9 +66,10 @@ def _add_teacher(sub: Any) -> None:
                     "the Nature-DQN teacher: the baseline that shows what distillation buys")
     add_config_flags(tr, TeacherConfig)
     tr.set_defaults(func=cmd_teacher_train)
-    ti = tsub.add_parser("import", help="import a stable-baselines3 / RL Zoo DQN zip")
-    ti.add_argument("zip", help="SB3 .zip file")
-    ti.add_argument("--game", required=True, help="game the model plays")
+    ti = tsub.add_parser("import", help="import a teacher: SB3 / RL Zoo DQN or QR-DQN zip, CleanRL DQN model, or hf:ORG/NAME")
+    ti.add_argument("source", help="an SB3 .zip, a CleanRL .cleanrl_model, or hf:ORG/NAME[@REVISION] (Hugging Face Hub; "
+                    "HF_HUB_OFFLINE=1 reads the local cache only)")
+    ti.add_argument("--game", default=None, help="game the model plays (default: read from the file or repository name)")
     ti.add_argument("--out", required=True, help="agent directory to write (new or empty)")
     ti.add_argument("--force", action="store_true", help="replace the agent that --out holds")
     ti.set_defaults(func=cmd_teacher_import)

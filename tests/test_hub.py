@@ -1,0 +1,142 @@
+"""Teachers from the Hugging Face Hub and CleanRL, offline: the tests lay out a Hub cache as
+huggingface_hub lays it out ($HF_HOME/hub/models--ORG--NAME/{refs/main, snapshots/<commit>/...}),
+with a CleanRL dqn_atari model saved from CleanRL's own QNetwork and an SB3 zip saved by SB3."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from rl_compress.atari.envs import sample_observations
+from rl_compress.models.agent import load_agent
+
+COMMIT = "0123456789abcdef0123456789abcdef01234567"
+HUB_README = """---
+library_name: cleanrl
+model-index:
+- name: DQN
+  results:
+  - task: {type: reinforcement-learning, name: reinforcement-learning}
+    dataset: {name: Pong-v5, type: Pong-v5}
+    metrics:
+    - {type: mean_reward, value: 20.25 +/- 0.83, name: mean_reward, verified: false}
+---
+# DQN on Pong-v5
+"""
+
+
+class QNetwork(nn.Module):
+    """CleanRL's dqn_atari.py QNetwork, as it defines it."""
+
+    def __init__(self, n_actions: int) -> None:
+        super().__init__()
+        self.network = nn.Sequential(
+            nn.Conv2d(4, 32, 8, stride=4), nn.ReLU(), nn.Conv2d(32, 64, 4, stride=2), nn.ReLU(),
+            nn.Conv2d(64, 64, 3, stride=1), nn.ReLU(), nn.Flatten(), nn.Linear(3136, 512), nn.ReLU(),
+            nn.Linear(512, n_actions),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.network(x / 255.0)
+
+
+def lay_out(hf_home: Path, repo: str, files: dict[str, bytes]) -> Path:
+    """A model repository in the Hub cache, as huggingface_hub writes it (plain files, one commit)."""
+    root = hf_home / "hub" / f"models--{repo.replace('/', '--')}"
+    (root / "refs").mkdir(parents=True, exist_ok=True)
+    (root / "refs" / "main").write_text(COMMIT)
+    snap = root / "snapshots" / COMMIT
+    snap.mkdir(parents=True, exist_ok=True)
+    for name, data in files.items():
+        (snap / name).write_bytes(data)
+    return snap
+
+
+def rlc(hf_home: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HF_HOME": str(hf_home), "HF_HUB_OFFLINE": "1"}
+    return subprocess.run([str(Path(sys.executable).with_name("rl-compress")), *args], capture_output=True,
+                          text=True, timeout=300, env=env)
+
+
+@pytest.fixture()
+def cleanrl_model(tmp_path: Path) -> tuple[QNetwork, bytes]:
+    torch.manual_seed(0)
+    q = QNetwork(6).eval()
+    torch.save(q.state_dict(), tmp_path / "dqn_atari.cleanrl_model")  # as dqn_atari.py saves it
+    return q, (tmp_path / "dqn_atari.cleanrl_model").read_bytes()
+
+
+def test_cleanrl_dqn_from_the_hub_cache(tmp_path: Path, cleanrl_model: tuple[QNetwork, bytes]) -> None:
+    q, data = cleanrl_model
+    hf = tmp_path / "hf"
+    lay_out(hf, "cleanrl/Pong-v5-dqn_atari-seed1", {"dqn_atari.cleanrl_model": data, "README.md": HUB_README.encode()})
+    out = tmp_path / "teacher"
+    res = rlc(hf, "teacher", "import", "hf:cleanrl/Pong-v5-dqn_atari-seed1", "--out", str(out))
+    assert res.returncode == 0, res.stderr
+    assert "it reports 20.25 +/- 0.83" in res.stderr
+    agent = load_agent(out)
+    assert agent.game == "pong" and agent.card["params"] == 1_687_206  # the game read from the repository name
+    hub = agent.card["training"]["hub"]
+    assert hub == {"repo": "cleanrl/Pong-v5-dqn_atari-seed1", "revision": COMMIT, "file": "dqn_atari.cleanrl_model",
+                   "reported_score": "20.25 +/- 0.83"}
+    obs = torch.from_numpy(sample_observations("pong", 32, seed=2))
+    with torch.no_grad():
+        np.testing.assert_allclose(agent.net(obs).numpy(), q(obs.float()).numpy(), rtol=1e-5, atol=1e-5)
+    # a pinned revision reads the same snapshot; the card names what was read
+    res = rlc(hf, "teacher", "import", f"hf:cleanrl/Pong-v5-dqn_atari-seed1@{COMMIT}", "--out", str(tmp_path / "pinned"))
+    assert res.returncode == 0, res.stderr
+
+
+def test_sb3_zip_from_the_hub_cache(tmp_path: Path) -> None:
+    import ale_py
+    import gymnasium as gym
+    from stable_baselines3 import DQN
+    from stable_baselines3.common.env_util import make_atari_env
+    from stable_baselines3.common.vec_env import VecFrameStack
+
+    gym.register_envs(ale_py)
+    model = DQN("CnnPolicy", VecFrameStack(make_atari_env("BreakoutNoFrameskip-v4", n_envs=1, seed=0), 4),
+                buffer_size=500, learning_starts=1000, seed=0, verbose=0)
+    model.save(tmp_path / "dqn-BreakoutNoFrameskip-v4.zip")
+    hf = tmp_path / "hf"
+    lay_out(hf, "sb3/dqn-BreakoutNoFrameskip-v4",
+            {"dqn-BreakoutNoFrameskip-v4.zip": (tmp_path / "dqn-BreakoutNoFrameskip-v4.zip").read_bytes()})
+    out = tmp_path / "teacher"
+    res = rlc(hf, "teacher", "import", "hf:sb3/dqn-BreakoutNoFrameskip-v4", "--out", str(out))
+    assert res.returncode == 0, res.stderr
+    agent = load_agent(out)
+    assert agent.game == "breakout" and agent.num_actions == 4
+    obs = sample_observations("breakout", 16, seed=1)
+    with torch.no_grad():
+        ours = agent.net(torch.from_numpy(obs)).argmax(1).numpy()
+    assert np.array_equal(ours, model.predict(obs, deterministic=True)[0])
+    assert json.loads((out / "agent.json").read_text())["training"]["hub"]["file"] == "dqn-BreakoutNoFrameskip-v4.zip"
+
+
+def test_hub_refusals(tmp_path: Path, cleanrl_model: tuple[QNetwork, bytes]) -> None:
+    hf = tmp_path / "hf"
+    hf.mkdir()
+    res = rlc(hf, "teacher", "import", "hf:cleanrl/Breakout-v5-dqn_atari-seed1", "--out", str(tmp_path / "a"))
+    assert res.returncode == 2 and res.stderr.startswith("error: hf:cleanrl/Breakout-v5-dqn_atari-seed1: cannot fetch")
+    assert len(res.stderr.strip().splitlines()) == 1
+    _, data = cleanrl_model
+    lay_out(hf, "cleanrl/Breakout-v5-dqn_atari-seed1", {"dqn_atari.cleanrl_model": data})
+    res = rlc(hf, "teacher", "import", "hf:cleanrl/Breakout-v5-dqn_atari-seed1", "--out", str(tmp_path / "a"))
+    assert res.returncode == 2 and "model has 6 actions, breakout has 4" in res.stderr  # conventions checked
+    ppo = {"network.0.weight": torch.zeros(32, 4, 8, 8), "actor.weight": torch.zeros(6, 512),
+           "critic.weight": torch.zeros(1, 512)}
+    torch.save(ppo, tmp_path / "ppo_atari.cleanrl_model")
+    res = rlc(hf, "teacher", "import", str(tmp_path / "ppo_atari.cleanrl_model"), "--game", "pong", "--out",
+              str(tmp_path / "b"))
+    assert res.returncode == 2 and "CleanRL PPO agent" in res.stderr
+    res = rlc(hf, "teacher", "import", "hf:not a repo", "--out", str(tmp_path / "c"))
+    assert res.returncode == 2 and "hf:ORG/NAME" in res.stderr
+    assert not any((tmp_path / d).exists() for d in ("a", "b", "c"))
