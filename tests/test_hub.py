@@ -136,7 +136,7 @@ def test_hub_refusals(tmp_path: Path, cleanrl_model: tuple[QNetwork, bytes]) -> 
     torch.save(ppo, tmp_path / "ppo_atari.cleanrl_model")
     res = rlc(hf, "teacher", "import", str(tmp_path / "ppo_atari.cleanrl_model"), "--game", "pong", "--out",
               str(tmp_path / "b"))
-    assert res.returncode == 2 and "CleanRL PPO agent" in res.stderr
+    assert res.returncode == 2 and "not CleanRL's ppo_atari Agent (missing" in res.stderr  # an incomplete Agent
     res = rlc(hf, "teacher", "import", "hf:not a repo", "--out", str(tmp_path / "c"))
     assert res.returncode == 2 and "hf:ORG/NAME" in res.stderr
     assert not any((tmp_path / d).exists() for d in ("a", "b", "c"))

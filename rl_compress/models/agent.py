@@ -36,6 +36,7 @@ KINDS = ("teacher", "student")
 
 
 MAX_ACTIONS = 18  # the full Atari action set
+OUTPUTS = ("q_values", "policy_logits")  # what a teacher's outputs are (a student's are always logits)
 
 
 @dataclass
@@ -152,6 +153,8 @@ def check_card(card: dict[str, Any], path: Path) -> None:
         raise UserError(f"{path}: {e}") from None
     if num_actions(game) != n:
         raise UserError(f"{path}: num_actions {n} does not match {game}, which has {num_actions(game)} actions")
+    if card.get("outputs", "q_values") not in OUTPUTS:
+        raise UserError(f"{path}: outputs must be one of {OUTPUTS}, got {card['outputs']!r}")
     for key in ("training", "teacher", "evaluation"):
         if card.get(key) is not None and not isinstance(card[key], dict):
             raise UserError(f"{path}: {key} must be a JSON object")
@@ -242,7 +245,8 @@ def agent_summary(card: dict[str, Any], path: Path) -> list[str]:
     under the evaluation protocol, its retention of the teacher's score and how it was made."""
     game = game_info(card["game"])
     arch = card["arch"].get("spec") or card["arch"].get("name")
-    lines = [f"{path}: {card['kind']} {arch} playing {game.id} ({game.num_actions} actions)"]
+    outputs = " (policy logits)" if card.get("outputs") == "policy_logits" else ""
+    lines = [f"{path}: {card['kind']} {arch}{outputs} playing {game.id} ({game.num_actions} actions)"]
     teacher = card.get("teacher") or {}
     share = f", {100 * card['params'] / teacher['params']:.2f}% of its teacher's {teacher['params']:,}" \
         if teacher.get("params") else ""

@@ -1,5 +1,6 @@
-"""Import a CleanRL DQN Atari agent (``dqn_atari.py``'s ``.cleanrl_model``: the state dict of its
-``QNetwork``) as an agent directory's network.
+"""Import a CleanRL Atari agent as an agent directory's network: ``dqn_atari.py``'s
+``.cleanrl_model`` (the state dict of its ``QNetwork``: Q-values) or ``ppo_atari.py``'s (its ``Agent``:
+the same trunk, an ``actor`` head of policy logits, which becomes the head, and a ``critic``, dropped).
 
 CleanRL's QNetwork is ``nn.Sequential(Conv2d(4, 32, 8, 4), ReLU, Conv2d(32, 64, 4, 2), ReLU,
 Conv2d(64, 64, 3, 1), ReLU, Flatten, Linear(3136, 512), ReLU, Linear(512, A))`` applied to
@@ -46,19 +47,21 @@ def convert_cleanrl(path: Path, game: str) -> tuple[Any, dict[str, Any]]:
     """The network and card of the CleanRL DQN model at ``path`` for ``game``, in memory."""
     path, game = Path(path), resolve_game(game)
     state = read_state_dict(path)
-    if any(k.startswith(("actor.", "critic.")) for k in state):
-        raise UserError(f"{path}: a CleanRL PPO agent (actor / critic heads); only DQN (QNetwork) models import")
-    expected = {f"{src}.{p}" for src in _LAYERS for p in ("weight", "bias")}
+    ppo = any(k.startswith(("actor.", "critic.")) for k in state)
+    layers = {**{k: v for k, v in _LAYERS.items() if k != "network.9"}, "actor": "head"} if ppo else _LAYERS
+    expected = {f"{src}.{p}" for src in layers for p in ("weight", "bias")} | (
+        {"critic.weight", "critic.bias"} if ppo else set())
     if set(state) != expected:
         missing, extra = sorted(expected - set(state)), sorted(set(state) - expected)
-        raise UserError(f"{path}: not CleanRL's dqn_atari QNetwork (missing {missing[:3]}, unexpected {extra[:3]})")
-    n_act = int(state["network.9.weight"].shape[0])
+        what = "ppo_atari Agent" if ppo else "dqn_atari QNetwork"
+        raise UserError(f"{path}: not CleanRL's {what} (missing {missing[:3]}, unexpected {extra[:3]})")
+    n_act = int(state["actor.weight" if ppo else "network.9.weight"].shape[0])
     if n_act != game_actions(game):
         raise UserError(f"{path}: model has {n_act} actions, {game} has {game_actions(game)} (minimal action set)")
     if tuple(state["network.0.weight"].shape[1:]) != (4, 8, 8):
         raise UserError(f"{path}: first convolution takes {list(state['network.0.weight'].shape[1:])}, "
                         "not 4 stacked frames with 8x8 kernels")
-    mapped = {f"{dst}.{p}": state[f"{src}.{p}"] for src, dst in _LAYERS.items() for p in ("weight", "bias")}
+    mapped = {f"{dst}.{p}": state[f"{src}.{p}"] for src, dst in layers.items() for p in ("weight", "bias")}
     arch: dict[str, Any] = {"name": "nature_dqn", "channels": [int(mapped[f"conv.{i}.weight"].shape[0]) for i in (0, 2, 4)],
                             "hidden": int(mapped["fc.1.weight"].shape[0])}
     net = build_network(arch, n_act)
@@ -66,5 +69,7 @@ def convert_cleanrl(path: Path, game: str) -> tuple[Any, dict[str, Any]]:
         net.load_state_dict(mapped)
     except RuntimeError as e:
         raise UserError(f"{path}: weights do not fit {arch} ({first_line(e)})") from None
-    training = {"source": "CleanRL dqn_atari QNetwork", "path": str(path), "sha256": sha256_file(path)}
-    return net, make_card("teacher", game, arch, net, training=training)
+    source = "CleanRL ppo_atari Agent (its critic is dropped)" if ppo else "CleanRL dqn_atari QNetwork"
+    training = {"source": source, "path": str(path), "sha256": sha256_file(path)}
+    return net, make_card("teacher", game, arch, net, training=training,
+                          outputs="policy_logits" if ppo else "q_values")

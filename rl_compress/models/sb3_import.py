@@ -86,8 +86,10 @@ def convert_sb3(path: Path, game: str) -> tuple[Any, dict[str, Any]]:
         prefix, head_key, algo = "q_net.", "q_net.q_net", "DQN"
     elif module.startswith("sb3_contrib.qrdqn"):
         prefix, head_key, algo = "quantile_net.", "quantile_net.quantile_net", "QR-DQN"
+    elif module.startswith("stable_baselines3.common.policies") and "action_net.weight" in state:
+        prefix, head_key, algo = "", "action_net", "actor-critic (PPO / A2C)"
     else:
-        raise UserError(f"{path}: policy {module or 'unknown'!r} is not an SB3 DQN or sb3-contrib QR-DQN policy")
+        raise UserError(f"{path}: policy {module or 'unknown'!r} is not an SB3 DQN, QR-DQN, PPO or A2C policy")
     obs_space = data.get("observation_space") or {}
     if obs_space.get("_shape") != [4, 84, 84] or obs_space.get("dtype") != "uint8":
         raise UserError(f"{path}: observation space {obs_space.get('_shape')} {obs_space.get('dtype')} is not uint8 [4,84,84]")
@@ -101,6 +103,8 @@ def convert_sb3(path: Path, game: str) -> tuple[Any, dict[str, Any]]:
     if n_act != game_actions(game):
         raise UserError(f"{path}: model has {n_act} actions, {game} has {game_actions(game)} (minimal action set)")
     extra_head = [k for k in state if k.startswith(head_key + ".") and not k.startswith(head_key + ".0.")]
+    if algo.startswith("actor-critic"):
+        extra_head = [k for k in state if k.startswith("mlp_extractor.policy_net.")]
     if extra_head:
         raise UserError(f"{path}: a net_arch with hidden layers after the CNN is not the Nature-DQN arch")
 
@@ -112,7 +116,7 @@ def convert_sb3(path: Path, game: str) -> tuple[Any, dict[str, Any]]:
                 raise UserError(f"{path}: no {key!r}: not a NatureCNN policy")
             mapped[f"{dst}.{p}"] = state[key]
     for p in ("weight", "bias"):
-        mapped[f"head.{p}"] = state[f"{head_key}.0.{p}"]
+        mapped[f"head.{p}"] = state[f"{head_key}.{p}" if algo.startswith("actor-critic") else f"{head_key}.0.{p}"]
     channels = [int(mapped[f"conv.{i}.weight"].shape[0]) for i in (0, 2, 4)]
     hidden = int(mapped["fc.1.weight"].shape[0])
     quantiles = int(mapped["head.weight"].shape[0]) // n_act
@@ -130,4 +134,5 @@ def convert_sb3(path: Path, game: str) -> tuple[Any, dict[str, Any]]:
         "sha256": sha256_file(path),
         "num_timesteps": data.get("num_timesteps"),
     }
-    return net, make_card("teacher", game, arch, net, training=training)
+    outputs = "policy_logits" if algo.startswith("actor-critic") else "q_values"
+    return net, make_card("teacher", game, arch, net, training=training, outputs=outputs)

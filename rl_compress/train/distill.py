@@ -67,7 +67,8 @@ class DistillConfig:
                                   "0 = off); --resume with a larger value goes on", default=0.0)
     loss: str = option("actor-mimic | kl | mse | nll", default="actor-mimic")
     actor: str = option("who acts: student (Actor-Mimic) or teacher (Policy Distillation)", default="student")
-    temperature: float = option("tau of softmax(Q/tau) (0 = the loss's default: actor-mimic 0.1, kl 0.01)", default=0.0)
+    temperature: float = option("tau of softmax(Q/tau) (0 = the default: actor-mimic 0.1, kl 0.01; 1 for a teacher "
+                                "of policy logits)", default=0.0)
     feature_weight: float = option("weight of feature regression to the teacher's hidden layer (0 = off)", default=0.0)
     epsilon: float = option("exploration of the actor (0 = 0.1 for a student actor, 0.05 for a teacher actor)", default=0.0)
     seed: int = option("seed of envs, exploration and student init", default=1)
@@ -98,6 +99,17 @@ class DistillConfig:
     def actor_epsilon(self) -> float:
         """The exploration epsilon in use."""
         return self.epsilon if self.epsilon > 0 else (0.1 if self.actor == "student" else 0.05)
+
+
+def teacher_tau(cfg: DistillConfig, teacher_card: dict[str, Any]) -> float:
+    """The temperature of the teacher's target policy softmax(outputs / tau): ``--temperature`` when
+    given; else for a teacher whose outputs are policy logits (PPO, A2C) 1, its own policy, for the
+    actor-mimic and kl losses; else the loss's default for Q-values (actor-mimic 0.1, kl 0.01)."""
+    if cfg.temperature > 0:
+        return cfg.temperature
+    if teacher_card.get("outputs") == "policy_logits" and cfg.loss in ("actor-mimic", "kl"):
+        return 1.0
+    return DEFAULT_TAU[cfg.loss]
 
 
 def check_config(cfg: DistillConfig) -> None:
@@ -311,7 +323,7 @@ class DistillMethod:
         self.teacher_eval: dict[str, Any] | None = resumed.get("teacher_eval")
         self.history: list[dict[str, Any]] = resumed.get("history", [])
         self.label, self.return_tag = f"distill {cfg.student} ({self.game})", f"charts/{cfg.actor}_return"
-        self.tau, self.eps, self.bf16 = cfg.tau(), cfg.actor_epsilon(), bf16_enabled(cfg.precision)
+        self.tau, self.eps, self.bf16 = teacher_tau(cfg, teacher.card), cfg.actor_epsilon(), bf16_enabled(cfg.precision)
         self.replay = FrameReplay(cfg.buffer_size, cfg.envs, 1, 0.99)
         self.q_labels = np.zeros((cfg.envs, self.replay.cap, self.n_act), dtype=np.float32)
         feat_dim = int(proj.out_features) if proj is not None else 0
