@@ -140,3 +140,32 @@ def test_hub_refusals(tmp_path: Path, cleanrl_model: tuple[QNetwork, bytes]) -> 
     res = rlc(hf, "teacher", "import", "hf:not a repo", "--out", str(tmp_path / "c"))
     assert res.returncode == 2 and "hf:ORG/NAME" in res.stderr
     assert not any((tmp_path / d).exists() for d in ("a", "b", "c"))
+
+
+def test_push_dry_run_then_load_it_from_the_hub(tmp_path: Path) -> None:
+    """`push --dry-run DIR` writes exactly the folder a push uploads; laid out as a Hub repository it
+    loads back as the same agent (rl-compress's own format on the Hub)."""
+    student = Path(__file__).resolve().parents[1] / "agents" / "pong" / "gmp32-w5-1pct-tuned"
+    folder = tmp_path / "dry"
+    hf = tmp_path / "hf"
+    res = rlc(hf, "push", str(student), "--repo-id", "me/pong-student", "--dry-run", str(folder), "--frames", "40")
+    assert res.returncode == 0, res.stderr
+    names = sorted(p.name for p in folder.iterdir())
+    assert names == ["README.md", "agent.json", "attention.png", "learning_curve.png", "model.onnx",
+                     "model.safetensors", "replay.mp4"]
+    readme = (folder / "README.md").read_text()
+    import yaml
+
+    meta = yaml.safe_load(readme.split("---\n")[1])
+    assert meta["model-index"][0]["results"][0]["metrics"][0]["value"] == "17.13 +/- 2.25"
+    assert 'rlc.load_agent("hf:me/pong-student")' in readme and "![the agent's attention on one frame](attention.png)" in readme
+    res = rlc(hf, "push", str(student), "--repo-id", "me/pong-student", "--dry-run", str(folder))
+    assert res.returncode == 2 and "not empty" in res.stderr  # never written over
+    lay_out(hf, "me/pong-student", {p.name: p.read_bytes() for p in folder.iterdir()})
+    out = tmp_path / "fetched"
+    res = rlc(hf, "teacher", "import", "hf:me/pong-student", "--out", str(out))
+    assert res.returncode == 0, res.stderr
+    back = load_agent(out)
+    assert (out / "model.safetensors").read_bytes() == (student / "model.safetensors").read_bytes()
+    assert back.card["training"]["command"] == load_agent(student).card["training"]["command"]
+    assert back.card["training"]["import_command"].startswith("rl-compress teacher import hf:me/pong-student")

@@ -5,8 +5,11 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
+import re
 import signal
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -18,13 +21,14 @@ from rl_compress.atari.games import action_names
 from rl_compress.attention.localize import localize_to_npz
 from rl_compress.attention.maps import attention
 from rl_compress.attention.playback import play
+from rl_compress.attention.publish import stage, upload
 from rl_compress.attention.score import objects_from_ram, score_npz
 from rl_compress.attention.video import check_video_path, render_overlay, side_by_side, write_video
 from rl_compress.bench import TeacherBenchConfig, bench_teacher, format_teacher
 from rl_compress.core.config import config_from_args
 from rl_compress.core.errors import UserError
 from rl_compress.core.files import atomic_write_bytes, atomic_write_json, sha256_file
-from rl_compress.core.outputs import check_output_file
+from rl_compress.core.outputs import check_output_dir, check_output_file, claim_output_dir
 from rl_compress.core.progress import progress_bar
 from rl_compress.core.signals import stop_signal
 from rl_compress.core.tables import rows_csv
@@ -160,6 +164,32 @@ def cmd_card(args: argparse.Namespace) -> int:
     with RunLock(agent.path):
         atomic_write_bytes(agent.path / "README.md", model_card(agent.card, agent.path).encode())
     print(f"{agent.path / 'README.md'}: model card", file=sys.stderr)
+    return 0
+
+
+def cmd_push(args: argparse.Namespace) -> int:
+    """Publish an agent to the Hugging Face Hub (or, with --dry-run DIR, write the folder only)."""
+    if not re.fullmatch(r"[A-Za-z0-9][\w.-]*/[\w.-]+", args.repo_id):
+        raise UserError(f"--repo-id must be ORG/NAME, got {args.repo_id!r}")
+    folder = check_output_dir(args.dry_run) if args.dry_run else None
+    if folder is not None:
+        if folder.exists() and any(folder.iterdir()):
+            raise UserError(f"{folder}: not empty; --dry-run writes a new folder")
+        folder.parent.mkdir(parents=True, exist_ok=True)
+    agent = load_agent(Path(args.agent))
+    frames = _positive("--frames", args.frames)
+    with tempfile.TemporaryDirectory(prefix=".push.", dir=folder.parent if folder else None) as tmp:
+        staged = Path(tmp) / "repo"
+        names = stage(agent, staged, args.repo_id, frames)
+        if folder is not None:
+            with RunLock(folder):
+                claim_output_dir(folder)
+                for name in names:
+                    os.replace(staged / name, folder / name)
+            print(f"{folder}: {', '.join(names)} (dry run: nothing uploaded)", file=sys.stderr)
+            return 0
+        upload(staged, args.repo_id, args.private)
+    print(f"hf:{args.repo_id}: uploaded {', '.join(names)}", file=sys.stderr)
     return 0
 
 

@@ -17,6 +17,7 @@ from rl_compress.cli.commands import (
     cmd_info,
     cmd_localize,
     cmd_prune,
+    cmd_push,
     cmd_record,
     cmd_table,
     cmd_teacher_import,
@@ -148,6 +149,15 @@ def _add_localize_export_info(sub: Any) -> None:
     ex.add_argument("--format", required=True, choices=["onnx", "torchscript"], help="output format")
     ex.add_argument("--out", required=True, help="file to write")
     ex.set_defaults(func=cmd_export)
+
+    push = sub.add_parser("push", help="publish an agent to the Hugging Face Hub: weights, card, ONNX, replay "
+                          "with attention, model card")
+    push.add_argument("agent", help="agent directory")
+    push.add_argument("--repo-id", required=True, help="Hub model repository, ORG/NAME")
+    push.add_argument("--private", action="store_true", help="create the repository private")
+    push.add_argument("--dry-run", default=None, metavar="DIR", help="write exactly that folder here, upload nothing")
+    push.add_argument("--frames", type=int, default=300, help="agent steps of the replay video (default: 300)")
+    push.set_defaults(func=cmd_push)
 
     card = sub.add_parser("card", help="write the agent's README.md model card (Hub metadata, score, size, usage)")
     card.add_argument("agent", help="agent directory")

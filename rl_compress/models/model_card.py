@@ -37,13 +37,15 @@ def card_metadata(card: dict[str, Any], name: str) -> dict[str, Any]:
     return meta
 
 
-def _uses(path: Path, card: dict[str, Any]) -> list[str]:
-    return ["## Use it", "", "```bash",
-            f"rl-compress evaluate {path} --episodes 30            # the evaluation protocol",
-            f"rl-compress record {path} --out agent.mp4 --max-frames 600   # attention overlay video",
-            f"rl-compress export {path} --format onnx --out agent.onnx",
+def _uses(path: Path, card: dict[str, Any], repo_id: str | None) -> list[str]:
+    local = f"{path}" if repo_id is None else "agent"
+    fetch = [] if repo_id is None else [f"rl-compress teacher import hf:{repo_id} --out agent   # fetch it"]
+    return ["## Use it", "", "```bash", *fetch,
+            f"rl-compress evaluate {local} --episodes 30            # the evaluation protocol",
+            f"rl-compress record {local} --out agent.mp4 --max-frames 600   # attention overlay video",
+            f"rl-compress export {local} --format onnx --out agent.onnx",
             "```", "", "```python", "import rl_compress as rlc", "",
-            f'agent = rlc.load_agent("{path}")',
+            f'agent = rlc.load_agent("{path if repo_id is None else "hf:" + repo_id}")',
             f'env = rlc.make_env("{card["game"]}")',
             "obs, info = env.reset(seed=0)",
             "action = agent.predict(obs)                    # uint8 [4,84,84] -> int",
@@ -51,20 +53,21 @@ def _uses(path: Path, card: dict[str, Any]) -> list[str]:
             "```"]
 
 
-def model_card(card: dict[str, Any], path: Path) -> str:
-    """The README.md model card of the agent whose card is ``card``, in directory ``path``."""
+def model_card(card: dict[str, Any], path: Path, repo_id: str | None = None) -> str:
+    """The README.md model card of the agent whose card is ``card``, in directory ``path`` (or
+    published as the Hub repository ``repo_id``)."""
     path = Path(path)
-    meta = yaml.safe_dump(card_metadata(card, path.name), sort_keys=False).strip()
+    meta = yaml.safe_dump(card_metadata(card, repo_id or path.name), sort_keys=False).strip()
     arch = card["arch"].get("spec") or card["arch"].get("name")
     kind = "a student distilled by rl-compress" if card["kind"] == "student" else "a DQN teacher"
-    lines = [f"---\n{meta}\n---", "", f"# {path.name}: {arch}, {kind}", "",
+    lines = [f"---\n{meta}\n---", "", f"# {repo_id or path.name}: {arch}, {kind}", "",
              f"An agent that plays {game_info(card['game']).id} from 4 stacked 84x84 grey frames (uint8 [4,84,84],",
              "channel 0 the oldest), made and checked with rl-compress (Actor-Mimic",
              "distillation into students that end in a global max pool, whose pool shows where they look).", "",
              "```text", *agent_summary(card, path), "```", ""]
     if (path / "learning_curve.png").exists():
         lines += ["![learning curve](learning_curve.png)", ""]
-    lines += [f"Evaluation protocol: {PROTOCOL_TEXT}.", "", *_uses(path, card), "",
+    lines += [f"Evaluation protocol: {PROTOCOL_TEXT}.", "", *_uses(path, card, repo_id), "",
               "Files: `model.safetensors` (weights only; nothing is unpickled on load), `agent.json` (the full card:",
               "architecture, observation, training config, evaluation scores per game).", ""]
     return "\n".join(lines)

@@ -17,13 +17,14 @@ import yaml
 from rl_compress.atari.games import resolve_game
 from rl_compress.core.errors import UserError, first_line
 from rl_compress.core.outputs import check_output_dir, claim_output_dir
-from rl_compress.models.agent import save_agent
+from rl_compress.models.agent import CARD, WEIGHTS, load_agent, save_agent
 from rl_compress.models.cleanrl_import import convert_cleanrl
 from rl_compress.models.sb3_import import convert_sb3
 from rl_compress.train.rundir import RunLock
 
 HUB = re.compile(r"^hf:(?P<repo>[A-Za-z0-9][\w.-]*/[\w.-]+)(?:@(?P<rev>[\w./-]+))?$")
 MODEL_FILES = ("*.cleanrl_model", "*.zip")
+AGENT_FILES = (CARD, WEIGHTS)  # a repository that rl-compress push wrote
 
 
 def fetch_hub_repo(repo_id: str, revision: str | None = None) -> Path:
@@ -31,7 +32,7 @@ def fetch_hub_repo(repo_id: str, revision: str | None = None) -> Path:
     it alone when ``HF_HUB_OFFLINE=1``)."""
     try:
         return Path(huggingface_hub.snapshot_download(repo_id, revision=revision,
-                                                      allow_patterns=[*MODEL_FILES, "README.md", "config.yml"]))
+                                                      allow_patterns=[*MODEL_FILES, *AGENT_FILES, "README.md"]))
     except Exception as e:  # noqa: BLE001 - not cached offline, unknown repo, network down: one line
         raise UserError(f"hf:{repo_id}: cannot fetch it ({first_line(e)})") from None
 
@@ -76,6 +77,9 @@ def convert_source(source: str | Path, game: str | None = None) -> tuple[Any, di
     origin: dict[str, Any] = {}
     if hub:
         folder = fetch_hub_repo(hub["repo"], hub["rev"])
+        if (folder / CARD).is_file():  # an agent directory, as rl-compress push publishes it
+            agent = load_agent(folder, game=game)
+            return agent.net, agent.card
         path = model_file(folder, text)
         origin = {"repo": hub["repo"], "revision": folder.name, "file": path.name,
                   "reported_score": reported_score(folder)}
@@ -99,7 +103,8 @@ def import_teacher(source: str | Path, out: Path, game: str | None = None, force
     replaces the agent it holds); returns its card."""
     out = check_output_dir(out)
     net, card = convert_source(source, game)
-    card["training"]["command"] = f"rl-compress teacher import {source} --game {card['game']} --out {out}"
+    key = "import_command" if card["training"].get("command") else "command"  # an rl-compress agent keeps its own
+    card["training"][key] = f"rl-compress teacher import {source} --game {card['game']} --out {out}"
     with RunLock(out):
         claim_output_dir(out, force=force)
         save_agent(out, net, card)

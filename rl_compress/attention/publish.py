@@ -1,0 +1,64 @@
+"""What ``rl-compress push`` publishes: a folder with the agent's weights and card, an ONNX export, a
+short replay with the agent's attention overlay and a still of it, and a README.md model card with
+Hugging Face Hub metadata; then, unless it is a dry run, the folder uploaded with ``huggingface_hub``."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import cv2
+import huggingface_hub
+
+from rl_compress.attention.playback import play
+from rl_compress.attention.video import render_overlay, write_video
+from rl_compress.core.errors import UserError, first_line
+from rl_compress.core.files import atomic_write_bytes
+from rl_compress.models.agent import CARD, WEIGHTS, Agent
+from rl_compress.models.export import export
+from rl_compress.models.model_card import model_card
+from rl_compress.models.networks import GMPStudent
+from rl_compress.train.rundir import CURVE
+
+REPLAY, STILL, ONNX = "replay.mp4", "attention.png", "model.onnx"
+
+
+def record_replay(agent: Agent, out: Path, frames: int = 300, seed: int = 0) -> int:
+    """A replay of one game (at most ``frames`` agent steps) with the agent's attention drawn over
+    the screen, as mp4; a still of its middle frame beside it (attention.png). Returns the frames."""
+    method = "gmp" if isinstance(agent.net, GMPStudent) else "gradcam"
+    images = [render_overlay(st.frame, st.map, st.peaks, f"{agent.game} | {agent.path.name} | {method}", scale=2)
+              for st in play(agent.net, agent.game, method, frames, episodes=1, seed=seed)]
+    if not images:
+        raise UserError(f"{agent.path}: the replay has no frames")
+    ok, png = cv2.imencode(".png", cv2.cvtColor(images[len(images) // 2], cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise UserError(f"{out / STILL}: could not encode the still")
+    atomic_write_bytes(out / STILL, png.tobytes())
+    return write_video(out / REPLAY, iter(images), fps=30)
+
+
+def stage(agent: Agent, folder: Path, repo_id: str, frames: int = 300) -> list[str]:
+    """Write the folder ``push`` uploads (``folder`` must be new or empty); returns its file names."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in (WEIGHTS, CARD, CURVE):
+        if (agent.path / name).is_file():
+            shutil.copy2(agent.path / name, folder / name)
+    export(agent.net, "onnx", folder / ONNX)
+    record_replay(agent, folder, frames)
+    text = model_card(agent.card, agent.path, repo_id)
+    text += (f"\n![the agent's attention on one frame]({STILL})\n\n`{REPLAY}`: one game (at most {frames} agent "
+             f"steps) with its attention overlay. `{ONNX}`: input uint8 [B,4,84,84], output float32 [B,A].\n")
+    atomic_write_bytes(folder / "README.md", text.encode())
+    return sorted(p.name for p in folder.iterdir())
+
+
+def upload(folder: Path, repo_id: str, private: bool) -> Any:
+    """Create the Hub model repository if needed and upload the folder as one commit."""
+    try:
+        api = huggingface_hub.HfApi()
+        api.create_repo(repo_id, private=private, exist_ok=True)
+        return api.upload_folder(folder_path=str(folder), repo_id=repo_id, commit_message="Upload with rl-compress push")
+    except Exception as e:  # noqa: BLE001 - no token, offline, no rights: one line
+        raise UserError(f"hf:{repo_id}: upload failed ({first_line(e)}); `--dry-run DIR` writes the folder only") from None
