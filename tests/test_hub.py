@@ -158,7 +158,7 @@ def test_push_dry_run_then_load_it_from_the_hub(tmp_path: Path) -> None:
 
     meta = yaml.safe_load(readme.split("---\n")[1])
     assert meta["model-index"][0]["results"][0]["metrics"][0]["value"] == "17.13 +/- 2.25"
-    assert 'rlc.load_agent("hf:me/pong-student")' in readme and "![the agent's attention on one frame](attention.png)" in readme
+    assert 'rlc.load_agent("hf:me/pong-student")' in readme and "](attention.png)" in readme and "](learning_curve.png)" in readme
     res = rlc(hf, "push", str(student), "--repo-id", "me/pong-student", "--dry-run", str(folder))
     assert res.returncode == 2 and "not empty" in res.stderr  # never written over
     lay_out(hf, "me/pong-student", {p.name: p.read_bytes() for p in folder.iterdir()})
@@ -169,3 +169,69 @@ def test_push_dry_run_then_load_it_from_the_hub(tmp_path: Path) -> None:
     assert (out / "model.safetensors").read_bytes() == (student / "model.safetensors").read_bytes()
     assert back.card["training"]["command"] == load_agent(student).card["training"]["command"]
     assert back.card["training"]["import_command"].startswith("rl-compress teacher import hf:me/pong-student")
+
+
+def test_ppo_zip_from_the_hub_and_refusals(tmp_path: Path) -> None:
+    import ale_py
+    import gymnasium as gym
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.env_util import make_atari_env
+    from stable_baselines3.common.vec_env import VecFrameStack
+
+    gym.register_envs(ale_py)
+    model = PPO("CnnPolicy", VecFrameStack(make_atari_env("PongNoFrameskip-v4", n_envs=1, seed=0), 4), seed=0,
+                verbose=0, n_steps=16, batch_size=16)
+    model.save(tmp_path / "ppo-PongNoFrameskip-v4.zip")
+    hf = tmp_path / "hf"
+    lay_out(hf, "sb3/ppo-PongNoFrameskip-v4", {"ppo-PongNoFrameskip-v4.zip": (tmp_path / "ppo-PongNoFrameskip-v4.zip").read_bytes()})
+    res = rlc(hf, "teacher", "import", "hf:sb3/ppo-PongNoFrameskip-v4", "--out", str(tmp_path / "ppo"))
+    assert res.returncode == 0, res.stderr
+    agent = load_agent(tmp_path / "ppo")
+    obs = sample_observations("pong", 16, seed=3)
+    with torch.no_grad():
+        ours = agent.net(torch.from_numpy(obs))
+        theirs = model.policy.get_distribution(model.policy.obs_to_tensor(obs)[0]).distribution.logits
+    # Categorical normalizes its logits; the policy is the same: compare log-probabilities
+    np.testing.assert_allclose(torch.log_softmax(ours, 1).numpy(), theirs.numpy(), rtol=1e-5, atol=1e-5)
+    assert agent.card["outputs"] == "policy_logits"
+    # a repository without a model file, a pickle posing as a CleanRL model: one line, nothing runs
+    lay_out(hf, "sb3/empty-PongNoFrameskip-v4", {"README.md": b"# nothing here\n"})
+    res = rlc(hf, "teacher", "import", "hf:sb3/empty-PongNoFrameskip-v4", "--out", str(tmp_path / "e"))
+    assert res.returncode == 2 and "no .cleanrl_model or SB3 .zip model file" in res.stderr
+    import pickle
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, (f"touch {tmp_path / 'pwned'}",))
+
+    lay_out(hf, "cleanrl/Pong-v5-evil", {"dqn_atari.cleanrl_model": pickle.dumps({"network.0.weight": Evil()})})
+    res = rlc(hf, "teacher", "import", "hf:cleanrl/Pong-v5-evil", "--out", str(tmp_path / "x"))
+    assert res.returncode == 2 and "cannot read it safely" in res.stderr and not (tmp_path / "pwned").exists()
+    assert not (tmp_path / "e").exists() and not (tmp_path / "x").exists()
+
+
+def test_push_card_reads_as_a_hub_model_card_and_upload_calls(tmp_path: Path, monkeypatch) -> None:
+    from huggingface_hub import ModelCard
+
+    from rl_compress.attention import publish
+
+    student = Path(__file__).resolve().parents[1] / "agents" / "pong" / "gmp32-w5-1pct-tuned"
+    agent = load_agent(student)
+    names = publish.stage(agent, tmp_path / "repo", "me/pong-student", frames=20)
+    assert "README.md" in names and "replay.mp4" in names
+    card = ModelCard.load(tmp_path / "repo" / "README.md")
+    (result,) = card.data.eval_results
+    assert result.metric_type == "mean_reward" and result.metric_value == "17.13 +/- 2.25"
+    assert result.dataset_name == "ALE/Pong-v5" and card.data.library_name == "rl-compress"
+    calls = []
+
+    class StubApi:
+        def create_repo(self, repo_id, private, exist_ok):
+            calls.append(("create_repo", repo_id, private, exist_ok))
+
+        def upload_folder(self, folder_path, repo_id, commit_message):
+            calls.append(("upload_folder", sorted(p.name for p in Path(folder_path).iterdir()), repo_id))
+
+    monkeypatch.setattr(publish.huggingface_hub, "HfApi", StubApi)
+    publish.upload(tmp_path / "repo", "me/pong-student", private=True)
+    assert calls == [("create_repo", "me/pong-student", True, True), ("upload_folder", names, "me/pong-student")]

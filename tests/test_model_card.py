@@ -27,4 +27,6 @@ def test_model_card_of_an_evaluated_agent(random_teacher: Path, capsys) -> None:
     assert result["metrics"][0]["value"] == f"{ev['mean']:.2f} +/- {ev['std']:.2f}"
     assert f"{random_teacher}: teacher nature_dqn playing pong (6 actions)" in text
     assert "size       1,687,206 parameters" in text and "rlc.load_agent" in text
-    assert sorted(p.name for p in random_teacher.iterdir()) == ["README.md", "agent.json", "model.safetensors"]
+    assert "![where it looks: its attention on a frame of its own game](attention.png)" in text
+    assert sorted(p.name for p in random_teacher.iterdir()) == ["README.md", "agent.json", "attention.png",
+                                                                 "model.safetensors"]

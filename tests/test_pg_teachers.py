@@ -14,6 +14,7 @@ from torch import nn
 from rl_compress.atari.envs import sample_observations
 from rl_compress.cli.main import main
 from rl_compress.models.agent import load_agent
+from rl_compress.models.networks import build_network, parse_spec
 from rl_compress.train.distill import DistillConfig, distill
 
 
@@ -59,6 +60,8 @@ def test_sb3_actor_critic_zip(algo: str, tmp_path: Path) -> None:
 def test_cleanrl_ppo_teacher_distils_at_its_own_temperature(tmp_path: Path, capsys) -> None:
     torch.manual_seed(0)
     src = Agent(6).eval()
+    with torch.no_grad():  # a decisive policy: its action depends on the frame
+        src.actor.weight.mul_(40.0)
     torch.save(src.state_dict(), tmp_path / "ppo_atari.cleanrl_model")
     teacher = tmp_path / "teacher"
     assert main(["teacher", "import", str(tmp_path / "ppo_atari.cleanrl_model"), "--game", "pong", "--out",
@@ -71,9 +74,19 @@ def test_cleanrl_ppo_teacher_distils_at_its_own_temperature(tmp_path: Path, caps
                                    rtol=1e-5, atol=1e-5)
     assert main(["info", str(teacher)]) == 0
     assert "teacher nature_dqn (policy logits) playing pong" in capsys.readouterr().out
-    cfg = DistillConfig(student="gmp4", steps=400, learning_starts=100, buffer_size=2000, envs=2, eval_every=0)
+    # the student learns the teacher's policy: agreement on held-out real frames rises
+    held_out = torch.from_numpy(sample_observations("pong", 256, seed=7))
+    with torch.no_grad():
+        wanted = load_agent(teacher).net(held_out).argmax(1)
+        torch.manual_seed(1)  # the student's initial weights, as distill draws them (seed 1)
+        before = float((build_network(parse_spec("gmp4"), 6)(held_out).argmax(1) == wanted).float().mean())
+    cfg = DistillConfig(student="gmp4", steps=3000, learning_starts=200, buffer_size=4000, envs=4, eval_every=0,
+                        lr=1e-3, train_freq=2, batch_size=32)
     student = distill(teacher, cfg, tmp_path / "student", show_progress=False)
-    assert student["training"]["temperature_used"] == 1.0 and student["training"]["updates"] > 0
+    assert student["training"]["temperature_used"] == 1.0 and student["training"]["updates"] > 1000
+    with torch.no_grad():
+        after = float((load_agent(tmp_path / "student").net(held_out).argmax(1) == wanted).float().mean())
+    assert after > before + 0.1, (before, after)
     cfg = DistillConfig(student="gmp4", steps=400, learning_starts=100, buffer_size=2000, envs=2, eval_every=0,
                         temperature=0.5)
     assert distill(teacher, cfg, tmp_path / "student2", show_progress=False)["training"]["temperature_used"] == 0.5

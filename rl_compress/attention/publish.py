@@ -24,18 +24,34 @@ from rl_compress.train.rundir import CURVE
 REPLAY, STILL, ONNX = "replay.mp4", "attention.png", "model.onnx"
 
 
-def record_replay(agent: Agent, out: Path, frames: int = 300, seed: int = 0) -> int:
-    """A replay of one game (at most ``frames`` agent steps) with the agent's attention drawn over
-    the screen, as mp4; a still of its middle frame beside it (attention.png). Returns the frames."""
+def _overlay_frames(agent: Agent, frames: int, seed: int) -> list[Any]:
+    """One game (at most ``frames`` agent steps) drawn with the agent's attention over the screen."""
     method = "gmp" if isinstance(agent.net, GMPStudent) else "gradcam"
     images = [render_overlay(st.frame, st.map, st.peaks, f"{agent.game} | {agent.path.name} | {method}", scale=2)
               for st in play(agent.net, agent.game, method, frames, episodes=1, seed=seed)]
     if not images:
         raise UserError(f"{agent.path}: the replay has no frames")
-    ok, png = cv2.imencode(".png", cv2.cvtColor(images[len(images) // 2], cv2.COLOR_RGB2BGR))
+    return images
+
+
+def write_still(image: Any, path: Path) -> None:
+    """An RGB frame as a PNG, atomically."""
+    ok, png = cv2.imencode(".png", cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
     if not ok:
-        raise UserError(f"{out / STILL}: could not encode the still")
-    atomic_write_bytes(out / STILL, png.tobytes())
+        raise UserError(f"{path}: could not encode the still")
+    atomic_write_bytes(path, png.tobytes())
+
+
+def attention_still(agent: Agent, path: Path, frames: int = 120, seed: int = 0) -> None:
+    """A still of the agent's attention: the last frame of ``frames`` agent steps of one game."""
+    write_still(_overlay_frames(agent, frames, seed)[-1], path)
+
+
+def record_replay(agent: Agent, out: Path, frames: int = 300, seed: int = 0) -> int:
+    """A replay of one game (at most ``frames`` agent steps) with the agent's attention drawn over
+    the screen, as mp4; a still of its middle frame beside it (attention.png). Returns the frames."""
+    images = _overlay_frames(agent, frames, seed)
+    write_still(images[len(images) // 2], out / STILL)
     return write_video(out / REPLAY, iter(images), fps=30)
 
 
@@ -47,8 +63,8 @@ def stage(agent: Agent, folder: Path, repo_id: str, frames: int = 300) -> list[s
             shutil.copy2(agent.path / name, folder / name)
     export(agent.net, "onnx", folder / ONNX)
     record_replay(agent, folder, frames)
-    text = model_card(agent.card, agent.path, repo_id)
-    text += (f"\n![the agent's attention on one frame]({STILL})\n\n`{REPLAY}`: one game (at most {frames} agent "
+    text = model_card(agent.card, agent.path, repo_id, assets=folder)
+    text += (f"\n`{REPLAY}`: one game (at most {frames} agent "
              f"steps) with its attention overlay. `{ONNX}`: input uint8 [B,4,84,84], output float32 [B,A].\n")
     atomic_write_bytes(folder / "README.md", text.encode())
     return sorted(p.name for p in folder.iterdir())

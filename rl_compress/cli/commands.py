@@ -21,7 +21,7 @@ from rl_compress.atari.games import action_names
 from rl_compress.attention.localize import localize_to_npz
 from rl_compress.attention.maps import attention
 from rl_compress.attention.playback import play
-from rl_compress.attention.publish import stage, upload
+from rl_compress.attention.publish import STILL, attention_still, stage, upload
 from rl_compress.attention.score import objects_from_ram, score_npz
 from rl_compress.attention.video import check_video_path, render_overlay, side_by_side, write_video
 from rl_compress.bench import TeacherBenchConfig, bench_teacher, format_teacher
@@ -162,6 +162,7 @@ def cmd_card(args: argparse.Namespace) -> int:
     """Write the agent's README.md model card (Hub metadata, summary, how to use it)."""
     agent = load_agent(Path(args.agent))
     with RunLock(agent.path):
+        attention_still(agent, agent.path / STILL)
         atomic_write_bytes(agent.path / "README.md", model_card(agent.card, agent.path).encode())
     print(f"{agent.path / 'README.md'}: model card", file=sys.stderr)
     return 0

@@ -18,7 +18,7 @@ from rl_compress.core.errors import UserError
 
 # what a run or agent directory of ours holds; --force removes exactly these
 RUN_FILES = ("agent.json", "model.safetensors", "checkpoint.pt", "replay.npz", "returns.csv",
-             "learning_curve.png", "README.md", "result.json")
+             "learning_curve.png", "README.md", "result.json", "attention.png")
 
 
 def _nearest_existing(path: Path) -> Path:

@@ -53,10 +53,12 @@ def _uses(path: Path, card: dict[str, Any], repo_id: str | None) -> list[str]:
             "```"]
 
 
-def model_card(card: dict[str, Any], path: Path, repo_id: str | None = None) -> str:
+def model_card(card: dict[str, Any], path: Path, repo_id: str | None = None, assets: Path | None = None) -> str:
     """The README.md model card of the agent whose card is ``card``, in directory ``path`` (or
-    published as the Hub repository ``repo_id``)."""
+    published as the Hub repository ``repo_id``); pictures are shown where ``assets`` (default: the
+    agent's directory) holds them."""
     path = Path(path)
+    assets = Path(assets) if assets is not None else path
     meta = yaml.safe_dump(card_metadata(card, repo_id or path.name), sort_keys=False).strip()
     arch = card["arch"].get("spec") or card["arch"].get("name")
     kind = "a student distilled by rl-compress" if card["kind"] == "student" else "a DQN teacher"
@@ -65,7 +67,9 @@ def model_card(card: dict[str, Any], path: Path, repo_id: str | None = None) -> 
              "channel 0 the oldest), made and checked with rl-compress (Actor-Mimic",
              "distillation into students that end in a global max pool, whose pool shows where they look).", "",
              "```text", *agent_summary(card, path), "```", ""]
-    if (path / "learning_curve.png").exists():
+    if (assets / "attention.png").exists():
+        lines += ["![where it looks: its attention on a frame of its own game](attention.png)", ""]
+    if (assets / "learning_curve.png").exists():
         lines += ["![learning curve](learning_curve.png)", ""]
     lines += [f"Evaluation protocol: {PROTOCOL_TEXT}.", "", *_uses(path, card, repo_id), "",
               "Files: `model.safetensors` (weights only; nothing is unpickled on load), `agent.json` (the full card:",
