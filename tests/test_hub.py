@@ -235,3 +235,18 @@ def test_push_card_reads_as_a_hub_model_card_and_upload_calls(tmp_path: Path, mo
     monkeypatch.setattr(publish.huggingface_hub, "HfApi", StubApi)
     publish.upload(tmp_path / "repo", "me/pong-student", private=True)
     assert calls == [("create_repo", "me/pong-student", True, True), ("upload_folder", names, "me/pong-student")]
+
+
+def test_unsupported_sb3_algorithm_is_named(tmp_path: Path) -> None:
+    import io
+    import zipfile
+
+    buf = io.BytesIO()
+    torch.save({"actor.mu.weight": torch.zeros(2, 2)}, buf)
+    with zipfile.ZipFile(tmp_path / "sac-PongNoFrameskip-v4.zip", "w") as z:
+        z.writestr("data", json.dumps({"policy_class": {"__module__": "stable_baselines3.sac.policies"}}))
+        z.writestr("policy.pth", buf.getvalue())
+    res = rlc(tmp_path / "hf", "teacher", "import", str(tmp_path / "sac-PongNoFrameskip-v4.zip"), "--out",
+              str(tmp_path / "o"))
+    assert res.returncode == 2 and "'stable_baselines3.sac.policies' is not an SB3 DQN, QR-DQN, PPO or A2C" in res.stderr
+    assert not (tmp_path / "o").exists()
