@@ -251,6 +251,7 @@ def run_loop(method: Method, env: Any, obs: np.ndarray, state: RunState, run: Ru
     k = len(obs)
     episodes = Episodes(k)
     triggers = _Triggers(schedule, state.step)
+    state.started = time.time()  # wall time counts the loop's time, not the setup's (compile, env start)
     prof = state.profile
     try:
         with StopFlag() as flag, progress_bar(show_progress) as bar:
