@@ -13,7 +13,7 @@ import torch
 from rl_compress.atari.envs import sample_observations
 from rl_compress.core.errors import UserError
 from rl_compress.models.agent import load_agent
-from rl_compress.models.sb3_import import import_sb3
+from rl_compress.models.sources import import_teacher
 
 
 def _sb3_env():
@@ -27,7 +27,7 @@ def _sb3_env():
 
 
 def _check(model, zip_path: Path, out: Path, q_of) -> None:
-    card = import_sb3(zip_path, "Pong", out)
+    card = import_teacher(zip_path, out, game="Pong")
     agent = load_agent(out)
     assert card["training"]["num_timesteps"] == model.num_timesteps > 0
     obs = sample_observations("pong", 80, seed=1, warmup=0, num_envs=2)
@@ -62,12 +62,12 @@ def test_import_refusals(tmp_path: Path) -> None:
     bad = tmp_path / "bad.zip"
     bad.write_bytes(b"not a zip")
     with pytest.raises(UserError, match="not a zip file"):
-        import_sb3(bad, "pong", tmp_path / "o")
+        import_teacher(bad, tmp_path / "o", game="pong")
     with zipfile.ZipFile(tmp_path / "empty.zip", "w") as z:
         z.writestr("data", json.dumps({"policy_class": {"__module__": "stable_baselines3.ppo.policies"}}))
         z.writestr("policy.pth", b"")
     with pytest.raises(UserError):
-        import_sb3(tmp_path / "empty.zip", "pong", tmp_path / "o")
+        import_teacher(tmp_path / "empty.zip", tmp_path / "o", game="pong")
     with pytest.raises(UserError, match="no such file"):
-        import_sb3(tmp_path / "missing.zip", "pong", tmp_path / "o")
+        import_teacher(tmp_path / "missing.zip", tmp_path / "o", game="pong")
     assert not (tmp_path / "o").exists()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import errno
 import hashlib
-import io
 import json
 import os
 import tempfile
@@ -87,13 +86,15 @@ def write_generation(out: Path, files: list[tuple[str, Callable[[BinaryIO], None
 
 
 def _staged_size(write: Callable[[BinaryIO], None]) -> int:
-    """Bytes a writer produces (for the message of a failed write)."""
-    size = getattr(write, "nbytes", None)
-    if size is not None:
-        return int(size)
-    buf = io.BytesIO()
-    try:
-        write(buf)
-    except Exception:  # noqa: BLE001 - only for a message
-        return 0
-    return buf.tell()
+    """Bytes a writer produces (its ``nbytes``), for the message of a failed write."""
+    return int(getattr(write, "nbytes", 0))
+
+
+def bytes_writer(data: bytes) -> Callable[[BinaryIO], None]:
+    """A writer (for ``write_generation``) of ``data``, with its size as ``nbytes``."""
+
+    def write(f: BinaryIO) -> None:
+        f.write(data)
+
+    write.nbytes = len(data)  # type: ignore[attr-defined]
+    return write

@@ -20,7 +20,7 @@ from torch import nn
 from rl_compress.atari.envs import OBS_SHAPE
 from rl_compress.atari.games import game_info, num_actions, resolve_game
 from rl_compress.core.errors import UserError, first_line
-from rl_compress.core.files import atomic_write_json, sha256_file, write_generation
+from rl_compress.core.files import atomic_write_json, bytes_writer, sha256_file, write_generation
 from rl_compress.models.networks import build_network, count_params
 
 FORMAT = 1
@@ -87,14 +87,6 @@ def make_card(kind: str, game: str, arch: dict[str, Any], net: nn.Module, **extr
     return card
 
 
-def _bytes_writer(data: bytes) -> Any:
-    def write(f: Any) -> None:
-        f.write(data)
-
-    write.nbytes = len(data)  # type: ignore[attr-defined]
-    return write
-
-
 def agent_files(net: nn.Module, card: dict[str, Any]) -> list[tuple[str, Any]]:
     """The weights and the card as (file name, writer) pairs for ``rundir.write_generation``,
     weights first (a reader that finds the card finds the weights it describes)."""
@@ -102,7 +94,7 @@ def agent_files(net: nn.Module, card: dict[str, Any]) -> list[tuple[str, Any]]:
     tensors = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
     weights = save(tensors, metadata={"format": str(FORMAT)})
     text = (json.dumps(card, indent=2, sort_keys=False) + "\n").encode()
-    return [(WEIGHTS, _bytes_writer(weights)), (CARD, _bytes_writer(text))]
+    return [(WEIGHTS, bytes_writer(weights)), (CARD, bytes_writer(text))]
 
 
 def save_agent(directory: Path, net: nn.Module, card: dict[str, Any]) -> Path:

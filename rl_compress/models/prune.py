@@ -30,7 +30,7 @@ from rl_compress.models.networks import (
     count_params,
     parse_spec,
 )
-from rl_compress.train.rundir import RunLock
+from rl_compress.train.rundir import own_run_dir
 
 
 def spec_for(net: GMPStudent, widths: list[int] | None = None) -> str:
@@ -200,7 +200,6 @@ def prune_agent(
     training["eval_history"] = []
     card = make_card("student", agent.game, parse_spec(spec_for(pruned)), pruned, training=training,
                      teacher=agent.card.get("teacher"))
-    with RunLock(out):
-        claim_output_dir(out, force=force)
+    with own_run_dir(out, force=force):
         save_agent(out, pruned, card)
     return card

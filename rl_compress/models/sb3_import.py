@@ -1,4 +1,4 @@
-"""Import a stable-baselines3 / RL Zoo DQN (or sb3-contrib QR-DQN) zip as an agent directory.
+"""Convert a stable-baselines3 / RL Zoo DQN (or sb3-contrib QR-DQN) zip as an agent directory.
 
 Nothing is unpickled: the weights are read with ``torch.load(weights_only=True)`` and the
 metadata from the zip's JSON ``data`` entry (its readable fields, never ":serialized:").
@@ -21,10 +21,8 @@ from rl_compress.atari.games import num_actions as game_actions
 from rl_compress.atari.games import resolve_game
 from rl_compress.core.errors import UserError, first_line
 from rl_compress.core.files import sha256_file
-from rl_compress.core.outputs import check_output_dir, claim_output_dir
-from rl_compress.models.agent import make_card, save_agent
+from rl_compress.models.agent import make_card
 from rl_compress.models.networks import build_network
-from rl_compress.train.rundir import RunLock
 
 # SB3 NatureCNN + head -> our NatureDQN
 _LAYERS = {
@@ -62,18 +60,6 @@ def _read_zip(path: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise UserError(f"{path}: policy.pth is not a state dict of tensors")
     return data, state
-
-
-def import_sb3(path: Path, game: str, out: Path, force: bool = False) -> dict[str, Any]:
-    """Convert the SB3 zip at ``path`` for ``game`` into the agent directory ``out`` (new or empty;
-    ``force`` replaces the agent it holds)."""
-    out = check_output_dir(out)
-    net, card = convert_sb3(path, game)
-    card["training"]["command"] = f"rl-compress teacher import {path} --game {card['game']} --out {out}"
-    with RunLock(out):
-        claim_output_dir(out, force=force)
-        save_agent(out, net, card)
-    return card
 
 
 def convert_sb3(path: Path, game: str) -> tuple[Any, dict[str, Any]]:

@@ -16,11 +16,11 @@ import yaml
 
 from rl_compress.atari.games import resolve_game
 from rl_compress.core.errors import UserError, first_line
-from rl_compress.core.outputs import check_output_dir, claim_output_dir
+from rl_compress.core.outputs import check_output_dir
 from rl_compress.models.agent import CARD, WEIGHTS, load_agent, save_agent
 from rl_compress.models.cleanrl_import import convert_cleanrl
 from rl_compress.models.sb3_import import convert_sb3
-from rl_compress.train.rundir import RunLock
+from rl_compress.train.rundir import own_run_dir
 
 HUB = re.compile(r"^hf:(?P<repo>[A-Za-z0-9][\w.-]*/[\w.-]+)(?:@(?P<rev>[\w./-]+))?$")
 MODEL_FILES = ("*.cleanrl_model", "*.zip")
@@ -105,7 +105,6 @@ def import_teacher(source: str | Path, out: Path, game: str | None = None, force
     net, card = convert_source(source, game)
     key = "import_command" if card["training"].get("command") else "command"  # an rl-compress agent keeps its own
     card["training"][key] = f"rl-compress teacher import {source} --game {card['game']} --out {out}"
-    with RunLock(out):
-        claim_output_dir(out, force=force)
+    with own_run_dir(out, force=force):
         save_agent(out, net, card)
     return card

@@ -23,8 +23,8 @@ from rl_compress.core.provenance import git_commit
 from rl_compress.core.signals import request_stop, stop_requested, watch_stop_event
 from rl_compress.models.agent import WEIGHTS, load_agent, read_card
 from rl_compress.models.networks import parse_spec
-from rl_compress.studies.spec import RESULT, Run, Study
-from rl_compress.train.distill import DistillConfig, distill
+from rl_compress.studies.spec import RESULT, Run, Study, run_config
+from rl_compress.train.distill import distill
 from rl_compress.train.rundir import CHECKPOINT
 from rl_compress.train.teacher import TeacherConfig, train_teacher
 
@@ -41,15 +41,9 @@ def execute(run: Run, out: Path) -> dict[str, Any]:
     trained = _trained_card(out, run.steps) if resume else None
     if trained is not None:  # stopped in its final evaluation: the training is done, evaluate it
         card = trained
-    elif run.loss == "dqn":
-        settings = {"eval_every": 0, "learning_starts": min(20_000, run.steps // 4), "save_replay": False, **run.dqn}
-        cfg = TeacherConfig(game=run.game, steps=run.steps, seed=run.seed, **settings)
+    elif isinstance(cfg := run_config(run), TeacherConfig):
         card = train_teacher(cfg, out, resume=resume, arch=parse_spec(run.spec), show_progress=False)
     else:
-        # five evaluations along the way give the learning curve of the report
-        settings = {"eval_every": max(run.steps // 5, 1000), "eval_episodes": 5, **run.distill}
-        cfg = DistillConfig(student=run.spec, steps=run.steps, loss=run.loss, actor=run.actor, seed=run.seed,
-                            **settings)
         card = distill(Path(run.teacher), cfg, out, resume=resume, show_progress=False)
     if not card["training"].get("finished"):  # stopped by SIGINT / SIGTERM: checkpointed, not complete
         raise UserError(f"{out}: stopped at {card['training']['steps']} of {run.steps} env steps; "

@@ -205,15 +205,22 @@ def check_study_types(path: Path, doc: dict[str, Any]) -> None:
             raise UserError(f"{path}: teachers maps game names to agent directories, got {game!r}: {teacher!r}")
 
 
-def check_run_config(path: Path, run: Run) -> None:
-    """Check one run's full settings as its training will (types, ranges), before any run starts."""
+def run_config(run: Run) -> TeacherConfig | DistillConfig:
+    """The exact config a run trains with: DQN from scratch for loss "dqn" (no periodic evaluation, no
+    saved replay memory), else distillation with five evaluations along the way (the report's learning
+    curves); the study's own settings override these."""
+    if run.loss == "dqn":
+        settings = {"eval_every": 0, "learning_starts": min(20_000, run.steps // 4), "save_replay": False, **run.dqn}
+        return TeacherConfig(game=run.game, steps=run.steps, seed=run.seed, **settings)
+    settings = {"eval_every": max(run.steps // 5, 1000), "eval_episodes": 5, **run.distill}
+    return DistillConfig(student=run.spec, steps=run.steps, loss=run.loss, actor=run.actor, seed=run.seed, **settings)
 
+
+def check_run_config(path: Path, run: Run) -> None:
+    """Check the config each run will train with (types, ranges), before any run starts."""
     try:
-        if run.loss == "dqn":
-            check_teacher(TeacherConfig(game=run.game, steps=run.steps, seed=run.seed, **run.dqn))
-        else:
-            check_distill(DistillConfig(student=run.spec, steps=run.steps, loss=run.loss, actor=run.actor,
-                                        seed=run.seed, **run.distill))
+        cfg = run_config(run)
+        check_teacher(cfg) if isinstance(cfg, TeacherConfig) else check_distill(cfg)
     except UserError as e:
         raise UserError(f"{path}: run {run.game}/{run.name}: {e}") from None
 

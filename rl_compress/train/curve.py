@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import os
+import io
 from pathlib import Path
 
 import numpy as np
 
-from rl_compress.core.errors import StorageError
+from rl_compress.core.files import atomic_write_bytes
 from rl_compress.train.rundir import CURVE, RETURNS
 
 
@@ -56,12 +56,7 @@ def plot_curve(
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right")
     fig.tight_layout()
-    tmp = out / f".{CURVE}.tmp.png"
-    try:
-        fig.savefig(tmp)
-        os.replace(tmp, out / CURVE)
-    except OSError as e:
-        tmp.unlink(missing_ok=True)
-        raise StorageError(f"{out / CURVE}: could not write ({e.strerror or e})") from None
-    finally:
-        plt.close(fig)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    atomic_write_bytes(out / CURVE, buf.getvalue())

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import sys
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,10 +31,10 @@ from rl_compress.atari.envs import EnvConfig, make_vector_env
 from rl_compress.atari.evaluate import DEFAULT_PROTOCOL, evaluate, retention
 from rl_compress.attention.playback import play
 from rl_compress.attention.video import render_overlay, tb_add_clip
-from rl_compress.core.config import check_ranges, option
+from rl_compress.core.config import check_ranges, option, resumed_config
 from rl_compress.core.errors import UserError
 from rl_compress.core.files import sha256_file
-from rl_compress.core.outputs import check_output_dir, claim_output_dir
+from rl_compress.core.outputs import check_output_dir
 from rl_compress.core.provenance import git_commit
 from rl_compress.models.agent import WEIGHTS, load_agent, make_card, read_card, save_agent, source_ref
 from rl_compress.models.networks import (
@@ -50,7 +50,7 @@ from rl_compress.models.networks import (
 )
 from rl_compress.train.replay import FrameReplay
 from rl_compress.train.run import RunState, Schedule, open_run_dir, restore_rngs, rng_to_checkpoint, run_loop
-from rl_compress.train.rundir import RunLock, load_checkpoint, note, reconcile_resume, sweep_temp_files
+from rl_compress.train.rundir import load_checkpoint, own_run_dir, reconcile_resume
 
 LOSSES = ("actor-mimic", "kl", "mse", "nll")
 ACTORS = ("student", "teacher")
@@ -124,21 +124,8 @@ def check_config(cfg: DistillConfig) -> None:
         raise UserError(f"--loss must be one of {', '.join(LOSSES)}, got {cfg.loss!r}")
     if cfg.actor not in ACTORS:
         raise UserError(f"--actor must be one of {', '.join(ACTORS)}, got {cfg.actor!r}")
-    if cfg.temperature < 0 or not np.isfinite(cfg.temperature):
-        raise UserError(f"--temperature must be > 0 (or 0 for the loss's default), got {cfg.temperature}")
-    if cfg.feature_weight < 0:
-        raise UserError(f"--feature-weight must be >= 0, got {cfg.feature_weight}")
-    if not 0 <= cfg.epsilon <= 1:
-        raise UserError(f"--epsilon must be in [0, 1], got {cfg.epsilon}")
-    for name in ("steps", "envs", "buffer_size", "train_freq", "batch_size"):
-        if getattr(cfg, name) <= 0:
-            raise UserError(f"--{name.replace('_', '-')} must be positive, got {getattr(cfg, name)}")
-    if cfg.lr <= 0:
-        raise UserError(f"--lr must be positive, got {cfg.lr}")
     check_precision(cfg.precision)
     arch = parse_spec(cfg.student)
-    if cfg.recycle_every < 0:
-        raise UserError(f"--recycle-every must be >= 0, got {cfg.recycle_every}")
     if cfg.recycle_every and arch["name"] != "gmp":
         raise UserError(f"--recycle-every works on gmp students, not {cfg.student!r}")
 
@@ -239,11 +226,7 @@ def distill(
     check_config(cfg)
     teacher_dir, out = Path(teacher_dir), check_output_dir(out)
     teacher = load_agent(teacher_dir)
-    with RunLock(out):
-        swept = sweep_temp_files(out)
-        if swept:
-            note(f"{out}: removed temp files of a stopped writer: {', '.join(swept)}")
-        claim_output_dir(out, resume, force)
+    with own_run_dir(out, resume, force):
         return _distill(teacher_dir, teacher, cfg, out, resume, tensorboard, show_progress, command)
 
 
@@ -473,9 +456,7 @@ def _resume_check(out: Path, cfg: DistillConfig, arch: dict[str, Any], ref: dict
         raise UserError(f"{out}: run distils {card['arch'].get('spec')!r}, not {arch['spec']!r}")
     if (card.get("teacher") or {}).get("sha256") != ref["sha256"]:
         raise UserError(f"{out}: run was distilled from another teacher than {teacher_dir}")
-    names = {f.name for f in fields(cfg)}
-    saved = json.loads(ckpt["config"])
-    cfg = replace(cfg, **{k: v for k, v in saved.items() if k in names and k not in RESUME_KEEPS})
+    cfg = resumed_config(cfg, json.loads(ckpt["config"]), RESUME_KEEPS)
     return ckpt, cfg, (card.get("training") or {}).get("init_from")
 
 

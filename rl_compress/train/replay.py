@@ -172,7 +172,7 @@ class FrameReplay:
         )
 
     def state_arrays(self) -> dict[str, np.ndarray]:
-        """Everything needed to restore the memory (see ``save``)."""
+        """Everything needed to restore the memory (see ``npz_writer``)."""
         return {
             "frames": self.frames,
             "actions": self.actions,
@@ -195,20 +195,8 @@ class FrameReplay:
         write.nbytes = sum(a.nbytes for a in arrays.values())  # type: ignore[attr-defined]
         return write
 
-    def save(self, path: Path, step: int = -1) -> None:
-        """Write the memory to an uncompressed .npz through a temp file and a rename."""
-        path = Path(path)
-        tmp = path.with_name(f".{path.name}.tmp")
-        try:
-            with open(tmp, "wb") as f:
-                self.npz_writer(step)(f)
-            tmp.replace(path)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
-
     def load(self, path: Path, step: int | None = None) -> bool:
-        """Restore from ``save``'s file if its shapes fit this memory (and, when ``step`` is given,
+        """Restore from a file ``npz_writer`` wrote if its shapes fit this memory (and, when ``step`` is given,
         if it was saved at that env step); returns success."""
         try:
             with np.load(path) as data:

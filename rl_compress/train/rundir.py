@@ -21,14 +21,15 @@ import json
 import os
 import sys
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
 import torch
 
 from rl_compress.core.errors import StorageError, UserError, first_line
-from rl_compress.core.files import write_generation
+from rl_compress.core.files import atomic_write_bytes, bytes_writer
+from rl_compress.core.outputs import claim_output_dir
 
 CHECKPOINT = "checkpoint.pt"
 
@@ -113,22 +114,23 @@ class RunLock:
             self.directory.rmdir()  # refused before anything was written: no half-made directory
 
 
+@contextlib.contextmanager
+def own_run_dir(out: Path, resume: bool = False, force: bool = False) -> Iterator[None]:
+    """Hold ``out`` for one writer (``RunLock``), sweep the temp files a killed writer left and check
+    that it may be written (new or empty, the run resumed, or ``force``), for the whole block."""
+    with RunLock(out):
+        swept = sweep_temp_files(out)
+        if swept:
+            note(f"{out}: removed temp files of a stopped writer: {', '.join(swept)}")
+        claim_output_dir(out, resume, force)
+        yield
+
+
 def checkpoint_writer(state: dict[str, Any]) -> Callable[[BinaryIO], None]:
     """A writer for ``write_generation`` of ``state`` (tensors and plain values) as checkpoint.pt."""
     buf = io.BytesIO()
     torch.save(state, buf)
-    data = buf.getvalue()
-
-    def write(f: BinaryIO) -> None:
-        f.write(data)
-
-    write.nbytes = len(data)  # type: ignore[attr-defined]
-    return write
-
-
-def save_checkpoint(out: Path, state: dict[str, Any]) -> None:
-    """Write ``state`` (tensors and plain values only) to out/checkpoint.pt, atomically."""
-    write_generation(out, [(CHECKPOINT, checkpoint_writer(state))])
+    return bytes_writer(buf.getvalue())
 
 
 def note(message: str) -> None:
@@ -184,9 +186,7 @@ def truncate_returns(out: Path, step: int) -> int:
     keep = lines[:1] + [r for r in lines[1:] if r and _row_step(r) <= step]
     dropped = len(lines) - len(keep)
     if dropped:
-        tmp = out / f".{RETURNS}.tmp"
-        tmp.write_text("\n".join(keep) + "\n")
-        os.replace(tmp, path)
+        atomic_write_bytes(path, ("\n".join(keep) + "\n").encode())
     return dropped
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import time
 import warnings
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -25,22 +25,21 @@ from torch import nn
 from rl_compress.atari.envs import EnvConfig, make_vector_env
 from rl_compress.atari.evaluate import DEFAULT_PROTOCOL, evaluate
 from rl_compress.atari.games import num_actions, resolve_game
-from rl_compress.core.config import check_ranges, option
+from rl_compress.core.config import check_ranges, option, resumed_config
 from rl_compress.core.errors import UserError, first_line
-from rl_compress.core.outputs import check_output_dir, claim_output_dir
+from rl_compress.core.outputs import check_output_dir
 from rl_compress.core.provenance import git_commit
-from rl_compress.models.agent import CARD, load_agent, make_card, read_card, save_agent, source_ref
+from rl_compress.models.agent import load_agent, make_card, read_card, save_agent, source_ref
 from rl_compress.models.networks import bf16_autocast, bf16_enabled, build_network, check_precision, teacher_arch
 from rl_compress.train.replay import FrameReplay
 from rl_compress.train.run import RunState, Schedule, open_run_dir, restore_rngs, rng_to_checkpoint, run_loop
 from rl_compress.train.rundir import (
     CHECKPOINT,
     REPLAY,
-    RunLock,
     load_checkpoint,
     note,
+    own_run_dir,
     reconcile_resume,
-    sweep_temp_files,
 )
 
 
@@ -183,11 +182,9 @@ def check_config(cfg: TeacherConfig) -> TeacherConfig:
 
 
 def _prepare_out(out: Path, cfg: TeacherConfig, resume: bool, arch: dict[str, Any]) -> dict[str, Any] | None:
-    """Check ``out`` against --resume; returns the checkpoint to resume from, if any."""
-    has_run = (out / CHECKPOINT).exists() or (out / CARD).exists()
+    """The checkpoint to resume from (``resume``), after checking it is this game's and arch's run;
+    None for a new run (``own_run_dir`` has refused a directory that holds another)."""
     if not resume:
-        if has_run:
-            raise UserError(f"{out}: already holds a run; pass --resume to continue it or choose another --out")
         return None
     card = read_card(out) if (out / CHECKPOINT).exists() else None
     if card is None:
@@ -225,26 +222,12 @@ def train_teacher(
     """
     cfg = check_config(cfg)
     out = check_output_dir(out)
-    with RunLock(out):
-        swept = sweep_temp_files(out)
-        if swept:
-            note(f"{out}: removed temp files of a stopped writer: {', '.join(swept)}")
-        claim_output_dir(out, resume, force)
+    with own_run_dir(out, resume, force):
         return _train_teacher(cfg, out, resume, tensorboard, arch or teacher_arch(), show_progress, command)
 
 
 RESUME_KEEPS = {"steps", "max_wall_time", "checkpoint_every", "eval_every", "eval_episodes", "save_replay", "threads",
                 "overlap_env", "env_threads", "compile"}
-
-
-def resumed_config(cfg: TeacherConfig, saved: dict[str, Any], init_ref: dict[str, Any] | None) -> TeacherConfig:
-    """The config a resumed run goes on with: the run's own numbers, with this call's ``steps``
-    and bookkeeping settings (``RESUME_KEEPS``). The card's record of ``init_from`` wins over the
-    checkpoint's copy: it follows a renamed source directory (older runs had neither)."""
-    names = {f.name for f in fields(cfg)}
-    kept = {k: v for k, v in saved.items() if k in names and k not in RESUME_KEEPS}
-    kept["init_from"] = init_ref["agent"] if init_ref else saved.get("init_from", "")
-    return replace(cfg, **kept)
 
 
 class DQNMethod:
@@ -411,7 +394,11 @@ def _train_teacher(
     init, init_ref = None, None
     if ckpt is not None:  # what the run's first leg recorded, not the source as it is now
         init_ref = (read_card(out).get("training") or {}).get("init_from")
-        cfg = resumed_config(cfg, json.loads(ckpt["config"]), init_ref)
+        saved = json.loads(ckpt["config"])
+        # the card's record of init_from wins over the checkpoint's copy: it follows a renamed source
+        # directory (runs older than the option had neither)
+        cfg = resumed_config(cfg, saved, RESUME_KEEPS,
+                             init_from=init_ref["agent"] if init_ref else saved.get("init_from", ""))
     elif cfg.init_from:
         init, init_ref = _init_source(Path(cfg.init_from), arch, cfg.game)
     if cfg.threads > 0:
