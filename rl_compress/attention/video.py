@@ -82,7 +82,9 @@ def write_video(path: Path, frames: Iterable[np.ndarray], fps: int = 30) -> int:
     try:
         if path.suffix.lower() == ".mp4":
             writer = imageio.get_writer(str(tmp), fps=fps, codec="libx264", macro_block_size=1, quality=7,
-                                        pixelformat="yuv420p", ffmpeg_log_level="error")
+                                        # quiet: ffmpeg shares our stderr, and a stop mid-frame makes it complain
+                                        # about the cut frame; a failed encode still raises in Python
+                                        pixelformat="yuv420p", ffmpeg_log_level="quiet")
         else:
             writer = imageio.get_writer(str(tmp), mode="I", duration=1000 / fps, loop=0)
         with writer:
