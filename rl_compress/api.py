@@ -25,6 +25,7 @@ from rl_compress.atari.evaluate import DEFAULT_PROTOCOL, Protocol
 from rl_compress.atari.evaluate import evaluate as evaluate_net
 from rl_compress.attention.maps import METHODS, attention
 from rl_compress.attention.video import render_overlay
+from rl_compress.core.device import model_device, resolve_device, to_device
 from rl_compress.core.errors import UserError
 from rl_compress.models.agent import Agent as StoredAgent
 from rl_compress.models.agent import load_agent as load_agent_dir
@@ -34,7 +35,7 @@ from rl_compress.models.sources import convert_source
 def check_observations(obs: Any) -> tuple[np.ndarray, bool]:
     """``obs`` as a uint8 [B,4,84,84] batch and whether it was one observation; refuses what is not
     our observation with a clear error (floats already scaled, raw RGB screens, wrong shapes)."""
-    arr = obs.numpy() if isinstance(obs, torch.Tensor) else np.asarray(obs)
+    arr = obs.detach().cpu().numpy() if isinstance(obs, torch.Tensor) else np.asarray(obs)
     if arr.shape[-3:] == SCREEN_SHAPE or arr.shape[-2:] == SCREEN_SHAPE[:2]:
         raise UserError(f"got a raw screen of shape {list(arr.shape)}: agents take the preprocessed uint8 "
                         "[4,84,84] stack; play with rl_compress.make_env(game) to get it")
@@ -59,7 +60,7 @@ class Agent(StoredAgent):
         uniformly random action with probability ``epsilon`` (the evaluation protocol's 0.001)."""
         batch, single = check_observations(obs)
         with torch.no_grad():
-            actions = self.net(torch.from_numpy(batch)).argmax(1).numpy().astype(np.int64)
+            actions = self.net(to_device(batch, model_device(self.net))).argmax(1).cpu().numpy().astype(np.int64)
         if not deterministic:
             rng = rng if rng is not None else np.random.default_rng()
             explore = rng.random(len(actions)) < epsilon
@@ -78,17 +79,20 @@ class Agent(StoredAgent):
         return att.maps, att.peaks
 
 
-def load_agent(source: str | Path, game: str | None = None) -> Agent:
+def load_agent(source: str | Path, game: str | None = None, device: str | torch.device = "auto") -> Agent:
     """An agent from an agent directory, or from any source ``rl-compress teacher import`` reads: a
     stable-baselines3 / RL Zoo DQN or QR-DQN zip, a CleanRL DQN ``.cleanrl_model``, or
-    ``hf:ORG/NAME[@REVISION]`` on the Hugging Face Hub (``game``: read from the name when not given).
-    Nothing is unpickled; anything that does not fit is refused with one clear error (UserError)."""
+    ``hf:ORG/NAME[@REVISION]`` on the Hugging Face Hub (``game``: read from the name when not given),
+    with its network on ``device`` (auto: CUDA when torch sees one; ``predict``, ``attention`` and
+    ``evaluate`` run there). Nothing is unpickled; anything that does not fit is refused with one
+    clear error (UserError)."""
+    torch_device = resolve_device(device, announce=False)
     path = Path(source)
     if str(source).startswith("hf:") or path.is_file():
         net, card = convert_source(source, game)
-        return Agent(path, card, net.eval())
+        return Agent(path, card, net.eval().to(torch_device))
     stored = load_agent_dir(path, game=game)
-    return Agent(stored.path, stored.card, stored.net)
+    return Agent(stored.path, stored.card, stored.net.to(torch_device))
 
 
 def make_env(game: str, sticky: float = DEFAULT_PROTOCOL.sticky, noop_max: int = DEFAULT_PROTOCOL.noop_max,

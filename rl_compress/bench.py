@@ -24,6 +24,7 @@ import torch
 from rl_compress.atari.envs import sample_observations
 from rl_compress.atari.games import _env_id_name, quiet_ale, resolve_game
 from rl_compress.attention.maps import GRID, SCREEN_H, SCREEN_W, attention
+from rl_compress.core.device import device_record, resolve_device, to_device
 from rl_compress.core.errors import UserError
 from rl_compress.core.provenance import cpu_model
 from rl_compress.models.agent import make_card, save_agent
@@ -63,6 +64,10 @@ class TeacherBenchConfig:
     """our trainer's vector env size (SB3 runs its canonical single env, train_freq 4)"""
     compile: bool = True
     """torch.compile our update (the trainer's default)"""
+    device: str = "cpu"
+    """where both trainers run: cpu, cuda, cuda:N or auto"""
+    env_threads: int = 1
+    """our emulator threads (0 = one per env): with a GPU the emulators become the bottleneck"""
 
 
 def random_batch(batch_size: int, gamma: float, rng: np.random.Generator) -> Any:
@@ -75,21 +80,30 @@ def random_batch(batch_size: int, gamma: float, rng: np.random.Generator) -> Any
                  discounts=np.full(b, gamma, np.float32))
 
 
-def time_update(cfg: TeacherBenchConfig, compiled: bool, repeats: int = 30, bf16: bool = False) -> float:
-    """Median seconds of one Nature-DQN update (target fwd + online fwd/bwd + Adam) alone
-    (the forward passes under bfloat16 autocast with ``bf16``)."""
+def synchronize(device: torch.device) -> None:
+    """Wait for the device's queued work (CUDA runs asynchronously; a no-op on the CPU)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
-    online, target = build_network(teacher_arch(), 6), build_network(teacher_arch(), 6)
+
+def time_update(cfg: TeacherBenchConfig, compiled: bool, repeats: int = 30, bf16: bool = False) -> float:
+    """Median seconds of one Nature-DQN update (batch to the device, target fwd + online fwd/bwd +
+    Adam) alone, on the config's device (the forward passes under bfloat16 autocast with ``bf16``)."""
+
+    device = resolve_device(cfg.device, announce=False)
+    online, target = build_network(teacher_arch(), 6).to(device), build_network(teacher_arch(), 6).to(device)
     if compiled:
-        online, target = compile_for_updates(online, target, cfg.batch_size, False, bf16)
+        online, target = compile_for_updates(online, target, cfg.batch_size, False, bf16, device)
     opt = make_optimizer(online.parameters(), TeacherConfig(lr=cfg.lr, adam_eps=cfg.adam_eps))
     batch = random_batch(cfg.batch_size, cfg.gamma, np.random.default_rng(0))
     for _ in range(5):
-        td_update(online, target, opt, batch, False, 10.0, bf16)
+        td_update(online, target, opt, batch, False, 10.0, bf16, device)
     times = []
     for _ in range(repeats):
+        synchronize(device)
         t = time.perf_counter()
-        td_update(online, target, opt, batch, False, 10.0, bf16)
+        td_update(online, target, opt, batch, False, 10.0, bf16, device)
+        synchronize(device)
         times.append(time.perf_counter() - t)
     return statistics.median(times)
 
@@ -102,6 +116,7 @@ def run_ours(cfg: TeacherBenchConfig, precision: str = "fp32") -> dict[str, Any]
         learning_starts=cfg.warmup, train_freq=cfg.train_freq, batch_size=cfg.batch_size, lr=cfg.lr,
         adam_eps=cfg.adam_eps, gamma=cfg.gamma, n_step=1, double=False, target_update=cfg.target_update,
         checkpoint_every=10**9, eval_every=0, save_replay=False, compile=cfg.compile, precision=precision,
+        device=cfg.device, env_threads=cfg.env_threads,
     )
     with tempfile.TemporaryDirectory() as d:
         card = train_teacher(tcfg, Path(d) / "run", show_progress=False)
@@ -135,6 +150,7 @@ def run_sb3(cfg: TeacherBenchConfig) -> dict[str, Any]:
         train_freq=cfg.train_freq, gradient_steps=1, target_update_interval=cfg.target_update,
         learning_rate=cfg.lr, gamma=cfg.gamma, exploration_fraction=0.1, exploration_final_eps=0.01,
         policy_kwargs={"optimizer_kwargs": {"eps": cfg.adam_eps}}, max_grad_norm=10.0, seed=0, verbose=0,
+        device=resolve_device(cfg.device, announce=False),
     )
     model.learn(cfg.warmup + cfg.steps, callback=Clock())
     secs = time.perf_counter() - marks["t0"]
@@ -149,14 +165,15 @@ def bench_teacher(cfg: TeacherBenchConfig | None = None) -> dict[str, Any]:
     cfg = cfg or TeacherBenchConfig()
     if cfg.steps <= 0 or cfg.warmup <= cfg.batch_size:
         raise UserError("bench teacher needs steps > 0 and a warm-up longer than one batch")
+    device = resolve_device(cfg.device)
     ours = run_ours(cfg)
     sb3 = run_sb3(cfg)
     update_s = time_update(cfg, compiled=cfg.compile)
     eager_s = time_update(cfg, compiled=False) if cfg.compile else update_s
     floor = cfg.train_freq / update_s
     bf16: dict[str, Any] | None = None
-    bf16_units = bf16_is_fast()
-    if bf16_units:  # the same run with --precision bf16, where the CPU has bfloat16 units
+    bf16_units = bf16_is_fast(device)
+    if bf16_units:  # the same run with --precision bf16, where the device has bfloat16 units
         ours_bf16 = run_ours(cfg, "bf16")
         bf16_s = time_update(cfg, compiled=cfg.compile, bf16=True)
         bf16 = {"ours": ours_bf16, "ratio_vs_sb3": round(ours_bf16["sps"] / sb3["sps"], 3),
@@ -176,7 +193,8 @@ def bench_teacher(cfg: TeacherBenchConfig | None = None) -> dict[str, Any]:
         "fraction_of_floor": round(ours["sps"] / floor, 3),
         "bf16": bf16,
         "machine": {"cpu": platform.processor() or platform.machine(), "model": cpu_model(), "cores": os.cpu_count(),
-                    "bf16_units": bf16_units, "torch_threads": torch.get_num_threads(), "torch": torch.__version__},
+                    "bf16_units": bf16_units, "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
+                    "device": device_record(device)},
     }
 
 
@@ -184,6 +202,7 @@ def format_teacher(res: dict[str, Any]) -> str:
     """A short human table of ``bench_teacher``'s result."""
     p = res["ours"]["profile"]
     lines = [
+        f"device {res['machine']['device']['name']}, {res['machine']['cores']} CPU cores ({res['machine']['model']})",
         f"env steps/s after warm-up ({res['config']['steps']} steps, replay ratio "
         f"{res['config']['batch_size']}/{res['config']['train_freq']}):",
         f"  rl-compress         {res['ours']['sps']:8.1f}",
@@ -214,42 +233,49 @@ def _frames_per_second(fn: Any, x: Any, seconds: float = 2.0) -> float:
     return n * len(x) / (time.perf_counter() - t0)
 
 
-def bench_inference(student_spec: str = "gmp16", batches: tuple[int, ...] = (1, 256)) -> dict[str, Any]:
-    """Frames/s of a student and the teacher at each batch size, in PyTorch and ONNX Runtime."""
+def bench_inference(student_spec: str = "gmp16", batches: tuple[int, ...] = (1, 256),
+                    device: str = "cpu") -> dict[str, Any]:
+    """Frames/s of a student and the teacher at each batch size, in PyTorch (on ``device``, the
+    input copied there each call) and ONNX Runtime (on the CPU)."""
     import onnxruntime as ort
 
-
+    dev = resolve_device(device)
     nets = {"teacher": build_network(teacher_arch(), 6).eval(), student_spec: build_network(parse_spec(student_spec), 6).eval()}
     rng = np.random.default_rng(0)
     rows: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as d:
         for name, net in nets.items():
             path = export(net, "onnx", Path(d) / f"{name}.onnx")
+            net_dev = net.to(dev)
             opts = ort.SessionOptions()
             opts.intra_op_num_threads = torch.get_num_threads()
             sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
             rows[name] = {"params": count_params(net)}
             for b in batches:
                 x = rng.integers(0, 256, (b, 4, 84, 84), dtype=np.uint8)
-                xt = torch.from_numpy(x)
                 with torch.inference_mode():
-                    rows[name][f"torch_b{b}"] = round(_frames_per_second(net, xt), 1)
+                    def run(a: np.ndarray, n: torch.nn.Module = net_dev) -> Any:
+                        return n(to_device(a, dev)).argmax(1).cpu()  # the actions back on the host: a sync
+                    rows[name][f"torch_b{b}"] = round(_frames_per_second(run, x), 1)
                 rows[name][f"onnx_b{b}"] = round(_frames_per_second(lambda a, s=sess: s.run(None, {"obs": a}), x), 1)
     ratios = {k: round(rows[student_spec][k] / rows["teacher"][k], 2) for k in rows["teacher"] if k != "params"}
     return {"benchmark": "inference", "frames_per_s": rows, "student_over_teacher": ratios,
-            "machine": {"cores": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__}}
+            "machine": {"cores": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
+                        "device": device_record(dev)}}
 
 
-def bench_distill(student_spec: str = "gmp16", steps: int = 6_000, warmup: int = 2_000) -> dict[str, Any]:
-    """Distillation throughput: env steps/s and labelled samples/s after a warm-up (the
-    teacher is a random-init Nature DQN: speed does not depend on its weights); again with
-    ``--precision bf16`` where the CPU has bfloat16 units."""
+def bench_distill(student_spec: str = "gmp16", steps: int = 6_000, warmup: int = 2_000,
+                  device: str = "cpu") -> dict[str, Any]:
+    """Distillation throughput on ``device``: env steps/s and labelled samples/s after a warm-up
+    (the teacher is a random-init Nature DQN: speed does not depend on its weights); again with
+    ``--precision bf16`` where the device has bfloat16 units."""
+    dev = resolve_device(device)
 
     def timed(tdir: Path, d: Path, precision: str) -> dict[str, Any]:
         res = {}
         for name, total in (("warmup_only", warmup), ("full", warmup + steps)):
             cfg = DistillConfig(student=student_spec, steps=total, learning_starts=warmup, eval_every=0,
-                                checkpoint_every=10**9, precision=precision)
+                                checkpoint_every=10**9, precision=precision, device=device)
             t0 = time.perf_counter()
             card = distill(tdir, cfg, d / f"{name}_{precision}", show_progress=False)
             res[name] = {"seconds": time.perf_counter() - t0, "updates": card["training"]["updates"]}
@@ -263,14 +289,15 @@ def bench_distill(student_spec: str = "gmp16", steps: int = 6_000, warmup: int =
         net = build_network(teacher_arch(), 6)
         save_agent(tdir, net, make_card("teacher", "pong", teacher_arch(), net))
         fp32 = timed(tdir, Path(d), "fp32")
-        bf16 = timed(tdir, Path(d), "bf16") if bf16_is_fast() else None
+        bf16 = timed(tdir, Path(d), "bf16") if bf16_is_fast(dev) else None
     cfg = DistillConfig(student=student_spec)
     if bf16 is not None:
         bf16["ratio_vs_fp32"] = round(bf16["env_steps_per_s"] / fp32["env_steps_per_s"], 3)
     return {"benchmark": "distill", "student": student_spec, "timed_env_steps": steps, **fp32, "bf16": bf16,
             "batch_size": cfg.batch_size, "train_freq": cfg.train_freq,
             "machine": {"model": cpu_model(), "cores": os.cpu_count(), "bf16_units": bf16 is not None,
-                        "torch_threads": torch.get_num_threads(), "torch": torch.__version__}}
+                        "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
+                        "device": device_record(dev)}}
 
 
 def _fastest_pass(call: Any, n: int, repeats: int) -> float:

@@ -16,6 +16,7 @@ from torch import nn
 
 from rl_compress.atari.envs import EnvConfig, make_vector_env
 from rl_compress.atari.games import game_info, resolve_game
+from rl_compress.core.device import model_device, to_device
 from rl_compress.core.errors import UserError
 from rl_compress.core.progress import progress_bar
 
@@ -66,7 +67,8 @@ def evaluate(
     max_envs: int = 16,
     show_progress: bool = False,
 ) -> dict[str, Any]:
-    """Play ``episodes`` whole games with ``net`` (greedy with protocol epsilon).
+    """Play ``episodes`` whole games with ``net`` (greedy with protocol epsilon), on the device
+    its weights are on.
 
     Env i of the vector env is seeded with seed + i and plays a fixed share of the
     episodes, so the result does not favour short games and is the same for the same seed.
@@ -87,13 +89,14 @@ def evaluate(
     ret = np.zeros(k, dtype=np.float64)
     length = np.zeros(k, dtype=np.int64)
     net.eval()
+    device = model_device(net)
     try:
         obs, _ = env.reset(seed=seed)
         with progress_bar(show_progress) as bar, torch.inference_mode():
             task = bar.add_task(f"evaluate {game}", total=episodes, info="")
             done_before = np.zeros(k, dtype=bool)
             while any(len(s) < q for s, q in zip(scores, quota)):
-                greedy = net(torch.from_numpy(obs)).argmax(1).numpy()
+                greedy = net(to_device(obs, device)).argmax(1).cpu().numpy()
                 explore = rng.random(k) < protocol.epsilon
                 actions = np.where(explore, rng.integers(0, env.single_action_space.n, k), greedy)
                 obs, reward, term, trunc, _ = env.step(actions.astype(np.int64))

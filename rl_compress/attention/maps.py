@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from rl_compress.core.device import model_device, to_device
 from rl_compress.core.errors import UserError
 from rl_compress.models.networks import GMPStudent, conv_activations, conv_layers, receptive_field
 
@@ -116,8 +117,8 @@ def _cells_from_pool(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``gmp_cells`` from the pool's max values and flat argmax indices [B,C] of a map ``width`` wide."""
     contrib = (channel_weight * val).clamp_min(0.0)
-    idx_np = idx.numpy()
-    return idx_np // width, idx_np % width, contrib.detach().numpy()
+    idx_np = idx.cpu().numpy()
+    return idx_np // width, idx_np % width, contrib.detach().cpu().numpy()
 
 
 def gmp_attention_from_cells(
@@ -150,7 +151,7 @@ def cell_grid_attention(net: nn.Module, grids: np.ndarray, k: int) -> tuple[np.n
 
 
 def _explained_actions(out: torch.Tensor, actions: np.ndarray | None) -> torch.Tensor:
-    return out.argmax(1) if actions is None else torch.as_tensor(actions, dtype=torch.int64)
+    return out.argmax(1) if actions is None else torch.as_tensor(actions, dtype=torch.int64, device=out.device)
 
 
 def winner_path(
@@ -185,7 +186,7 @@ def winner_path(
         window = inp[frames[:, None, None, None], cin, yy, xx].astype(np.float32).reshape(n, -1)  # [n,Cin*k*k]
         # inputs are >= 0 (pixels, ReLU outputs), so max(w * x, 0) = max(w, 0) * x: the positive
         # contributions z[n,o,i] = w+[o,i] x[n,i] factor, and two matmuls replace the [n,Cout,Cin*k*k] array
-        wpos = np.maximum(conv.weight.detach().numpy().reshape(conv.out_channels, -1), 0.0)
+        wpos = np.maximum(conv.weight.detach().cpu().numpy().reshape(conv.out_channels, -1), 0.0)
         share = relevance / (window @ wpos.T + 1e-12)  # [n,Cout]: relevance per unit of z
         spread = (window * (share @ wpos)).reshape(n, -1, k * k)  # [n,Cin,k*k]
         best = spread.sum(1).argmax(1)
@@ -219,7 +220,7 @@ def path_attention(
     maps, peaks = _empty_attention(b, k)
     if len(frames) == 0:
         return maps, peaks
-    py, px = winner_path(convs, [a.numpy() for a in acts], obs, frames, channels,
+    py, px = winner_path(convs, [a.cpu().numpy() for a in acts], obs, frames, channels,
                          rows[frames, channels], cols[frames, channels])
     gy, gx = _screen_gaussians(convs[0].kernel_size[0] / 2.0)
     # channels of a frame that end on the same pixel add up: one weight per (frame, pixel), sorted
@@ -253,7 +254,7 @@ def gmp_attention(
     7x7 for the teacher's geometry; method gmp-cell)."""
     if not isinstance(net, GMPStudent):
         raise UserError("this agent has no global max pool: use --overlay gradcam (or --method gradcam)")
-    x = torch.from_numpy(obs)
+    x = to_device(obs, model_device(net))
     with torch.no_grad():
         acts = conv_activations(net.conv, x)
     maps = acts[-1]
@@ -274,30 +275,30 @@ def gmp_attention(
         smaps, peaks = path_attention(net, acts, obs, contrib, rows, cols, k)
     else:
         smaps, peaks = gmp_attention_from_cells(net, rows, cols, contrib, k, cells=maps.shape[-1])
-    return Attention(smaps, peaks, act.numpy())
+    return Attention(smaps, peaks, act.cpu().numpy())
 
 
 def gradcam_attention(net: nn.Module, obs: np.ndarray, actions: np.ndarray | None = None, k: int = 5) -> Attention:
     """Grad-CAM (Selvaraju et al. 2017) on the last conv layer, for any of our networks."""
-    x = torch.from_numpy(obs)
+    x = to_device(obs, model_device(net))
     maps = net.conv_maps(x).detach().requires_grad_(True)
     out = net.from_maps(maps)
     act = _explained_actions(out.detach(), actions)
     (grad,) = torch.autograd.grad(out.gather(1, act[:, None]).sum(), maps)
-    cam = torch.relu((grad.mean(dim=(2, 3), keepdim=True) * maps).sum(1)).detach().numpy()  # [B,7,7]
+    cam = torch.relu((grad.mean(dim=(2, 3), keepdim=True) * maps).sum(1)).detach().cpu().numpy()  # [B,7,7]
     smaps, peaks = cell_grid_attention(net, cam, k)
-    return Attention(smaps, peaks, act.numpy())
+    return Attention(smaps, peaks, act.cpu().numpy())
 
 
 @lru_cache(maxsize=4)
-def _perturbation_masks(stride: int, radius: float) -> tuple[np.ndarray, torch.Tensor]:
+def _perturbation_masks(stride: int, radius: float) -> tuple[np.ndarray, np.ndarray]:
     """The mask centres along one axis and the Gaussian masks [P,1,84,84] of perturbation
     saliency, one centred every ``stride`` px; built once per (stride, radius), so that the
     baseline pays only for its forwards and blends."""
     centres = np.arange(0, GRID, stride, dtype=np.float32)
     yy, xx = np.mgrid[0:GRID, 0:GRID].astype(np.float32)
     masks = np.stack([_gaussian((xx - cx) ** 2 + (yy - cy) ** 2, radius) for cy in centres for cx in centres])
-    return centres, torch.from_numpy(masks)[:, None]
+    return centres, masks[:, None]
 
 
 def perturbation_attention(
@@ -308,21 +309,24 @@ def perturbation_attention(
     0.5 * ||f(I) - f(I_perturbed)||^2 of the network's outputs, the perturbed frames kept in
     float (not rounded to uint8). Costs (84/stride)^2 forwards, batched per frame.
     ``actions`` only labels the result (the score uses all outputs, as in the paper)."""
-    x = torch.from_numpy(obs).float()
+    device = model_device(net)
+    x = to_device(obs, device).float()
     b = x.shape[0]
-    centres, masks_t = _perturbation_masks(stride, radius)  # [P,1,84,84]
-    blurred = torch.from_numpy(
-        np.stack([cv2.GaussianBlur(o.transpose(1, 2, 0).astype(np.float32), (0, 0), 3).transpose(2, 0, 1) for o in obs])
+    centres, masks = _perturbation_masks(stride, radius)  # [P,1,84,84]
+    masks_t = to_device(masks, device)
+    blurred = to_device(
+        np.stack([cv2.GaussianBlur(o.transpose(1, 2, 0).astype(np.float32), (0, 0), 3).transpose(2, 0, 1) for o in obs]),
+        device,
     )
     g = len(centres)
     smaps, peaks = _empty_attention(b, k)
     acts = np.zeros(b, dtype=np.int64)
     with torch.no_grad():
         for i in range(b):
-            base = net(torch.from_numpy(obs[i : i + 1]))
+            base = net(to_device(obs[i : i + 1], device))
             pert = x[i : i + 1] + (blurred[i : i + 1] - x[i : i + 1]) * masks_t  # [P,4,84,84]
             out = net(pert)  # our networks take float pixels in [0, 255] as well as uint8
-            score = (0.5 * ((out - base) ** 2).sum(1)).numpy().reshape(g, g)
+            score = (0.5 * ((out - base) ** 2).sum(1)).cpu().numpy().reshape(g, g)
             score[score < 1e-12] = 0.0  # float32 noise of batched vs single forwards, not a change
             acts[i] = int(base.argmax(1)) if actions is None else int(actions[i])
             grid = cv2.resize(score.astype(np.float32), (GRID, GRID), interpolation=cv2.INTER_LINEAR)

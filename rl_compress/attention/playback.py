@@ -12,6 +12,7 @@ from torch import nn
 from rl_compress.atari.envs import ScreenEnv
 from rl_compress.atari.evaluate import DEFAULT_PROTOCOL
 from rl_compress.attention.maps import attention
+from rl_compress.core.device import model_device, to_device
 
 
 @dataclass
@@ -53,7 +54,7 @@ def play(
                 batch = obs[None]
                 if method is None:
                     with torch.no_grad():
-                        greedy = int(net(torch.from_numpy(batch)).argmax(1)[0])
+                        greedy = int(net(to_device(batch, model_device(net))).argmax(1)[0])
                     att = None
                 else:
                     att = attention(method, net, batch, None, k)

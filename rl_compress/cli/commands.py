@@ -26,6 +26,7 @@ from rl_compress.attention.score import objects_from_ram, score_npz
 from rl_compress.attention.video import check_video_path, render_overlay, side_by_side, write_video
 from rl_compress.bench import TeacherBenchConfig, bench_teacher, format_teacher
 from rl_compress.core.config import config_from_args
+from rl_compress.core.device import announce_choice, model_device, resolve_device
 from rl_compress.core.errors import UserError
 from rl_compress.core.files import atomic_write_bytes, atomic_write_json, sha256_file
 from rl_compress.core.outputs import check_output_dir, check_output_file, claim_output_dir
@@ -112,6 +113,19 @@ def cmd_teacher_import(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------- agent tools
+def _agent_on_device(path: Path, args: argparse.Namespace, game: str | None = None) -> Any:
+    """The agent in ``path`` with its network on ``--device``."""
+    agent = load_agent(path, game=game)
+    agent.net.to(resolve_device(args.device, announce=False))
+    return agent
+
+
+def _work_starts(args: argparse.Namespace, agent: Any) -> None:
+    """The inputs are checked: say which device ``--device auto`` chose (unless --quiet)."""
+    if not getattr(args, "quiet", False):
+        announce_choice(args.device, model_device(agent.net))
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     """Evaluate an agent under the default protocol."""
 
@@ -121,7 +135,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         raise UserError(f"--seed must be >= 0, got {args.seed}")
     # --write-card owns the directory for the whole evaluation: no run may change the weights under it
     with RunLock(Path(args.agent)) if args.write_card and Path(args.agent).is_dir() else contextlib.nullcontext():
-        agent = load_agent(Path(args.agent))
+        agent = _agent_on_device(Path(args.agent), args)
+        _work_starts(args, agent)
         res = evaluate(agent.net, agent.game, episodes, seed=args.seed, show_progress=not args.quiet)
         res["agent"] = str(args.agent)
         res["game"] = agent.game
@@ -209,7 +224,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     _json_path(args.json)
     if args.what == "inference":
-        res = bench.bench_inference(args.student)
+        res = bench.bench_inference(args.student, device=args.device)
         for name, row in res["frames_per_s"].items():
             print(f"{name:>14}: " + ", ".join(f"{k} {v}" for k, v in row.items()), file=sys.stderr)
         print("student / teacher: " + ", ".join(f"{k} {v}x" for k, v in res["student_over_teacher"].items()),
@@ -218,7 +233,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
             _emit_json(res, args.json)
         return 0
     if args.what == "distill":
-        res = bench.bench_distill(args.student, steps=args.steps or 6_000, warmup=args.warmup or 2_000)
+        res = bench.bench_distill(args.student, steps=args.steps or 6_000, warmup=args.warmup or 2_000,
+                                  device=args.device)
         print(f"distill {args.student}: {res['env_steps_per_s']} env steps/s, "
               f"{res['labelled_samples_per_s']} labelled samples/s", file=sys.stderr)
         if res["bf16"]:
@@ -238,8 +254,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
             _emit_json(res, args.json)
         return 0
 
-    given = (("steps", args.steps), ("warmup", args.warmup))
-    cfg = TeacherBenchConfig(**{k: _positive(f"--{k}", v) for k, v in given if v is not None})
+    given = (("steps", args.steps), ("warmup", args.warmup), ("envs", args.envs))
+    cfg = TeacherBenchConfig(**{k: _positive(f"--{k}", v) for k, v in given if v is not None}, device=args.device)
+    if args.env_threads is not None:
+        if args.env_threads < 0:
+            raise UserError(f"--env-threads must be >= 0, got {args.env_threads}")
+        cfg.env_threads = args.env_threads
     res = bench_teacher(cfg)
     print(format_teacher(res), file=sys.stderr)
     if args.json:
@@ -274,7 +294,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
     command = " ".join(["rl-compress", *sys.argv[1:]]) if sys.argv[0].endswith("rl-compress") else None
     card = prune_agent(Path(args.agent), Path(args.out), states=args.states, seed=args.seed,
                        max_params=args.max_params, command=command, log=lambda m: print(m, file=sys.stderr),
-                       force=args.force)
+                       force=args.force, device=args.device)
     pf = card["training"]["pruned_from"]
     print(f"{args.out}: {card['arch']['spec']} ({card['params']} params, from {pf['params']}), agreement with "
           f"{args.agent} on {pf['states']} of its states {pf['agreement']:.3f}", file=sys.stderr)
@@ -290,15 +310,17 @@ def cmd_record(args: argparse.Namespace) -> int:
         raise UserError(f"--scale must be from 1 to 16, got {args.scale}")
     if not 1 <= args.fps <= 240:
         raise UserError(f"--fps must be from 1 to 240, got {args.fps}")
-    agent = load_agent(Path(args.agent))
+    agent = _agent_on_device(Path(args.agent), args)
     overlay = args.overlay or ("gmp" if isinstance(agent.net, GMPStudent) else "gradcam")
     if overlay.startswith("gmp") and not isinstance(agent.net, GMPStudent):
         raise UserError(f"{args.agent}: this agent has no global max pool; use --overlay gradcam")
-    other = load_agent(Path(args.side_by_side), game=agent.game) if args.side_by_side else None
+    other = _agent_on_device(Path(args.side_by_side), args, game=agent.game) if args.side_by_side else None
     names = action_names(agent.game)
     label = agent.path.name if agent.path.name not in ("", ".") else agent.kind
     max_steps = _positive("--max-frames", args.max_frames)
     method = None if overlay == "none" else overlay
+
+    _work_starts(args, agent)
 
     def frames():
         with progress_bar(not args.quiet) as bar:
@@ -326,13 +348,15 @@ def cmd_localize(args: argparse.Namespace) -> int:
         raise UserError(f"{out}: output must end in .npz")
     check_output_file(out)
     _json_path(args.json)
-    agent = load_agent(Path(args.agent))
+    agent = _agent_on_device(Path(args.agent), args)
     if args.score:
 
         if args.radius <= 0:
             raise UserError(f"--radius must be positive, got {args.radius}")
         objects_from_ram(agent.game, np.zeros((0, 128), dtype=np.uint8))  # fail early if OCAtari is missing
-    res = localize_to_npz(agent.net, agent.game, _positive("--frames", args.frames), out, args.method, args.seed)
+    frames = _positive("--frames", args.frames)
+    _work_starts(args, agent)
+    res = localize_to_npz(agent.net, agent.game, frames, out, args.method, args.seed)
     print(f"{out}: {res['frames']} frames from {res['episodes']} episode(s), method {res['method']}", file=sys.stderr)
     if args.score:
 
@@ -348,7 +372,7 @@ def cmd_localize(args: argparse.Namespace) -> int:
 def cmd_experiment(args: argparse.Namespace) -> int:
     """Run a study grid or report on it."""
 
-    study = load_study(Path(args.study), budget=args.budget)
+    study = load_study(Path(args.study), budget=args.budget, device=args.device)
     if args.action == "run":
         print(f"{study.name}: {len(study.runs)} runs, backend {args.backend}", file=sys.stderr)
         if args.jobs > 1 and args.backend != "local":

@@ -24,6 +24,7 @@ from rl_compress.cli.commands import (
     cmd_teacher_train,
 )
 from rl_compress.core.config import add_config_flags
+from rl_compress.core.device import DEVICE_HELP
 from rl_compress.train.distill import DistillConfig
 from rl_compress.train.teacher import TeacherConfig
 
@@ -34,6 +35,11 @@ class OneLineParser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # type: ignore[override]
         print(f"error: {self.prog}: {message} (see --help)", file=sys.stderr)
         raise SystemExit(2)
+
+
+def _add_device(p: argparse.ArgumentParser, default: str | None = "auto", help_extra: str = "") -> None:
+    """The ``--device`` flag of a command that runs networks."""
+    p.add_argument("--device", default=default, help=f"where the networks run: {DEVICE_HELP}{help_extra}")
 
 
 # ---------------------------------------------------------------- parser
@@ -98,6 +104,7 @@ def _add_distill_and_prune(sub: Any) -> None:
                     help="then remove the live channels whose loss changes the agent's actions least until "
                          "it has at most this many parameters (default: dead channels only)")
     pr.add_argument("--seed", type=int, default=0, help="seed of the states' games (default: 0)")
+    _add_device(pr)
     pr.set_defaults(func=cmd_prune)
 
 
@@ -110,6 +117,7 @@ def _add_evaluate_and_record(sub: Any) -> None:
     ev.add_argument("--json", default=None, help="write the result (per-episode scores) to this JSON file")
     ev.add_argument("--write-card", action="store_true", help="store the result as the card's evaluation")
     ev.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_device(ev)
     ev.set_defaults(func=cmd_evaluate)
 
     rec = sub.add_parser("record", help="record a video (.mp4 H.264 or .gif) with the attention overlay")
@@ -126,6 +134,7 @@ def _add_evaluate_and_record(sub: Any) -> None:
     rec.add_argument("--scale", type=int, default=3, help="screen upscaling (default: 3)")
     rec.add_argument("--fps", type=int, default=30, help="frames per second of the video (default: 30)")
     rec.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_device(rec)
     rec.set_defaults(func=cmd_record)
 
 
@@ -142,6 +151,7 @@ def _add_localize_export_info(sub: Any) -> None:
                      help="score the top peaks against OCAtari's RAM objects (needs ocatari) and print JSON")
     loc.add_argument("--radius", type=float, default=10.0, help="hit radius in screen pixels for --score (default: 10)")
     loc.add_argument("--json", default=None, help="with --score: write the score JSON to this file")
+    _add_device(loc)
     loc.set_defaults(func=cmd_localize)
 
     ex = sub.add_parser("export", help="export an agent to ONNX or TorchScript")
@@ -178,6 +188,10 @@ def _add_bench_and_studies(sub: Any) -> None:
     bench.add_argument("--steps", type=int, default=None, help="timed env steps (teacher: default 4000)")
     bench.add_argument("--warmup", type=int, default=None, help="untimed warm-up env steps (teacher: default 2000)")
     bench.add_argument("--student", default="gmp16", help="student spec for inference / distill (default: gmp16)")
+    bench.add_argument("--envs", type=int, default=None, help="teacher: environments stepped together (default: 8)")
+    bench.add_argument("--env-threads", type=int, default=None,
+                       help="teacher: emulator threads (0 = one per env; default: 1)")
+    _add_device(bench, default="cpu", help_extra="; default cpu, the machine the recorded ratios are for")
     bench.set_defaults(func=cmd_bench)
 
     exp = sub.add_parser("experiment", help="run or report a study grid (experiments/<study>.yaml)")
@@ -190,6 +204,8 @@ def _add_bench_and_studies(sub: Any) -> None:
                      help="local backend: runs at once, each in its own process on one thread (default: 1)")
     exp.add_argument("--budget", type=float, default=1.0,
                      help="scale every run's steps and episodes by this factor, e.g. 0.01 for a quick pass")
+    _add_device(exp, default=None, help_extra="; the device of every run whose YAML sets none (default: each "
+                "run's own, else auto); a Ray task on cuda asks for one GPU")
     exp.set_defaults(func=cmd_experiment)
 
     tab = sub.add_parser("table", help="results table of distilled students, read from their cards")

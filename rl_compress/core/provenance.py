@@ -32,18 +32,20 @@ def cpu_model() -> str:
     return ""
 
 
-def machine() -> str:
-    """This machine in a few words, for a run's record of where its wall time was spent:
-    the CPU model and core count, and the GPU's name where torch sees one."""
+def machine(device: torch.device | None = None) -> str:
+    """This machine in a few words, for a run's record of where its wall time was spent: the CPU
+    model and core count, and the GPU's name when the run uses one (``device``), never a GPU
+    that is merely present."""
     desc = f"{cpu_model() or platform.processor() or platform.machine()}, {os.cpu_count()} cores"
-    if torch.cuda.is_available():
-        desc += f", {torch.cuda.get_device_name(0)}"
+    if device is not None and device.type == "cuda":
+        desc += f", {torch.cuda.get_device_name(device)}"
     return desc
 
 
-def machines_after(before: list[str] | None) -> list[str]:
-    """The machines a run has trained on, this one added: ``before`` comes from its checkpoint
-    (None for a checkpoint written before they were recorded, which stands as "unrecorded")."""
+def machines_after(before: list[str] | None, device: torch.device | None = None) -> list[str]:
+    """The machines a run has trained on, this one (with the ``device`` it uses) added: ``before``
+    comes from its checkpoint (None for a checkpoint written before they were recorded, which
+    stands as "unrecorded")."""
     seen = list(before) if before is not None else ["unrecorded"]
-    here = machine()
+    here = machine(device)
     return seen if seen and seen[-1] == here else seen + [here]

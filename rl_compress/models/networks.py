@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from rl_compress.core.device import autocast
 from rl_compress.core.errors import UserError
 
 ArchSpec = dict[str, Any]
@@ -305,33 +306,41 @@ def forward_macs(net: nn.Module) -> tuple[int, int]:
     return conv, linear
 
 
-def bf16_autocast(enabled: bool) -> Any:
-    """CPU autocast to bfloat16 (convolutions and matmuls), or a no-op context."""
-    return torch.autocast("cpu", dtype=torch.bfloat16, enabled=enabled)
+def bf16_autocast(enabled: bool, device: torch.device | None = None) -> Any:
+    """Autocast to bfloat16 (convolutions and matmuls) on ``device``'s type (the CPU by
+    default), or a no-op context."""
+    return autocast(device or torch.device("cpu"), enabled)
 
 
-PRECISIONS = ("fp32", "bf16")
+PRECISIONS = ("fp32", "bf16", "auto")
 
 
 def check_precision(precision: str) -> None:
-    """Refuse a --precision other than fp32 or bf16 with one line."""
+    """Refuse a --precision other than fp32, bf16 or auto with one line."""
     if precision not in PRECISIONS:
-        raise UserError(f"--precision must be fp32 or bf16, got {precision!r}")
+        raise UserError(f"--precision must be fp32, bf16 or auto, got {precision!r}")
 
 
-def bf16_enabled(precision: str) -> bool:
-    """Whether a run at ``precision`` uses bfloat16 autocast; warns where this CPU makes it slower."""
-    if precision != "bf16":
+def bf16_enabled(precision: str, device: torch.device | None = None) -> bool:
+    """Whether a run at ``precision`` on ``device`` uses bfloat16 autocast: ``bf16`` always (with a
+    warning where the device makes it slower), ``auto`` where the device has bfloat16 units (a CUDA
+    GPU of compute capability 8 or more, a CPU with AMX or AVX-512 BF16), ``fp32`` never."""
+    if precision == "fp32":
         return False
-    if not bf16_is_fast():
-
-        warnings.warn("--precision bf16 on a CPU without AMX or AVX-512 BF16: updates will be slower than fp32",
-                      stacklevel=3)
+    fast = bf16_is_fast(device)
+    if precision == "auto":
+        return fast
+    if not fast:
+        warnings.warn("--precision bf16 on a device without bfloat16 units (a CPU without AMX or AVX-512 BF16, "
+                      "a GPU before Ampere): updates will be slower than fp32", stacklevel=3)
     return True
 
 
-def bf16_is_fast() -> bool:
-    """Whether this CPU has bfloat16 matrix units (AMX) or AVX-512 BF16 instructions."""
+def bf16_is_fast(device: torch.device | None = None) -> bool:
+    """Whether ``device`` (the CPU by default) computes bfloat16 fast: a CUDA GPU of compute
+    capability 8 or more, a CPU with bfloat16 matrix units (AMX) or AVX-512 BF16 instructions."""
+    if device is not None and device.type == "cuda":
+        return torch.cuda.get_device_capability(device)[0] >= 8
     try:
         return bool(torch.cpu._is_amx_tile_supported() or torch.cpu._is_avx512_bf16_supported())
     except AttributeError:  # a torch without the probes

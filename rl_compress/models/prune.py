@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from rl_compress.atari.envs import make_vector_env
+from rl_compress.core.device import announce_choice, model_device, resolve_device, to_device
 from rl_compress.core.errors import UserError
 from rl_compress.core.files import sha256_file
 from rl_compress.core.outputs import check_output_dir, claim_output_dir
@@ -52,10 +53,11 @@ def keep_channels(net: GMPStudent, keep: list[torch.Tensor]) -> GMPStudent:
     convs = conv_layers(net)
     if len(keep) != len(convs) or any(len(k) == 0 for k in keep):
         raise UserError("every conv layer must keep at least one channel")
-    new = build_network(parse_spec(spec_for(net, [len(k) for k in keep])), net.num_actions)
+    device = model_device(net)
+    new = build_network(parse_spec(spec_for(net, [len(k) for k in keep])), net.num_actions).to(device)
     new_convs = conv_layers(new)
     with torch.no_grad():
-        prev = torch.arange(4)
+        prev = torch.arange(4, device=device)
         for old, fresh, k in zip(convs, new_convs, keep):
             fresh.weight.copy_(old.weight[k][:, prev])
             fresh.bias.copy_(old.bias[k])
@@ -90,7 +92,7 @@ def prune_to_budget(
     steps taken. ``target``: ``net``'s logits on ``obs`` where the caller has them already."""
     target = _logits(net, obs) if target is None else target
     act = target.argmax(1)
-    keep = [torch.arange(c.out_channels) for c in conv_layers(net)]
+    keep = [torch.arange(c.out_channels, device=target.device) for c in conv_layers(net)]
     steps: list[dict[str, Any]] = []
     current = net
     while count_params(current) > max_params:
@@ -137,7 +139,7 @@ def agent_states(agent: Agent, n: int, seed: int, epsilon: float = 0.1, every: i
                 got += take
             t += 1
             with torch.no_grad():
-                greedy = agent.net(torch.from_numpy(obs)).argmax(1).numpy()
+                greedy = agent.net(to_device(obs, model_device(agent.net))).argmax(1).cpu().numpy()
             explore = rng.random(k) < epsilon
             actions = np.where(explore, rng.integers(0, agent.num_actions, k), greedy)
             obs, *_ = env.step(actions.astype(np.int64))
@@ -148,11 +150,11 @@ def agent_states(agent: Agent, n: int, seed: int, epsilon: float = 0.1, every: i
 
 def prune_agent(
     src: Path, out: Path, states: int = 4000, seed: int = 0, max_params: int | None = None,
-    command: str | None = None, log: Any = None, force: bool = False,
+    command: str | None = None, log: Any = None, force: bool = False, device: str | torch.device = "cpu",
 ) -> dict[str, Any]:
-    """Prune the gmp student in ``src`` into ``out``: dead channels first, then (``max_params``)
-    the least needed live ones. Returns the new card. ``out`` must be new or empty; ``force``
-    replaces the agent it holds."""
+    """Prune the gmp student in ``src`` into ``out`` on ``device``: dead channels first, then
+    (``max_params``) the least needed live ones. Returns the new card. ``out`` must be new or
+    empty; ``force`` replaces the agent it holds."""
     src, out = Path(src), check_output_dir(out)
     if out.resolve() == src.resolve():
         raise UserError(f"{out}: --out is the source agent; choose another directory")
@@ -162,12 +164,16 @@ def prune_agent(
         raise UserError(f"--states must be at least 64, got {states}")
     if max_params is not None and max_params < 1:
         raise UserError(f"--max-params must be positive, got {max_params}")
+    torch_device = resolve_device(device, announce=False)
     agent = load_agent(src)
+    agent.net.to(torch_device)
     if agent.card.get("kind") != "student" or not isinstance(agent.net, GMPStudent):
         raise UserError(f"{src}: pruning works on gmp students, not {agent.card['arch'].get('spec', agent.card['arch'].get('name'))!r}")
+    if log is not None:
+        announce_choice(device, torch_device)
     t0 = time.time()
     torch.manual_seed(seed)
-    obs = torch.from_numpy(agent_states(agent, states, seed))
+    obs = to_device(agent_states(agent, states, seed), torch_device)
     net = agent.net.eval()
     before = count_params(net)
     live = live_channels(net, obs)

@@ -17,13 +17,14 @@ from typing import Any
 import torch
 
 from rl_compress.atari.evaluate import DEFAULT_PROTOCOL, evaluate, retention
+from rl_compress.core.device import resolve_device
 from rl_compress.core.errors import UserError
 from rl_compress.core.files import atomic_write_json, sha256_file
 from rl_compress.core.provenance import git_commit
 from rl_compress.core.signals import request_stop, stop_requested, watch_stop_event
 from rl_compress.models.agent import WEIGHTS, load_agent, read_card
 from rl_compress.models.networks import parse_spec
-from rl_compress.studies.spec import RESULT, Run, Study, run_config
+from rl_compress.studies.spec import RESULT, Run, Study, run_config, wants_gpu
 from rl_compress.train.distill import distill
 from rl_compress.train.rundir import CHECKPOINT
 from rl_compress.train.teacher import TeacherConfig, train_teacher
@@ -49,6 +50,7 @@ def execute(run: Run, out: Path) -> dict[str, Any]:
         raise UserError(f"{out}: stopped at {card['training']['steps']} of {run.steps} env steps; "
                         "run the study again to resume it")
     student = load_agent(out)
+    student.net.to(resolve_device(run_config(run).device, announce=False))
     res = evaluate(student.net, run.game, run.eval_episodes, seed=0)
     t_res = teacher_evaluation(teacher, run.eval_episodes) or evaluate(teacher.net, run.game, run.eval_episodes, seed=0)
     row = {
@@ -113,7 +115,9 @@ def run_study(study: Study, backend: str = "local", address: str | None = None, 
     if not ray.is_initialized():
         ray.init(address=address, include_dashboard=False, log_to_driver=False)
     task = ray.remote(num_cpus=cpus_per_run)(_execute_remote)
-    futures = [task.remote(r, str(study.run_dir(r).resolve())) for r in study.runs]
+    cuda_here = torch.cuda.is_available()
+    futures = [task.options(num_gpus=1 if wants_gpu(r, cuda_here) else 0).remote(r, str(study.run_dir(r).resolve()))
+               for r in study.runs]
     return ray.get(futures)
 
 

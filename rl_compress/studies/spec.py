@@ -90,9 +90,11 @@ class Study:
         return self.root / "runs" / self.name / run.game / run.name
 
 
-def load_study(path: Path, budget: float = 1.0) -> Study:
+def load_study(path: Path, budget: float = 1.0, device: str | None = None) -> Study:
     """Parse a study YAML; ``budget`` < 1 scales steps (and evaluation episodes, at least 2) and
-    names the study <name>_budget<F>, so its runs and tables are not the full study's."""
+    names the study <name>_budget<F>, so its runs and tables are not the full study's. ``device``
+    is the device of every run whose settings name none (``distill: {device: cuda}`` in the YAML
+    sets a run's own)."""
 
 
     path = Path(path)
@@ -154,6 +156,9 @@ def load_study(path: Path, budget: float = 1.0) -> Study:
         run = Run(game, teachers.get(game, f"agents/{game}/teacher"), spec, loss,
                   "self" if loss == "dqn" else actor, int(seed), steps, episodes,
                   {**extra, **own.get("distill", {})}, {**dqn, **own.get("dqn", {})})
+        if device is not None:
+            run.distill.setdefault("device", device)
+            run.dqn.setdefault("device", device)
         if (game, run.name) not in seen:
             seen.add((game, run.name))
             runs.append(run)
@@ -214,6 +219,13 @@ def run_config(run: Run) -> TeacherConfig | DistillConfig:
         return TeacherConfig(game=run.game, steps=run.steps, seed=run.seed, **settings)
     settings = {"eval_every": max(run.steps // 5, 1000), "eval_episodes": 5, **run.distill}
     return DistillConfig(student=run.spec, steps=run.steps, loss=run.loss, actor=run.actor, seed=run.seed, **settings)
+
+
+def wants_gpu(run: Run, cuda_here: bool) -> bool:
+    """Whether ``run`` trains on a CUDA device (``auto`` counts where this machine has one), so that
+    a Ray task for it asks for a GPU."""
+    device = run_config(run).device
+    return device.startswith("cuda") or (device == "auto" and cuda_here)
 
 
 def check_run_config(path: Path, run: Run) -> None:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,15 @@ from rl_compress.atari.evaluate import DEFAULT_PROTOCOL, evaluate, retention
 from rl_compress.attention.playback import play
 from rl_compress.attention.video import render_overlay, tb_add_clip
 from rl_compress.core.config import check_ranges, option, resumed_config
+from rl_compress.core.device import (
+    DEVICE_HELP,
+    announce_choice,
+    device_record,
+    device_spec,
+    model_device,
+    resolve_device,
+    to_device,
+)
 from rl_compress.core.errors import UserError
 from rl_compress.core.files import sha256_file
 from rl_compress.core.outputs import check_output_dir
@@ -48,11 +57,13 @@ from rl_compress.models.networks import (
     count_params,
     parse_spec,
 )
+from rl_compress.models.transplant import can_start_from, start_from_teacher
 from rl_compress.train.replay import FrameReplay
 from rl_compress.train.run import RunState, Schedule, open_run_dir, restore_rngs, rng_to_checkpoint, run_loop
-from rl_compress.train.rundir import load_checkpoint, own_run_dir, reconcile_resume
+from rl_compress.train.rundir import load_checkpoint, note, own_run_dir, reconcile_resume
 
 LOSSES = ("actor-mimic", "kl", "mse", "nll")
+INITS = ("teacher", "random")
 ACTORS = ("student", "teacher")
 DEFAULT_TAU = {"actor-mimic": 0.1, "kl": 0.01, "mse": 1.0, "nll": 1.0}
 
@@ -73,6 +84,7 @@ class DistillConfig:
     epsilon: float = option("exploration of the actor (0 = 0.1 for a student actor, 0.05 for a teacher actor)", default=0.0)
     seed: int = option("seed of envs, exploration and student init", default=1)
     envs: int = option("environments stepped together", default=8)
+    env_threads: int = option("emulator threads (0 = one per env); 1 leaves the cores to the learner", default=1)
     buffer_size: int = option("replay memory in states (frames stored once, teacher labels beside)", default=100_000)
     learning_starts: int = option("env steps before the first update", default=5_000)
     train_freq: int = option("env steps per update", default=4)
@@ -85,12 +97,18 @@ class DistillConfig:
     eval_seed: int = option("seed of the periodic evaluations", default=10_000)
     tb_clip_steps: int = option("steps of the overlay clip logged to TensorBoard at each evaluation (0 = off)", default=90)
     threads: int = option("torch threads (0 = all cores)", default=0)
-    precision: str = option("precision of the student's forward pass in updates: fp32, or bf16 (autocast; weights, "
-                            "Adam, the loss and the teacher's labels stay fp32; faster on CPUs with AMX)",
+    device: str = option(f"where teacher and student run: {DEVICE_HELP}; a run may resume on another (Python: "
+                         "a torch.device too)", default="auto")
+    precision: str = option("precision of the student's forward pass in updates: fp32, bf16 (autocast; weights, "
+                            "Adam, the loss and the teacher's labels stay fp32; faster on CPUs with AMX) or auto "
+                            "(bf16 on devices with bfloat16 units: AMX CPUs, CUDA GPUs from Ampere on)",
                             default="fp32")
     recycle_every: int = option("updates between recycling the student's dead conv channels (ReDo; 0 = off)", default=0)
+    init: str = option("how a new student's convolutions start: teacher (a copy of the teacher's most useful "
+                       "channels, for gmp / flat students of a Nature-DQN teacher; no one-action plateau) or "
+                       "random", default="teacher")
     init_from: str = option("student agent directory whose weights start the run, e.g. a pruned one "
-                            "(its spec must be --student)", default="")
+                            "(its spec must be --student; overrides --init)", default="")
 
     def tau(self) -> float:
         """The temperature in use."""
@@ -112,22 +130,28 @@ def teacher_tau(cfg: DistillConfig, teacher_card: dict[str, Any]) -> float:
     return DEFAULT_TAU[cfg.loss]
 
 
-def check_config(cfg: DistillConfig) -> None:
+def check_config(cfg: DistillConfig) -> DistillConfig:
     """Refuse impossible settings with one line each, before any work starts (the CLI, the Python
-    API and a study's YAML all come through here)."""
+    API and a study's YAML all come through here); returns the config with its device as a
+    string (a new config: the caller's is not changed)."""
+    cfg = replace(cfg, device=device_spec(cfg.device))  # a torch.device object is welcome too
+    resolve_device(cfg.device, announce=False)  # CUDA asked for where there is none: refused now
     check_ranges(cfg, positive=["steps", "envs", "buffer_size", "train_freq", "batch_size", "lr",
                                 "checkpoint_every", "eval_episodes"],
                  non_negative=["seed", "max_wall_time", "temperature", "feature_weight", "learning_starts", "eval_every", "eval_seed",
-                               "tb_clip_steps", "threads", "recycle_every"],
+                               "tb_clip_steps", "threads", "recycle_every", "env_threads"],
                  unit=["epsilon", "sticky"])
     if cfg.loss not in LOSSES:
         raise UserError(f"--loss must be one of {', '.join(LOSSES)}, got {cfg.loss!r}")
+    if cfg.init not in INITS:
+        raise UserError(f"--init must be one of {', '.join(INITS)}, got {cfg.init!r}")
     if cfg.actor not in ACTORS:
         raise UserError(f"--actor must be one of {', '.join(ACTORS)}, got {cfg.actor!r}")
     check_precision(cfg.precision)
     arch = parse_spec(cfg.student)
     if cfg.recycle_every and arch["name"] != "gmp":
         raise UserError(f"--recycle-every works on gmp students, not {cfg.student!r}")
+    return cfg
 
 
 def dead_channels(net: nn.Module, obs: torch.Tensor) -> list[torch.Tensor]:
@@ -154,7 +178,7 @@ def recycle_dead_channels(
     for conv, nxt, dead in reversed(layers):  # last first: a layer's fresh rows must not refill zeroed columns
         if len(dead) == 0:
             continue
-        fresh = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride)
+        fresh = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride).to(conv.weight.device)
         with torch.no_grad():
             conv.weight[dead] = fresh.weight[dead]
             conv.bias[dead] = fresh.bias[dead]
@@ -223,14 +247,15 @@ def distill(
 
     ``out`` must be new or empty, or hold this run (``resume``), or ``force`` replaces the run it
     holds. The directory is locked for the whole run."""
-    check_config(cfg)
+    cfg = check_config(cfg)
     teacher_dir, out = Path(teacher_dir), check_output_dir(out)
     teacher = load_agent(teacher_dir)
     with own_run_dir(out, resume, force):
         return _distill(teacher_dir, teacher, cfg, out, resume, tensorboard, show_progress, command)
 
 
-RESUME_KEEPS = {"steps", "max_wall_time", "checkpoint_every", "eval_every", "eval_episodes", "threads"}
+RESUME_KEEPS = {"steps", "max_wall_time", "checkpoint_every", "eval_every", "eval_episodes", "threads", "device",
+                "env_threads"}
 
 
 @dataclass
@@ -254,11 +279,12 @@ def distill_update(
     h_teacher: torch.Tensor | None = None,
     feature_weight: float = 0.0,
 ) -> UpdateResult:
-    """One Adam step of the student on teacher-labelled ``states`` (uint8 [B,4,84,84]): the
-    ``loss`` against ``q_teacher`` at temperature ``tau``, plus ``feature_weight`` times the
-    regression of ``proj`` (student features) onto ``h_teacher`` when ``proj`` is given. With
-    ``bf16`` the student's forward pass runs under bfloat16 autocast; the loss stays fp32."""
-    with bf16_autocast(bf16):
+    """One Adam step of the student on teacher-labelled ``states`` (uint8 [B,4,84,84], on the
+    student's device): the ``loss`` against ``q_teacher`` at temperature ``tau``, plus
+    ``feature_weight`` times the regression of ``proj`` (student features) onto ``h_teacher`` when
+    ``proj`` is given. With ``bf16`` the student's forward pass runs under bfloat16 autocast; the
+    loss stays fp32. Nothing here waits for the device: the returned tensors stay on it."""
+    with bf16_autocast(bf16, states.device):
         if proj is not None:
             h_s = student.features(states)
             logits = student.head(h_s)
@@ -268,7 +294,7 @@ def distill_update(
     if proj is not None and h_teacher is not None:
         feat = ((proj(h_s.float()) - h_teacher) ** 2).sum(1).mean()
     else:
-        feat = torch.zeros(())
+        feat = torch.zeros((), device=logits.device)
     main = distill_loss(logits, q_teacher, loss, tau)
     opt.zero_grad(set_to_none=True)
     (main + feature_weight * feat).backward()
@@ -299,14 +325,15 @@ class DistillMethod:
                  opt: torch.optim.Optimizer, rng: np.random.Generator, learn_from: int, resumed: dict[str, Any],
                  card_extra: dict[str, Any]) -> None:
         self.cfg, self.teacher, self.net, self.proj, self.opt, self.rng = cfg, teacher, student, proj, opt, rng
-        self.tnet, self.game, self.n_act = teacher.net.eval(), teacher.game, teacher.num_actions
+        self.device = model_device(student)
+        self.tnet, self.game, self.n_act = teacher.net.to(self.device).eval(), teacher.game, teacher.num_actions
         for p in self.tnet.parameters():
             p.requires_grad_(False)
         self.learn_from, self.card_extra = learn_from, card_extra
         self.teacher_eval: dict[str, Any] | None = resumed.get("teacher_eval")
         self.history: list[dict[str, Any]] = resumed.get("history", [])
         self.label, self.return_tag = f"distill {cfg.student} ({self.game})", f"charts/{cfg.actor}_return"
-        self.tau, self.eps, self.bf16 = teacher_tau(cfg, teacher.card), cfg.actor_epsilon(), bf16_enabled(cfg.precision)
+        self.tau, self.eps, self.bf16 = teacher_tau(cfg, teacher.card), cfg.actor_epsilon(), bf16_enabled(cfg.precision, self.device)
         self.replay = FrameReplay(cfg.buffer_size, cfg.envs, 1, 0.99)
         self.q_labels = np.zeros((cfg.envs, self.replay.cap, self.n_act), dtype=np.float32)
         feat_dim = int(proj.out_features) if proj is not None else 0
@@ -326,7 +353,7 @@ class DistillMethod:
 
     def act(self, obs: np.ndarray, state: RunState) -> np.ndarray:
         """Label the states just written (one per env) with the teacher; the actor's actions."""
-        x = torch.from_numpy(obs)
+        x = to_device(obs, self.device)
         with torch.no_grad():
             if self.f_labels is not None:
                 h_t = self.tnet.features(x)
@@ -335,11 +362,12 @@ class DistillMethod:
                 q_t = self.tnet(x)
             acting = q_t if self.cfg.actor == "teacher" else self.net(x)
         last = (self.replay.pos - 1) % self.replay.cap
-        self.q_labels[np.arange(len(obs)), last] = q_t.numpy()
+        self.q_labels[np.arange(len(obs)), last] = q_t.cpu().numpy()
         if self.f_labels is not None:
-            self.f_labels[np.arange(len(obs)), last] = h_t.numpy()
+            self.f_labels[np.arange(len(obs)), last] = h_t.cpu().numpy()
         explore = self.rng.random(len(obs)) < self.eps
-        return np.where(explore, self.rng.integers(0, self.n_act, len(obs)), acting.argmax(1).numpy()).astype(np.int64)
+        greedy = acting.argmax(1).cpu().numpy()
+        return np.where(explore, self.rng.integers(0, self.n_act, len(obs)), greedy).astype(np.int64)
 
     def learn(self, state: RunState) -> None:
         """The updates this env step owes, from ``learn_from`` on."""
@@ -348,8 +376,8 @@ class DistillMethod:
         self.debt += self.cfg.envs / self.cfg.train_freq
         while self.debt >= 1.0:
             rows, idx, states = self.replay.sample_states(self.cfg.batch_size, self.rng)
-            xs, target = torch.from_numpy(states), torch.from_numpy(self.q_labels[rows, idx])
-            h_t = torch.from_numpy(self.f_labels[rows, idx]) if self.f_labels is not None else None
+            xs, target = to_device(states, self.device), to_device(self.q_labels[rows, idx], self.device)
+            h_t = to_device(self.f_labels[rows, idx], self.device) if self.f_labels is not None else None
             res = distill_update(self.net, self.opt, xs, target, self.cfg.loss, self.tau, self.bf16, self.proj, h_t,
                                  self.cfg.feature_weight)
             state.updates += 1
@@ -431,7 +459,8 @@ class DistillMethod:
         """The student's card for the weights as they are."""
         cfg, extra = self.cfg, self.card_extra
         training = {
-            "config": asdict(cfg), "temperature_used": self.tau, "epsilon_used": self.eps, "steps": state.step,
+            "config": asdict(cfg), "device": device_record(self.device),
+            "precision_used": "bf16" if self.bf16 else "fp32", "temperature_used": self.tau, "epsilon_used": self.eps, "steps": state.step,
             "updates": state.updates, "wall_time_s": round(state.wall_time(), 1), "machines": state.machines,
             "git_commit": git_commit(),
             "command": extra.get("command") or f"rl-compress distill --teacher {extra['teacher_dir']} --student "
@@ -441,6 +470,8 @@ class DistillMethod:
         }
         if extra.get("init_from") is not None:
             training["init_from"] = extra["init_from"]
+        if extra.get("started") is not None:
+            training["start"] = extra["started"]
         # no "evaluation": one made of earlier weights would not apply to these
         return make_card("student", self.game, parse_spec(cfg.student), self.net, training=training,
                          teacher=extra["teacher"])
@@ -456,21 +487,33 @@ def _resume_check(out: Path, cfg: DistillConfig, arch: dict[str, Any], ref: dict
         raise UserError(f"{out}: run distils {card['arch'].get('spec')!r}, not {arch['spec']!r}")
     if (card.get("teacher") or {}).get("sha256") != ref["sha256"]:
         raise UserError(f"{out}: run was distilled from another teacher than {teacher_dir}")
-    cfg = resumed_config(cfg, json.loads(ckpt["config"]), RESUME_KEEPS)
+    saved = json.loads(ckpt["config"])
+    # a run from before --init started from random weights
+    cfg = resumed_config(cfg, saved, RESUME_KEEPS, init=saved.get("init", "random"))
     return ckpt, cfg, (card.get("training") or {}).get("init_from")
 
 
-def _student(cfg: DistillConfig, arch: dict[str, Any], teacher: Any, init: Any, ckpt: dict[str, Any] | None
-             ) -> tuple[nn.Module, nn.Module | None, torch.optim.Optimizer]:
-    """The student, the feature projection (feature regression on) and Adam: new or restored."""
+def _student(cfg: DistillConfig, arch: dict[str, Any], teacher: Any, init: Any, ckpt: dict[str, Any] | None,
+             device: torch.device) -> tuple[nn.Module, nn.Module | None, torch.optim.Optimizer, dict[str, Any] | None]:
+    """The student, the feature projection (feature regression on) and Adam on ``device``: new (from
+    ``init``'s weights, or from the teacher's convolutions with ``--init teacher``) or restored (a
+    checkpoint written on another device loads the same); and the card's record of a teacher start."""
     torch.manual_seed(cfg.seed)
-    student = build_network(arch, teacher.num_actions)
+    teacher.net.to(device)
+    student = build_network(arch, teacher.num_actions).to(device)
+    started = None
     if init is not None:
         student.load_state_dict(init.net.state_dict())
+    elif ckpt is None and cfg.init == "teacher":
+        if can_start_from(student, teacher.net):
+            started = start_from_teacher(student, teacher, cfg.seed)
+        else:
+            note(f"--init teacher: {cfg.student} cannot take this teacher's convolutions; starting from random weights")
     proj = None
     if cfg.feature_weight > 0:
-        x = torch.zeros((1, 4, 84, 84), dtype=torch.uint8)
-        proj = nn.Linear(int(student.features(x).shape[1]), int(teacher.net.features(x).shape[1]))
+        x = torch.zeros((1, 4, 84, 84), dtype=torch.uint8, device=device)
+        width = int(teacher.net.features(x).shape[1])
+        proj = nn.Linear(int(student.features(x).shape[1]), width).to(device)
     params = list(student.parameters()) + (list(proj.parameters()) if proj is not None else [])
     opt = torch.optim.Adam(params, lr=cfg.lr)
     if ckpt is not None:
@@ -478,7 +521,7 @@ def _student(cfg: DistillConfig, arch: dict[str, Any], teacher: Any, init: Any, 
         if proj is not None:
             proj.load_state_dict(ckpt["proj"])
         opt.load_state_dict(ckpt["optimizer"])
-    return student, proj, opt
+    return student, proj, opt, started
 
 
 def _distill(
@@ -494,18 +537,22 @@ def _distill(
     """``distill`` once its directory is locked and claimed: set up the method, run the loop."""
     arch = parse_spec(cfg.student)
     ref = _teacher_ref(teacher_dir, teacher)
-    ckpt, init_ref = None, None
+    ckpt, init_ref, resumed_start = None, None, None
     if resume:
         ckpt, cfg, resumed_init = _resume_check(out, cfg, arch, ref, teacher_dir)
         init_ref = resumed_init if cfg.init_from else None
+        resumed_start = (read_card(out).get("training") or {}).get("start")
     init = _init_source(Path(cfg.init_from), arch, teacher.game) if cfg.init_from and ckpt is None else None
     if init is not None:
         init_ref = source_ref(Path(cfg.init_from), init.card)
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
-    student, proj, opt = _student(cfg, arch, teacher, init, ckpt)
+    device = resolve_device(cfg.device, announce=False)
+    student, proj, opt, started = _student(cfg, arch, teacher, init, ckpt, device)
     rng = np.random.default_rng(cfg.seed)
-    state = RunState.restore(ckpt)
+    state = RunState.restore(ckpt, device)
+    if started is not None:  # the teacher's states and the copy are part of the run's time
+        state.wall_before += started["seconds"]
     resumed: dict[str, Any] = {}
     if ckpt is not None:
         restore_rngs(ckpt, rng)
@@ -515,11 +562,11 @@ def _distill(
     if 0 < cfg.max_wall_time <= state.wall_before:
         raise UserError(f"{out}: run has already trained {state.wall_before:.0f} s; ask for more with --max-wall-time")
     repair = ckpt is not None and reconcile_resume(out, state.step)
-    env = make_vector_env(teacher.game, cfg.envs, EnvConfig(sticky=cfg.sticky), num_threads=1)
+    env = make_vector_env(teacher.game, cfg.envs, EnvConfig(sticky=cfg.sticky), num_threads=cfg.env_threads)
     learn_from = state.step + min(cfg.learning_starts, cfg.buffer_size // 2)
     method = DistillMethod(cfg, teacher, student, proj, opt, rng, learn_from, resumed,
                            {"command": command, "out": out, "teacher_dir": teacher_dir, "teacher": ref,
-                            "init_from": init_ref})
+                            "init_from": init_ref, "started": started if ckpt is None else resumed_start})
     run = open_run_dir(out, tensorboard, state, ckpt is not None, asdict(cfg),
                        curve_ylabel=f"return of the acting {cfg.actor}")
     method.writer = run.writer
@@ -527,6 +574,8 @@ def _distill(
     method.begin(obs)
     if repair:
         save_agent(out, student, method.build_card(state, False))
+    if show_progress:
+        announce_choice(cfg.device, device)
     return run_loop(method, env, obs, state, run, Schedule(cfg.steps, cfg.checkpoint_every, cfg.eval_every,
                                                               cfg.max_wall_time),
                     show_progress)

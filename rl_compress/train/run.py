@@ -57,12 +57,13 @@ class RunState:
         ("act", "update", "sample", "env_wait", "replay_write"), 0.0))
 
     @classmethod
-    def restore(cls, ckpt: dict[str, Any] | None) -> RunState:
-        """The state of a new run (``ckpt`` None) or of the run that wrote ``ckpt``."""
+    def restore(cls, ckpt: dict[str, Any] | None, device: torch.device | None = None) -> RunState:
+        """The state of a new run (``ckpt`` None) or of the run that wrote ``ckpt``, going on with
+        ``device`` (recorded with the machine)."""
         if ckpt is None:
-            return cls(machines=machines_after([]))
+            return cls(machines=machines_after([], device))
         return cls(step=int(ckpt["step"]), updates=int(ckpt["updates"]), wall_before=float(ckpt["wall_time"]),
-                   machines=machines_after(ckpt.get("machines")), last_eval=json.loads(ckpt["last_eval"]))
+                   machines=machines_after(ckpt.get("machines"), device), last_eval=json.loads(ckpt["last_eval"]))
 
     def wall_time(self) -> float:
         """Seconds of training in all legs of the run so far."""

@@ -171,7 +171,7 @@ def load_checkpoint(out: Path) -> dict[str, Any]:
     try:
         with warnings.catch_warnings():  # torch's notes on odd pickles would break the one-line error
             warnings.simplefilter("ignore")
-            return torch.load(path, weights_only=True)
+            return torch.load(path, weights_only=True, map_location="cpu")
     except Exception as e:  # noqa: BLE001 - any unreadable checkpoint is one user-facing error
         raise UserError(f"{path}: unreadable checkpoint ({first_line(e)})") from None
 

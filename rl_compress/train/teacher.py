@@ -26,6 +26,15 @@ from rl_compress.atari.envs import EnvConfig, make_vector_env
 from rl_compress.atari.evaluate import DEFAULT_PROTOCOL, evaluate
 from rl_compress.atari.games import num_actions, resolve_game
 from rl_compress.core.config import check_ranges, option, resumed_config
+from rl_compress.core.device import (
+    DEVICE_HELP,
+    announce_choice,
+    device_record,
+    device_spec,
+    model_device,
+    resolve_device,
+    to_device,
+)
 from rl_compress.core.errors import UserError, first_line
 from rl_compress.core.outputs import check_output_dir
 from rl_compress.core.provenance import git_commit
@@ -74,11 +83,14 @@ class TeacherConfig:
     eval_episodes: int = option("episodes per evaluation (default protocol)", default=5)
     save_replay: bool = option("save the replay memory with each checkpoint (for exact resume)", default=True)
     threads: int = option("torch threads (0 = all cores)", default=0)
+    device: str = option(f"where the networks train: {DEVICE_HELP}; a run may resume on another (Python: a "
+                         "torch.device too)", default="auto")
     overlap_env: bool = option("step the emulators on their threads while the learner updates", default=True)
     env_threads: int = option("emulator threads (0 = one per env); 1 leaves the cores to the learner", default=1)
     compile: bool = option("torch.compile the update's networks (~30 s once; eager if compiling fails)", default=True)
-    precision: str = option("precision of the update's forward passes: fp32, or bf16 (autocast; weights, Adam and "
-                            "the loss stay fp32; ~1.6x faster updates on CPUs with AMX, slower on others)",
+    precision: str = option("precision of the update's forward passes: fp32, bf16 (autocast; weights, Adam and "
+                            "the loss stay fp32; ~1.6x faster updates on CPUs with AMX, slower on others) or auto "
+                            "(bf16 on devices with bfloat16 units: AMX CPUs, CUDA GPUs from Ampere on)",
                             default="fp32")
     init_from: str = option("agent directory (same game and arch) whose weights start a new run, e.g. to go on "
                             "from a trained teacher with another --lr; Adam and the replay memory start empty",
@@ -99,24 +111,29 @@ def td_update(
     double: bool,
     max_grad_norm: float,
     bf16: bool = False,
-) -> tuple[float, float]:
-    """One DQN update (Huber loss on n-step targets); returns (loss, mean Q of taken actions).
+    device: torch.device | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One DQN update (Huber loss on n-step targets) on ``device`` (the CPU by default); returns
+    (loss, mean Q of taken actions) as 0-d tensors on the device: reading them is a host sync,
+    which the caller makes only when it logs.
 
-    With ``bf16`` the forward passes run under bfloat16 autocast; Q-values, targets, the
-    loss, the gradients' accumulation in the fp32 weights and Adam stay fp32.
+    The batch's arrays move to the device with one copy each (non-blocking on CUDA). With
+    ``bf16`` the forward passes run under bfloat16 autocast; Q-values, targets, the loss, the
+    gradients' accumulation in the fp32 weights and Adam stay fp32.
     """
-    obs = torch.from_numpy(batch.obs)
-    next_obs = torch.from_numpy(batch.next_obs)
-    actions = torch.from_numpy(batch.actions)
-    with torch.no_grad(), bf16_autocast(bf16):
+    device = device or torch.device("cpu")
+    obs, next_obs = to_device(batch.obs, device), to_device(batch.next_obs, device)
+    actions = to_device(batch.actions, device)
+    returns, discounts = to_device(batch.returns, device), to_device(batch.discounts, device)
+    with torch.no_grad(), bf16_autocast(bf16, device):
         q_next = target(next_obs).float()
         if double:
             best = online(next_obs).argmax(1, keepdim=True)
             v_next = q_next.gather(1, best).squeeze(1)
         else:
             v_next = q_next.max(1).values
-    y = torch.from_numpy(batch.returns) + torch.from_numpy(batch.discounts) * v_next
-    with bf16_autocast(bf16):
+    y = returns + discounts * v_next
+    with bf16_autocast(bf16, device):
         q_all = online(obs)
     q = q_all.float().gather(1, actions[:, None]).squeeze(1)
     loss = F.smooth_l1_loss(q, y)
@@ -125,11 +142,12 @@ def td_update(
     if max_grad_norm > 0:
         nn.utils.clip_grad_norm_(online.parameters(), max_grad_norm)
     opt.step()
-    return float(loss.detach()), float(q.detach().mean())
+    return loss.detach(), q.detach().mean()
 
 
 def compile_for_updates(
-    online: nn.Module, target: nn.Module, batch_size: int, double: bool, bf16: bool = False
+    online: nn.Module, target: nn.Module, batch_size: int, double: bool, bf16: bool = False,
+    device: torch.device | None = None,
 ) -> tuple[nn.Module, nn.Module]:
     """torch.compile both networks and compile them now, on a dummy batch shaped like the
     updates' (and under the same autocast), so that no compile lands inside the timed loop.
@@ -137,12 +155,13 @@ def compile_for_updates(
     compiler)."""
     try:
         on_c, tg_c = torch.compile(online), torch.compile(target)
-        x = torch.zeros((batch_size, 4, 84, 84), dtype=torch.uint8)
-        with torch.no_grad(), bf16_autocast(bf16):
+        device = device or torch.device("cpu")
+        x = torch.zeros((batch_size, 4, 84, 84), dtype=torch.uint8, device=device)
+        with torch.no_grad(), bf16_autocast(bf16, device):
             tg_c(x)
             if double:
                 on_c(x)
-        with bf16_autocast(bf16):
+        with bf16_autocast(bf16, device):
             out = on_c(x)
         out.float().sum().backward()
         for p in online.parameters():
@@ -156,7 +175,7 @@ def compile_for_updates(
 
 
 def make_optimizer(params: Any, cfg: TeacherConfig) -> torch.optim.Optimizer:
-    """Adam (fused where the build supports it on CPU)."""
+    """Adam, fused (one kernel for all parameters) where the build supports it on the device."""
     try:
         return torch.optim.Adam(params, lr=cfg.lr, eps=cfg.adam_eps, fused=True)
     except (RuntimeError, TypeError):
@@ -167,6 +186,8 @@ def check_config(cfg: TeacherConfig) -> TeacherConfig:
     """Refuse impossible values with one line each, before any work starts (the CLI, the Python
     API and a study's YAML all come through here); returns the config with its game resolved to
     the ROM id (a new config: the caller's is not changed)."""
+    cfg = replace(cfg, device=device_spec(cfg.device))  # a torch.device object is welcome too
+    resolve_device(cfg.device, announce=False)  # CUDA asked for where there is none: refused now
     check_ranges(cfg, positive=["steps", "envs", "buffer_size", "train_freq", "batch_size", "n_step",
                                 "target_update", "lr", "adam_eps", "checkpoint_every", "eval_episodes"],
                  non_negative=["seed", "max_wall_time", "learning_starts", "eps_decay", "max_grad_norm", "eval_every", "threads",
@@ -227,7 +248,7 @@ def train_teacher(
 
 
 RESUME_KEEPS = {"steps", "max_wall_time", "checkpoint_every", "eval_every", "eval_episodes", "save_replay", "threads",
-                "overlap_env", "env_threads", "compile"}
+                "overlap_env", "env_threads", "compile", "device"}
 
 
 class DQNMethod:
@@ -244,8 +265,9 @@ class DQNMethod:
                  warmup_until: int, card_extra: dict[str, Any]) -> None:
         self.cfg, self.arch, self.opt, self.replay, self.rng = cfg, arch, opt, replay, rng
         self.net, self.target = nets
-        bf16 = bf16_enabled(cfg.precision)
-        self.update_fns = (compile_for_updates(self.net, self.target, cfg.batch_size, cfg.double, bf16)
+        self.device = model_device(self.net)
+        bf16 = bf16_enabled(cfg.precision, self.device)
+        self.update_fns = (compile_for_updates(self.net, self.target, cfg.batch_size, cfg.double, bf16, self.device)
                            if cfg.compile else (self.net, self.target))
         self.bf16, self.lives, self.warmup_until, self.card_extra = bf16, lives, warmup_until, card_extra
         self.overlap_env = cfg.overlap_env
@@ -253,7 +275,9 @@ class DQNMethod:
         self.n_act = int(self.net.num_actions)
         self.eps = cfg.eps_start
         self.update_debt = 0.0
-        self.loss_v = self.q_v = float("nan")
+        # the last update's loss and mean Q, left on the device until a report reads them
+        self.loss_v: torch.Tensor | float = float("nan")
+        self.q_v: torch.Tensor | float = float("nan")
         self.learn_t0: float | None = None
         self.learn_step0 = 0
         self.last_target = 0
@@ -266,7 +290,7 @@ class DQNMethod:
         actions = self.rng.integers(0, self.n_act, k)
         if not explore.all():
             with torch.no_grad():
-                greedy = self.net(torch.from_numpy(obs)).argmax(1).numpy()
+                greedy = self.net(to_device(obs, self.device)).argmax(1).cpu().numpy()
             actions = np.where(explore, actions, greedy)
         return actions.astype(np.int64)
 
@@ -283,7 +307,7 @@ class DQNMethod:
             batch = self.replay.sample(self.cfg.batch_size, self.rng)
             tb = time.perf_counter()
             self.loss_v, self.q_v = td_update(online_fn, target_fn, self.opt, batch, self.cfg.double,
-                                              self.cfg.max_grad_norm, self.bf16)
+                                              self.cfg.max_grad_norm, self.bf16, self.device)
             state.profile["sample"] += tb - ta
             state.profile["update"] += time.perf_counter() - tb
             state.updates += 1
@@ -312,8 +336,8 @@ class DQNMethod:
             return
         writer.add_scalar("charts/epsilon", self.eps, state.step)
         if state.updates:
-            writer.add_scalar("losses/td_loss", self.loss_v, state.step)
-            writer.add_scalar("losses/q_mean", self.q_v, state.step)
+            writer.add_scalar("losses/td_loss", float(self.loss_v), state.step)
+            writer.add_scalar("losses/q_mean", float(self.q_v), state.step)
 
     def progress_info(self) -> str:
         """The progress bar's part of this method."""
@@ -333,7 +357,8 @@ class DQNMethod:
         """The agent card of the weights as they are."""
         cfg = self.cfg
         training = {
-            "config": asdict(cfg), "steps": state.step, "updates": state.updates,
+            "config": asdict(cfg), "device": device_record(self.device), "precision_used": "bf16" if self.bf16 else "fp32",
+            "steps": state.step, "updates": state.updates,
             "wall_time_s": round(state.wall_time(), 1), "machines": state.machines, "git_commit": git_commit(),
             "command": self.card_extra.get("command")
             or f"rl-compress teacher train --game {cfg.game} --steps {cfg.steps} --out {self.card_extra['out']}",
@@ -347,15 +372,16 @@ class DQNMethod:
         return card
 
 
-def _networks(cfg: TeacherConfig, arch: dict[str, Any], init: Any, ckpt: dict[str, Any] | None
-              ) -> tuple[nn.Module, nn.Module, torch.optim.Optimizer]:
-    """Online and target networks and Adam: new (from ``init``'s weights if given) or restored."""
+def _networks(cfg: TeacherConfig, arch: dict[str, Any], init: Any, ckpt: dict[str, Any] | None,
+              device: torch.device) -> tuple[nn.Module, nn.Module, torch.optim.Optimizer]:
+    """Online and target networks and Adam on ``device``: new (from ``init``'s weights if given) or
+    restored (a checkpoint written on another device loads the same)."""
     n_act = num_actions(cfg.game)
     torch.manual_seed(cfg.seed)
-    online = build_network(arch, n_act)
+    online = build_network(arch, n_act).to(device)
     if init is not None:
         online.load_state_dict(init.net.state_dict())
-    target = build_network(arch, n_act)
+    target = build_network(arch, n_act).to(device)
     opt = make_optimizer(online.parameters(), cfg)
     if ckpt is not None:
         online.load_state_dict(ckpt["online"])
@@ -403,9 +429,10 @@ def _train_teacher(
         init, init_ref = _init_source(Path(cfg.init_from), arch, cfg.game)
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
-    online, target, opt = _networks(cfg, arch, init, ckpt)
+    device = resolve_device(cfg.device, announce=False)
+    online, target, opt = _networks(cfg, arch, init, ckpt, device)
     rng = np.random.default_rng(cfg.seed)
-    state = RunState.restore(ckpt)
+    state = RunState.restore(ckpt, device)
     if ckpt is not None:
         restore_rngs(ckpt, rng)
     if state.step >= cfg.steps:
@@ -427,6 +454,8 @@ def _train_teacher(
     method.last_target = state.step - state.step % cfg.target_update
     if repair:
         save_agent(out, online, method.build_card(state, False))
+    if show_progress:
+        announce_choice(cfg.device, device)
     return run_loop(method, env, obs, state, run, Schedule(cfg.steps, cfg.checkpoint_every, cfg.eval_every,
                                                               cfg.max_wall_time),
                     show_progress)
