@@ -212,6 +212,9 @@ def format_teacher(res: dict[str, Any]) -> str:
         f"   (eager update {res['update_ms_eager']:.1f} ms: floor {res['floor_sps_eager']:.1f})",
         "  profile (s): " + ", ".join(f"{k} {p[k]:.1f}" for k in ("update", "sample", "act", "env_wait", "replay_write")),
     ]
+    if res["machine"]["device"]["type"] == "cuda":
+        lines.append("  (CUDA runs asynchronously: 'update' is the time to queue the updates; the GPU's own time shows "
+                     "where the host waits for it, in 'act')")
     b = res.get("bf16")
     if b:
         lines += [

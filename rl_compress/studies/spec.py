@@ -130,19 +130,7 @@ def load_study(path: Path, budget: float = 1.0, device: str | None = None) -> St
     per_student = doc.get("per_student", {}) or {}
     if not isinstance(per_student, dict):
         raise UserError(f"{path}: per_student maps student specs to {{distill: ..., dqn: ...}}")
-    sections = [("distill", extra, DistillConfig), ("dqn", dqn, TeacherConfig)]
-    for spec, own in per_student.items():
-        parse_spec(spec)
-        bad_own = not isinstance(own, dict) or any(k not in ("distill", "dqn") or not isinstance(v, dict)
-                                                   for k, v in own.items())
-        if bad_own:
-            raise UserError(f"{path}: per_student.{spec} maps distill and/or dqn to settings")
-        sections += [(f"per_student.{spec}.distill", own.get("distill", {}), DistillConfig),
-                     (f"per_student.{spec}.dqn", own.get("dqn", {}), TeacherConfig)]
-    for section, settings, cls in sections:
-        bad = [k for k in settings if k not in cls.__dataclass_fields__]
-        if bad:
-            raise UserError(f"{path}: unknown {section} settings {bad}")
+    _check_settings(path, extra, dqn, per_student)
     teachers = {resolve_game(k): v for k, v in (doc.get("teachers") or {}).items()}
     steps = max(int(int(doc["steps"]) * budget), 1000)
     episodes = max(int(int(doc.get("eval_episodes", 30)) * budget), 2)
@@ -156,9 +144,6 @@ def load_study(path: Path, budget: float = 1.0, device: str | None = None) -> St
         run = Run(game, teachers.get(game, f"agents/{game}/teacher"), spec, loss,
                   "self" if loss == "dqn" else actor, int(seed), steps, episodes,
                   {**extra, **own.get("distill", {})}, {**dqn, **own.get("dqn", {})})
-        if device is not None:
-            run.distill.setdefault("device", device)
-            run.dqn.setdefault("device", device)
         if (game, run.name) not in seen:
             seen.add((game, run.name))
             runs.append(run)
@@ -167,10 +152,30 @@ def load_study(path: Path, budget: float = 1.0, device: str | None = None) -> St
         raise UserError(f"{path}: name {name!r} must be letters, digits, '_', '-' or '.' (no path): its runs "
                         "go to experiments/runs/<name>/")
     for run in runs:
+        if device is not None:  # the device of the runs whose settings name none
+            run.distill.setdefault("device", device)
+            run.dqn.setdefault("device", device)
         check_run_config(path, run)
     if budget < 1:  # a smaller pass keeps its own runs and tables: the full study must not skip its runs
         name += f"_budget{budget:g}"
     return Study(name, path, runs, path.parent)
+
+
+def _check_settings(path: Path, extra: dict[str, Any], dqn: dict[str, Any], per_student: dict[str, Any]) -> None:
+    """Refuse settings that no config has (``distill``, ``dqn`` and each spec's own under ``per_student``)."""
+    sections = [("distill", extra, DistillConfig), ("dqn", dqn, TeacherConfig)]
+    for spec, own in per_student.items():
+        parse_spec(spec)
+        bad_own = not isinstance(own, dict) or any(k not in ("distill", "dqn") or not isinstance(v, dict)
+                                                   for k, v in own.items())
+        if bad_own:
+            raise UserError(f"{path}: per_student.{spec} maps distill and/or dqn to settings")
+        sections += [(f"per_student.{spec}.distill", own.get("distill", {}), DistillConfig),
+                     (f"per_student.{spec}.dqn", own.get("dqn", {}), TeacherConfig)]
+    for section, settings, cls in sections:
+        bad = [k for k in settings if k not in cls.__dataclass_fields__]
+        if bad:
+            raise UserError(f"{path}: unknown {section} settings {bad}")
 
 
 VARY_KEYS = ("students", "losses", "actors")
