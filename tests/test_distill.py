@@ -300,7 +300,7 @@ def test_eval_resume_and_refusals(random_teacher: Path, tmp_path: Path) -> None:
 def test_max_wall_time_stops_evaluates_and_resumes(random_teacher: Path, tmp_path: Path) -> None:
     out = tmp_path / "timed"
     cfg = DistillConfig(student="gmp4", steps=10_000_000, max_wall_time=6.0, eval_every=0, eval_episodes=1,
-                        tb_clip_steps=0, learning_starts=200, buffer_size=2000, envs=2)
+                        tb_clip_steps=0, learning_starts=200, buffer_size=2000, envs=2, init="random")
     card = distill(random_teacher, cfg, out, show_progress=False)
     tr = card["training"]
     assert tr["stopped"] == "max_wall_time" and not tr["finished"]

@@ -559,7 +559,7 @@ def _distill(
         resumed = {"teacher_eval": json.loads(ckpt["teacher_eval"]), "history": json.loads(ckpt["history"])}
     if state.step >= cfg.steps:
         raise UserError(f"{out}: run is already at {state.step} steps; ask for more than that with --steps")
-    if 0 < cfg.max_wall_time <= state.wall_before:
+    if ckpt is not None and 0 < cfg.max_wall_time <= state.wall_before:  # a new run's start counts, but runs
         raise UserError(f"{out}: run has already trained {state.wall_before:.0f} s; ask for more with --max-wall-time")
     repair = ckpt is not None and reconcile_resume(out, state.step)
     env = make_vector_env(teacher.game, cfg.envs, EnvConfig(sticky=cfg.sticky), num_threads=cfg.env_threads)
