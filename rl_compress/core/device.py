@@ -46,12 +46,18 @@ def device_spec(value: str | torch.device) -> str:
     return spec
 
 
+def config_device(value: str | torch.device) -> str:
+    """A config's ``device`` checked before any work: as ``device_spec`` gives it, and refused now
+    (one line) when it asks for CUDA where there is none."""
+    spec = device_spec(value)
+    resolve_device(spec, announce=False)
+    return spec
+
+
 def resolve_device(spec: str | torch.device = "auto", announce: bool = True) -> torch.device:
     """The torch.device that ``spec`` names on this machine (see the module docstring); with
     ``announce``, says which one ``auto`` chose (``announce_choice``)."""
-    if isinstance(spec, torch.device):
-        spec = str(spec)
-    check_device_spec(spec)
+    spec = device_spec(spec)
     if spec == "auto":
         device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     else:

@@ -29,8 +29,8 @@ from rl_compress.core.config import check_ranges, option, resumed_config
 from rl_compress.core.device import (
     DEVICE_HELP,
     announce_choice,
+    config_device,
     device_record,
-    device_spec,
     model_device,
     resolve_device,
     to_device,
@@ -186,8 +186,7 @@ def check_config(cfg: TeacherConfig) -> TeacherConfig:
     """Refuse impossible values with one line each, before any work starts (the CLI, the Python
     API and a study's YAML all come through here); returns the config with its game resolved to
     the ROM id (a new config: the caller's is not changed)."""
-    cfg = replace(cfg, device=device_spec(cfg.device))  # a torch.device object is welcome too
-    resolve_device(cfg.device, announce=False)  # CUDA asked for where there is none: refused now
+    cfg = replace(cfg, device=config_device(cfg.device))  # a torch.device too; CUDA only where it is
     check_ranges(cfg, positive=["steps", "envs", "buffer_size", "train_freq", "batch_size", "n_step",
                                 "target_update", "lr", "adam_eps", "checkpoint_every", "eval_episodes"],
                  non_negative=["seed", "max_wall_time", "learning_starts", "eps_decay", "max_grad_norm", "eval_every", "threads",
