@@ -23,6 +23,7 @@ from rl_compress.train.distill import (
     distill_loss,
     distill_update,
     recycle_dead_channels,
+    scheduled_lr,
 )
 
 TINY = {"steps": 1200, "learning_starts": 400, "buffer_size": 4000, "envs": 4, "batch_size": 32, "train_freq": 2,
@@ -313,3 +314,29 @@ def test_max_wall_time_stops_evaluates_and_resumes(random_teacher: Path, tmp_pat
     more = distill(random_teacher, DistillConfig(student="gmp4", steps=10_000_000, max_wall_time=tr["wall_time_s"] + 4),
                    out, resume=True, show_progress=False)["training"]
     assert more["steps"] > tr["steps"] and more["stopped"] == "max_wall_time" and len(more["eval_history"]) == 2
+
+
+def test_lr_schedules_fall_to_zero_over_the_budget() -> None:
+    steps_only = DistillConfig(lr=1e-3, steps=1000, lr_schedule="linear")
+    assert scheduled_lr(steps_only, 0, 5.0) == pytest.approx(1e-3)
+    assert scheduled_lr(steps_only, 250, 500.0) == pytest.approx(7.5e-4)  # no wall budget: steps alone count
+    assert scheduled_lr(steps_only, 1000, 0.0) == 0.0
+    timed = DistillConfig(lr=1e-3, steps=1000, max_wall_time=100.0, lr_schedule="cosine")
+    assert scheduled_lr(timed, 0, 0.0) == pytest.approx(1e-3)
+    assert scheduled_lr(timed, 100, 50.0) == pytest.approx(5e-4)  # the wall time is further along than the steps
+    assert scheduled_lr(timed, 500, 10.0) == pytest.approx(5e-4)  # and here the steps
+    assert scheduled_lr(timed, 100, 150.0) == 0.0  # past the budget (a resume that asks for no more)
+    assert scheduled_lr(DistillConfig(lr=3e-4), 999, 1e6) == 3e-4  # constant, the default
+    with pytest.raises(UserError, match="--lr-schedule must be one of constant, linear, cosine"):
+        distill(Path("nowhere"), DistillConfig(lr_schedule="step"), Path("nowhere-out"), show_progress=False)
+
+
+def test_a_scheduled_run_ends_at_a_low_learning_rate(random_teacher: Path, tmp_path: Path) -> None:
+    out = tmp_path / "s"
+    card = distill(random_teacher, DistillConfig(student="gmp8", lr_schedule="linear", lr=1e-3, init="random", **TINY),
+                   out, show_progress=False)
+    assert card["training"]["config"]["lr_schedule"] == "linear"
+    adam = torch.load(out / "checkpoint.pt", weights_only=True)["optimizer"]
+    last_lr = adam["param_groups"][0]["lr"]
+    # the last update came at the last env step: the lr fell by (1 - 1196 / 1200) at most
+    assert 0 < last_lr <= 1e-3 * (1 - 1196 / 1200) + 1e-12

@@ -6,7 +6,7 @@ replay memory is labelled once by the teacher (Q-values, and its 512-d layer whe
 regression is on), in the same batched forward that serves acting.
 
 Losses (student outputs z are logits, teacher outputs Q):
-- ``actor-mimic``: cross-entropy between softmax(Q / tau) and softmax(z) (tau default 0.1);
+- ``actor-mimic``: cross-entropy between softmax(Q / tau) and softmax(z) (tau default 0.01);
 - ``kl``: KL(softmax(Q / tau) || softmax(z)), tau default 0.01 as in Policy Distillation;
 - ``mse``: mean squared error between z and Q (the student regresses Q-values);
 - ``nll``: cross-entropy on the teacher's argmax action.
@@ -17,6 +17,7 @@ learned linear map W (Actor-Mimic's beta; 0 = off).
 from __future__ import annotations
 
 import json
+import math
 import sys
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -65,21 +66,22 @@ from rl_compress.train.rundir import load_checkpoint, note, own_run_dir, reconci
 LOSSES = ("actor-mimic", "kl", "mse", "nll")
 INITS = ("teacher", "random")
 ACTORS = ("student", "teacher")
-DEFAULT_TAU = {"actor-mimic": 0.1, "kl": 0.01, "mse": 1.0, "nll": 1.0}
+DEFAULT_TAU = {"actor-mimic": 0.01, "kl": 0.01, "mse": 1.0, "nll": 1.0}
+LR_SCHEDULES = ("constant", "linear", "cosine")
 
 
 @dataclass
 class DistillConfig:
     """Every number of a distillation run; stored in the student's card."""
 
-    student: str = option("student spec, e.g. gmp16, gmp16-h64, gmp8-16-32, flat16-fc128", default="gmp16")
+    student: str = option("student spec, e.g. gmp16, gmp16-h64, gmp8-16-32, flat16-fc128", default="gmp15-w5")
     steps: int = option("total env steps (4 frames each) to distill for", default=500_000)
     max_wall_time: float = option("stop, evaluate and save once the run has trained this many seconds (all legs; "
                                   "0 = off); --resume with a larger value goes on", default=0.0)
     loss: str = option("actor-mimic | kl | mse | nll", default="actor-mimic")
     actor: str = option("who acts: student (Actor-Mimic) or teacher (Policy Distillation)", default="student")
-    temperature: float = option("tau of softmax(Q/tau) (0 = the default: actor-mimic 0.1, kl 0.01; 1 for a teacher "
-                                "of policy logits)", default=0.0)
+    temperature: float = option("tau of softmax(Q/tau) (0 = the default: 0.01 for actor-mimic and kl; 1 for a "
+                                "teacher of policy logits)", default=0.0)
     feature_weight: float = option("weight of feature regression to the teacher's hidden layer (0 = off)", default=0.0)
     epsilon: float = option("exploration of the actor (0 = 0.1 for a student actor, 0.05 for a teacher actor)", default=0.0)
     seed: int = option("seed of envs, exploration and student init", default=1)
@@ -89,7 +91,9 @@ class DistillConfig:
     learning_starts: int = option("env steps before the first update", default=5_000)
     train_freq: int = option("env steps per update", default=4)
     batch_size: int = option("states per update", default=64)
-    lr: float = option("Adam learning rate (Actor-Mimic: 2.5e-4)", default=2.5e-4)
+    lr: float = option("Adam learning rate (Actor-Mimic used 2.5e-4 from random weights)", default=1e-3)
+    lr_schedule: str = option("constant | linear | cosine: the learning rate falls from --lr to 0 over the run's "
+                              "budget (--steps, or --max-wall-time when that ends first)", default="constant")
     sticky: float = option("sticky-action probability while distilling", default=0.25)
     checkpoint_every: int = option("env steps between checkpoints", default=25_000)
     eval_every: int = option("env steps between evaluations of the student (0 = off)", default=50_000)
@@ -102,7 +106,7 @@ class DistillConfig:
     precision: str = option("precision of the student's forward pass in updates: fp32, bf16 (autocast; weights, "
                             "Adam, the loss and the teacher's labels stay fp32; faster on CPUs with AMX) or auto "
                             "(bf16 on devices with bfloat16 units: AMX CPUs, CUDA GPUs from Ampere on)",
-                            default="fp32")
+                            default="auto")
     recycle_every: int = option("updates between recycling the student's dead conv channels (ReDo; 0 = off)", default=0)
     init: str = option("how a new student's convolutions start: teacher (a copy of the teacher's most useful "
                        "channels, for gmp / flat students of a Nature-DQN teacher; no one-action plateau) or "
@@ -144,6 +148,8 @@ def check_config(cfg: DistillConfig) -> DistillConfig:
         raise UserError(f"--loss must be one of {', '.join(LOSSES)}, got {cfg.loss!r}")
     if cfg.init not in INITS:
         raise UserError(f"--init must be one of {', '.join(INITS)}, got {cfg.init!r}")
+    if cfg.lr_schedule not in LR_SCHEDULES:
+        raise UserError(f"--lr-schedule must be one of {', '.join(LR_SCHEDULES)}, got {cfg.lr_schedule!r}")
     if cfg.actor not in ACTORS:
         raise UserError(f"--actor must be one of {', '.join(ACTORS)}, got {cfg.actor!r}")
     check_precision(cfg.precision)
@@ -151,6 +157,21 @@ def check_config(cfg: DistillConfig) -> DistillConfig:
     if cfg.recycle_every and arch["name"] != "gmp":
         raise UserError(f"--recycle-every works on gmp students, not {cfg.student!r}")
     return cfg
+
+
+def scheduled_lr(cfg: DistillConfig, step: int, wall_time: float) -> float:
+    """The learning rate at ``step`` env steps and ``wall_time`` seconds of training: ``cfg.lr``, or
+    with ``lr_schedule`` linear / cosine falling to 0 as the run nears the end of its budget (the
+    larger of the shares of ``steps`` and of ``max_wall_time`` used)."""
+    if cfg.lr_schedule == "constant":
+        return cfg.lr
+    done = step / cfg.steps
+    if cfg.max_wall_time > 0:
+        done = max(done, wall_time / cfg.max_wall_time)
+    left = 1.0 - min(done, 1.0)
+    if cfg.lr_schedule == "linear":
+        return cfg.lr * left
+    return cfg.lr * 0.5 * (1.0 - math.cos(math.pi * left))
 
 
 def dead_channels(net: nn.Module, obs: torch.Tensor) -> list[torch.Tensor]:
@@ -373,6 +394,10 @@ class DistillMethod:
         if state.step < self.learn_from:
             return
         self.debt += self.cfg.envs / self.cfg.train_freq
+        if self.debt >= 1.0 and self.cfg.lr_schedule != "constant":
+            lr = scheduled_lr(self.cfg, state.step, state.wall_time())
+            for group in self.opt.param_groups:
+                group["lr"] = lr
         while self.debt >= 1.0:
             rows, idx, states = self.replay.sample_states(self.cfg.batch_size, self.rng)
             xs, target = to_device(states, self.device), to_device(self.q_labels[rows, idx], self.device)
@@ -487,8 +512,11 @@ def _resume_check(out: Path, cfg: DistillConfig, arch: dict[str, Any], ref: dict
     if (card.get("teacher") or {}).get("sha256") != ref["sha256"]:
         raise UserError(f"{out}: run was distilled from another teacher than {teacher_dir}")
     saved = json.loads(ckpt["config"])
-    # a run from before --init started from random weights
-    cfg = resumed_config(cfg, saved, RESUME_KEEPS, init=saved.get("init", "random"))
+    # a run goes on at the temperature it used (the default changed); one from before --init started
+    # from random weights, one from before --lr-schedule had a constant lr
+    tau = saved.get("temperature") or (card.get("training") or {}).get("temperature_used", 0.0)
+    cfg = resumed_config(cfg, saved, RESUME_KEEPS, init=saved.get("init", "random"), temperature=tau,
+                         lr_schedule=saved.get("lr_schedule", "constant"))
     return ckpt, cfg, (card.get("training") or {}).get("init_from")
 
 
