@@ -93,7 +93,8 @@ class DistillConfig:
     batch_size: int = option("states per update", default=64)
     lr: float = option("Adam learning rate (Actor-Mimic used 2.5e-4 from random weights)", default=1e-3)
     lr_schedule: str = option("constant | linear | cosine: the learning rate falls from --lr to 0 over the run's "
-                              "budget (--steps, or --max-wall-time when that ends first)", default="constant")
+                              "budget (--steps, or --max-wall-time when that ends first; a resume with a larger budget "
+                              "stretches it)", default="constant")
     sticky: float = option("sticky-action probability while distilling", default=0.25)
     checkpoint_every: int = option("env steps between checkpoints", default=25_000)
     eval_every: int = option("env steps between evaluations of the student (0 = off)", default=50_000)
