@@ -17,6 +17,7 @@ from rl_compress.models.agent import load_agent, update_card
 from rl_compress.models.networks import build_network, count_params, parse_spec, teacher_arch
 from rl_compress.train.distill import (
     DistillConfig,
+    average_weights,
     batch_stats,
     dead_channels,
     distill,
@@ -340,3 +341,34 @@ def test_a_scheduled_run_ends_at_a_low_learning_rate(random_teacher: Path, tmp_p
     last_lr = adam["param_groups"][0]["lr"]
     # the last update came at the last env step: the lr fell by (1 - 1196 / 1200) at most
     assert 0 < last_lr <= 1e-3 * (1 - 1196 / 1200) + 1e-12
+
+
+def test_a_moving_average_moves_one_minus_decay_of_the_way() -> None:
+    net, average = build_network(parse_spec("gmp8"), 6), build_network(parse_spec("gmp8"), 6)
+    before = [p.detach().clone() for p in average.parameters()]
+    average_weights(average, net, 0.9)
+    for old, new, target in zip(before, average.parameters(), net.parameters()):
+        assert torch.allclose(new, old + 0.1 * (target.detach() - old), atol=1e-6)
+    assert count_params(average.requires_grad_(False)) == count_params(net)  # frozen weights still count
+
+
+def test_an_averaged_run_saves_and_resumes_its_average(random_teacher: Path, tmp_path: Path) -> None:
+    """With --ema the agent saved (and evaluated) is the moving average, not the trained weights; the
+    average goes on from the checkpoint on resume; a bad decay is refused."""
+    out = tmp_path / "s"
+    cfg = DistillConfig(student="gmp8", init="random", ema=0.99, **TINY)
+    distill(random_teacher, cfg, out, show_progress=False)
+    ckpt = torch.load(out / "checkpoint.pt", weights_only=True)
+    saved = load_agent(out).net.state_dict()
+    for name, value in saved.items():
+        assert torch.equal(value, ckpt["student_average"][name])
+    assert any(not torch.equal(saved[k], ckpt["student"][k]) for k in saved)
+    # the memory refills for learning_starts (400 steps) before the resumed leg's first update
+    card = distill(random_teacher, DistillConfig(student="gmp8", steps=2000), out, resume=True, show_progress=False)
+    assert card["training"]["config"]["ema"] == 0.99 and card["params"] == count_params(load_agent(out).net) > 0
+    resumed = torch.load(out / "checkpoint.pt", weights_only=True)
+    learner, average = resumed["student"], resumed["student_average"]
+    moved = [(average[k] - ckpt["student_average"][k]).abs().max() for k in average]
+    assert max(moved) > 0 and any(not torch.equal(average[k], learner[k]) for k in average)
+    with pytest.raises(UserError, match=r"--ema must be in \[0, 1\)"):
+        distill(random_teacher, DistillConfig(ema=1.0), tmp_path / "bad", show_progress=False)

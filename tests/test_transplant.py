@@ -104,21 +104,25 @@ def test_a_run_from_before_init_resumes_as_random(tmp_path: Path) -> None:
 
 
 def test_a_run_from_before_the_new_defaults_goes_on_as_it_was(tmp_path: Path) -> None:
-    """A run started when actor-mimic's default tau was 0.1 and the lr was constant resumes at tau
-    0.1 (its card's temperature_used) with a constant lr, not at today's defaults."""
+    """A run started when actor-mimic's default tau was 0.1, before --lr-schedule, --ema and
+    --precision, resumes at tau 0.1 (its card's temperature_used), a constant lr, no moving average
+    and fp32, not at today's defaults or at the resume's flags."""
     out = tmp_path / "s"
     distill(TEACHER, DistillConfig(student="gmp8", init="random", **SMALL), out, show_progress=False)
     ckpt = torch.load(out / "checkpoint.pt", weights_only=True)
     cfg = json.loads(ckpt["config"])
-    assert cfg["temperature"] == 0.0 and cfg["lr_schedule"] == "constant"
-    del cfg["lr_schedule"]
+    assert cfg["temperature"] == 0.0 and cfg["lr_schedule"] == "constant" and cfg["ema"] == 0.0
+    for newer in ("lr_schedule", "ema", "precision"):
+        del cfg[newer]
     ckpt["config"] = json.dumps(cfg)
     torch.save(ckpt, out / "checkpoint.pt")
     card = json.loads((out / "agent.json").read_text())
     assert card["training"]["temperature_used"] == 0.01  # today's default
     card["training"]["temperature_used"] = 0.1
     (out / "agent.json").write_text(json.dumps(card))
-    card = distill(TEACHER, DistillConfig(student="gmp8", steps=1600, lr_schedule="cosine"), out, resume=True,
-                   show_progress=False)
+    card = distill(TEACHER, DistillConfig(student="gmp8", steps=1600, lr_schedule="cosine", ema=0.9, precision="bf16"),
+                   out, resume=True, show_progress=False)
     assert card["training"]["temperature_used"] == 0.1 and card["training"]["config"]["temperature"] == 0.1
-    assert card["training"]["config"]["lr_schedule"] == "constant"
+    resumed = card["training"]["config"]
+    assert (resumed["lr_schedule"], resumed["ema"], resumed["precision"]) == ("constant", 0.0, "fp32")
+    assert card["training"]["precision_used"] == "fp32"

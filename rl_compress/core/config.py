@@ -79,10 +79,12 @@ def check_ranges(cfg: Any, positive: Sequence[str] = (), non_negative: Sequence[
             raise UserError(f"{flag_name(name)} must be in [0, 1], got {getattr(cfg, name)}")
 
 
-def resumed_config(cfg: Any, saved: dict[str, Any], keep: Sequence[str], **fixed: Any) -> Any:
+def resumed_config(cfg: Any, saved: dict[str, Any], keep: Sequence[str],
+                   before: dict[str, Any] | None = None, **fixed: Any) -> Any:
     """The config a resumed run goes on with: a new config holding the run's own settings
     (``saved``, from its checkpoint), except the fields in ``keep`` (``steps`` and bookkeeping),
-    which stay this call's; ``fixed`` overrides both."""
+    which stay this call's; ``before`` gives what a run saved before a field existed ran with (used
+    where ``saved`` lacks the field, instead of today's default); ``fixed`` overrides all."""
     names = {f.name for f in dataclasses.fields(cfg)}
-    own = {k: v for k, v in saved.items() if k in names and k not in keep}
+    own = {k: v for k, v in {**(before or {}), **saved}.items() if k in names and k not in keep}
     return dataclasses.replace(cfg, **{**own, **fixed})

@@ -288,8 +288,8 @@ def build_network(arch: ArchSpec, num_actions: int) -> nn.Module:
 
 
 def count_params(net: nn.Module) -> int:
-    """Number of trainable parameters."""
-    return sum(p.numel() for p in net.parameters() if p.requires_grad)
+    """Number of parameters (frozen ones too: a teacher or a moving average is as large as it is)."""
+    return sum(p.numel() for p in net.parameters())
 
 
 def forward_macs(net: nn.Module) -> tuple[int, int]:

@@ -16,6 +16,7 @@ learned linear map W (Actor-Mimic's beta; 0 = off).
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import sys
@@ -92,6 +93,9 @@ class DistillConfig:
     train_freq: int = option("env steps per update", default=4)
     batch_size: int = option("states per update", default=64)
     lr: float = option("Adam learning rate (Actor-Mimic used 2.5e-4 from random weights)", default=1e-3)
+    ema: float = option("decay per update of an exponential moving average of the student's weights; the average "
+                        "is what evaluations play and what is saved as the agent (0 = off: the trained weights)",
+                        default=0.0)
     lr_schedule: str = option("constant | linear | cosine: the learning rate falls from --lr to 0 over the run's "
                               "budget (--steps, or --max-wall-time when that ends first; a resume with a larger budget "
                               "stretches it)", default="constant")
@@ -127,7 +131,7 @@ class DistillConfig:
 def teacher_tau(cfg: DistillConfig, teacher_card: dict[str, Any]) -> float:
     """The temperature of the teacher's target policy softmax(outputs / tau): ``--temperature`` when
     given; else for a teacher whose outputs are policy logits (PPO, A2C) 1, its own policy, for the
-    actor-mimic and kl losses; else the loss's default for Q-values (actor-mimic 0.1, kl 0.01)."""
+    actor-mimic and kl losses; else the loss's default for Q-values (``DEFAULT_TAU``: 0.01 for both)."""
     if cfg.temperature > 0:
         return cfg.temperature
     if teacher_card.get("outputs") == "policy_logits" and cfg.loss in ("actor-mimic", "kl"):
@@ -149,6 +153,8 @@ def check_config(cfg: DistillConfig) -> DistillConfig:
         raise UserError(f"--loss must be one of {', '.join(LOSSES)}, got {cfg.loss!r}")
     if cfg.init not in INITS:
         raise UserError(f"--init must be one of {', '.join(INITS)}, got {cfg.init!r}")
+    if not 0 <= cfg.ema < 1:
+        raise UserError(f"--ema must be in [0, 1) (0 = off), got {cfg.ema}")
     if cfg.lr_schedule not in LR_SCHEDULES:
         raise UserError(f"--lr-schedule must be one of {', '.join(LR_SCHEDULES)}, got {cfg.lr_schedule!r}")
     if cfg.actor not in ACTORS:
@@ -173,6 +179,15 @@ def scheduled_lr(cfg: DistillConfig, step: int, wall_time: float) -> float:
     if cfg.lr_schedule == "linear":
         return cfg.lr * left
     return cfg.lr * 0.5 * (1.0 - math.cos(math.pi * left))
+
+
+def average_weights(average: nn.Module, net: nn.Module, decay: float) -> None:
+    """One step of an exponential moving average: ``average``'s parameters move ``1 - decay`` of the
+    way to ``net``'s; buffers are copied."""
+    with torch.no_grad():
+        torch._foreach_lerp_(list(average.parameters()), list(net.parameters()), 1.0 - decay)
+        for mine, theirs in zip(average.buffers(), net.buffers()):
+            mine.copy_(theirs)
 
 
 def dead_channels(net: nn.Module, obs: torch.Tensor) -> list[torch.Tensor]:
@@ -277,6 +292,8 @@ def distill(
 
 RESUME_KEEPS = {"steps", "max_wall_time", "checkpoint_every", "eval_every", "eval_episodes", "threads", "device",
                 "env_threads"}
+# what a run saved before an option existed ran with: a resume goes on so, not at today's default
+RUNS_BEFORE = {"init": "random", "lr_schedule": "constant", "precision": "fp32", "ema": 0.0}
 
 
 @dataclass
@@ -342,10 +359,13 @@ class DistillMethod:
     overlap_env = True
     length_tag = None
 
-    def __init__(self, cfg: DistillConfig, teacher: Any, student: nn.Module, proj: nn.Module | None,
-                 opt: torch.optim.Optimizer, rng: np.random.Generator, learn_from: int, resumed: dict[str, Any],
-                 card_extra: dict[str, Any]) -> None:
-        self.cfg, self.teacher, self.net, self.proj, self.opt, self.rng = cfg, teacher, student, proj, opt, rng
+    def __init__(self, cfg: DistillConfig, teacher: Any, student: nn.Module, average: nn.Module | None,
+                 proj: nn.Module | None, opt: torch.optim.Optimizer, rng: np.random.Generator, learn_from: int,
+                 resumed: dict[str, Any], card_extra: dict[str, Any]) -> None:
+        self.cfg, self.teacher, self.proj, self.opt, self.rng = cfg, teacher, proj, opt, rng
+        # the learner trains and acts; the agent (its moving average with --ema) is evaluated and saved
+        self.learner, self.average = student, average
+        self.net = average if average is not None else student
         self.device = model_device(student)
         self.tnet, self.game, self.n_act = teacher.net.to(self.device).eval(), teacher.game, teacher.num_actions
         for p in self.tnet.parameters():
@@ -381,7 +401,7 @@ class DistillMethod:
                 q_t = self.tnet.from_features(h_t)
             else:
                 q_t = self.tnet(x)
-            acting = q_t if self.cfg.actor == "teacher" else self.net(x)
+            acting = q_t if self.cfg.actor == "teacher" else self.learner(x)
         last = (self.replay.pos - 1) % self.replay.cap
         self.q_labels[np.arange(len(obs)), last] = q_t.cpu().numpy()
         if self.f_labels is not None:
@@ -403,8 +423,10 @@ class DistillMethod:
             rows, idx, states = self.replay.sample_states(self.cfg.batch_size, self.rng)
             xs, target = to_device(states, self.device), to_device(self.q_labels[rows, idx], self.device)
             h_t = to_device(self.f_labels[rows, idx], self.device) if self.f_labels is not None else None
-            res = distill_update(self.net, self.opt, xs, target, self.cfg.loss, self.tau, self.bf16, self.proj, h_t,
+            res = distill_update(self.learner, self.opt, xs, target, self.cfg.loss, self.tau, self.bf16, self.proj, h_t,
                                  self.cfg.feature_weight)
+            if self.average is not None:
+                average_weights(self.average, self.learner, self.cfg.ema)
             state.updates += 1
             self.debt -= 1.0
             self._watch_channels(xs, state.updates)
@@ -414,13 +436,13 @@ class DistillMethod:
     def _watch_channels(self, xs: torch.Tensor, updates: int) -> None:
         """Recycle dead channels when due (``recycle_every``); measure their share for TensorBoard."""
         recycle_now = self.cfg.recycle_every > 0 and updates % self.cfg.recycle_every == 0
-        if not isinstance(self.net, GMPStudent) or not (recycle_now or (self.writer is not None and updates % 100 == 0)):
+        if not isinstance(self.learner, GMPStudent) or not (recycle_now or (self.writer is not None and updates % 100 == 0)):
             return
         if recycle_now:
-            n_dead = recycle_dead_channels(self.net, xs, self.opt)
+            n_dead = recycle_dead_channels(self.learner, xs, self.opt)
             self.recycled += sum(n_dead)
         else:
-            n_dead = [len(d) for d in dead_channels(self.net, xs)]
+            n_dead = [len(d) for d in dead_channels(self.learner, xs)]
         self.dead_share = sum(n_dead) / self.n_channels
 
     def observe(self, state: RunState, obs: np.ndarray, actions: np.ndarray, reward: np.ndarray,
@@ -470,8 +492,10 @@ class DistillMethod:
         return f"agree {self.stats['agreement']:.2f}"
 
     def checkpoint_state(self, state: RunState) -> dict[str, Any]:
-        """Student, projection, Adam, RNGs, config and evaluations for checkpoint.pt."""
-        return {"student": self.net.state_dict(), "proj": self.proj.state_dict() if self.proj is not None else {},
+        """Student (and its average), projection, Adam, RNGs, config and evaluations for checkpoint.pt."""
+        averaged = {"student_average": self.average.state_dict()} if self.average is not None else {}
+        return {"student": self.learner.state_dict(), **averaged,
+                "proj": self.proj.state_dict() if self.proj is not None else {},
                 "optimizer": self.opt.state_dict(), "config": json.dumps(asdict(self.cfg)),
                 "teacher_eval": json.dumps(self.teacher_eval), "history": json.dumps(self.history),
                 **rng_to_checkpoint(self.rng)}
@@ -513,11 +537,10 @@ def _resume_check(out: Path, cfg: DistillConfig, arch: dict[str, Any], ref: dict
     if (card.get("teacher") or {}).get("sha256") != ref["sha256"]:
         raise UserError(f"{out}: run was distilled from another teacher than {teacher_dir}")
     saved = json.loads(ckpt["config"])
-    # a run goes on at the temperature it used (the default changed); one from before --init started
-    # from random weights, one from before --lr-schedule had a constant lr
+    # a run goes on at the temperature it used (the default changed; its card has it) and, for
+    # options newer than the run, at what it ran with then (RUNS_BEFORE)
     tau = saved.get("temperature") or (card.get("training") or {}).get("temperature_used", 0.0)
-    cfg = resumed_config(cfg, saved, RESUME_KEEPS, init=saved.get("init", "random"), temperature=tau,
-                         lr_schedule=saved.get("lr_schedule", "constant"))
+    cfg = resumed_config(cfg, saved, RESUME_KEEPS, before=RUNS_BEFORE, temperature=tau)
     return ckpt, cfg, (card.get("training") or {}).get("init_from")
 
 
@@ -525,7 +548,8 @@ def _student(cfg: DistillConfig, arch: dict[str, Any], teacher: Any, init: Any, 
              device: torch.device) -> tuple[nn.Module, nn.Module | None, torch.optim.Optimizer, dict[str, Any] | None]:
     """The student, the feature projection (feature regression on) and Adam on ``device``: new (from
     ``init``'s weights, or from the teacher's convolutions with ``--init teacher``) or restored (a
-    checkpoint written on another device loads the same); and the card's record of a teacher start."""
+    checkpoint written on another device loads the same); and the card's record of a teacher start.
+    The moving average of the student (``--ema``) is ``_average``'s."""
     torch.manual_seed(cfg.seed)
     teacher.net.to(device)
     student = build_network(arch, teacher.num_actions).to(device)
@@ -550,6 +574,17 @@ def _student(cfg: DistillConfig, arch: dict[str, Any], teacher: Any, init: Any, 
             proj.load_state_dict(ckpt["proj"])
         opt.load_state_dict(ckpt["optimizer"])
     return student, proj, opt, started
+
+
+def _average(cfg: DistillConfig, student: nn.Module, ckpt: dict[str, Any] | None) -> nn.Module | None:
+    """With ``--ema``, the moving average of ``student``'s weights: the checkpoint's, or a copy of the
+    student as it starts."""
+    if cfg.ema <= 0:
+        return None
+    average = copy.deepcopy(student).requires_grad_(False)
+    if ckpt is not None and "student_average" in ckpt:
+        average.load_state_dict(ckpt["student_average"])
+    return average
 
 
 def _distill(
@@ -577,6 +612,7 @@ def _distill(
         torch.set_num_threads(cfg.threads)
     device = resolve_device(cfg.device, announce=False)
     student, proj, opt, started = _student(cfg, arch, teacher, init, ckpt, device)
+    average = _average(cfg, student, ckpt)
     rng = np.random.default_rng(cfg.seed)
     state = RunState.restore(ckpt, device)
     if started is not None:  # the teacher's states and the copy are part of the run's time
@@ -592,7 +628,7 @@ def _distill(
     repair = ckpt is not None and reconcile_resume(out, state.step)
     env = make_vector_env(teacher.game, cfg.envs, EnvConfig(sticky=cfg.sticky), num_threads=cfg.env_threads)
     learn_from = state.step + min(cfg.learning_starts, cfg.buffer_size // 2)
-    method = DistillMethod(cfg, teacher, student, proj, opt, rng, learn_from, resumed,
+    method = DistillMethod(cfg, teacher, student, average, proj, opt, rng, learn_from, resumed,
                            {"command": command, "out": out, "teacher_dir": teacher_dir, "teacher": ref,
                             "init_from": init_ref, "started": started if ckpt is None else resumed_start})
     run = open_run_dir(out, tensorboard, state, ckpt is not None, asdict(cfg),
@@ -601,7 +637,7 @@ def _distill(
     obs, _ = env.reset(seed=int(cfg.seed * 1000 + state.step))
     method.begin(obs)
     if repair:
-        save_agent(out, student, method.build_card(state, False))
+        save_agent(out, method.net, method.build_card(state, False))
     if show_progress:
         announce_choice(cfg.device, device)
     return run_loop(method, env, obs, state, run, Schedule(cfg.steps, cfg.checkpoint_every, cfg.eval_every,
