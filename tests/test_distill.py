@@ -16,9 +16,11 @@ from rl_compress.core.provenance import machine
 from rl_compress.models.agent import load_agent, update_card
 from rl_compress.models.networks import build_network, count_params, parse_spec, teacher_arch
 from rl_compress.train.distill import (
+    DEFAULT_RECYCLE_EVERY,
     DistillConfig,
     average_weights,
     batch_stats,
+    check_config,
     dead_channels,
     distill,
     distill_loss,
@@ -113,6 +115,18 @@ def test_recycling_dead_channels(spec: str) -> None:
     assert (opt.state[convs[0].weight]["exp_avg"][live] != 0).any()
     with pytest.raises(UserError, match="gmp student"):
         recycle_dead_channels(build_network(parse_spec("flat8-fc16"), 6), x)
+
+
+def test_recycling_is_on_by_default_for_gmp_students_only() -> None:
+    assert DistillConfig().recycle_interval() == DEFAULT_RECYCLE_EVERY == 1000
+    assert DistillConfig(student="flat16-fc128").recycle_interval() == 0
+    assert DistillConfig(recycle_every=0).recycle_interval() == 0
+    assert DistillConfig(recycle_every=250).recycle_interval() == 250
+    check_config(DistillConfig(student="flat16-fc128"))  # the default does not refuse a flat student
+    with pytest.raises(UserError, match="works on gmp students"):
+        check_config(DistillConfig(student="flat16-fc128", recycle_every=5))
+    with pytest.raises(UserError, match="must be >= 0"):
+        check_config(DistillConfig(recycle_every=-2))
 
 
 @pytest.mark.parametrize("loss,feature", [("actor-mimic", False), ("kl", False), ("mse", False), ("nll", False),
@@ -227,7 +241,7 @@ def test_distill_learns_the_teacher(sharp_teacher: Path, tmp_path: Path, loss: s
 def test_a_collapsed_student_is_reported(sharp_teacher: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """Adam at lr 1 kills every unit of the student within a few hundred updates: its outputs no
     longer depend on the input, TensorBoard shows a zero spread and the user is told once."""
-    cfg = DistillConfig(student="gmp8", lr=1.0, **TINY)
+    cfg = DistillConfig(student="gmp8", lr=1.0, recycle_every=0, **TINY)
     distill(sharp_teacher, cfg, tmp_path / "student", tensorboard=tmp_path / "tb", show_progress=False)
     err = capsys.readouterr().err
     assert err.count("warning:") == 1 and "same outputs" in err and "--lr" in err
@@ -241,7 +255,7 @@ def test_a_collapsed_student_is_reported(sharp_teacher: Path, tmp_path: Path, ca
     # with --recycle-every the distiller gives the dead channels fresh weights as it goes
     cfg = DistillConfig(student="gmp8", lr=1.0, recycle_every=20, **TINY)
     card = distill(sharp_teacher, cfg, tmp_path / "recycled", tensorboard=tmp_path / "tb2", show_progress=False)
-    assert card["training"]["config"]["recycle_every"] == 20
+    assert card["training"]["config"]["recycle_every"] == 20 and card["training"]["recycle_every_used"] == 20
     acc = EventAccumulator(str(tmp_path / "tb2"))
     acc.Reload()
     assert acc.Scalars("charts/recycled_channels")[-1].value > 0

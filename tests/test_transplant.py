@@ -104,15 +104,15 @@ def test_a_run_from_before_init_resumes_as_random(tmp_path: Path) -> None:
 
 
 def test_a_run_from_before_the_new_defaults_goes_on_as_it_was(tmp_path: Path) -> None:
-    """A run started when actor-mimic's default tau was 0.1, before --lr-schedule, --ema and
-    --precision, resumes at tau 0.1 (its card's temperature_used), a constant lr, no moving average
-    and fp32, not at today's defaults or at the resume's flags."""
+    """A run started when actor-mimic's default tau was 0.1, before --lr-schedule, --ema,
+    --precision and --recycle-every, resumes at tau 0.1 (its card's temperature_used), a constant
+    lr, no moving average, fp32 and no recycling, not at today's defaults or at the resume's flags."""
     out = tmp_path / "s"
     distill(TEACHER, DistillConfig(student="gmp8", init="random", **SMALL), out, show_progress=False)
     ckpt = torch.load(out / "checkpoint.pt", weights_only=True)
     cfg = json.loads(ckpt["config"])
     assert cfg["temperature"] == 0.0 and cfg["lr_schedule"] == "constant" and cfg["ema"] == 0.0
-    for newer in ("lr_schedule", "ema", "precision"):
+    for newer in ("lr_schedule", "ema", "precision", "recycle_every"):
         del cfg[newer]
     ckpt["config"] = json.dumps(cfg)
     torch.save(ckpt, out / "checkpoint.pt")
@@ -126,3 +126,4 @@ def test_a_run_from_before_the_new_defaults_goes_on_as_it_was(tmp_path: Path) ->
     resumed = card["training"]["config"]
     assert (resumed["lr_schedule"], resumed["ema"], resumed["precision"]) == ("constant", 0.0, "fp32")
     assert card["training"]["precision_used"] == "fp32"
+    assert resumed["recycle_every"] == 0 and card["training"]["recycle_every_used"] == 0

@@ -68,6 +68,7 @@ LOSSES = ("actor-mimic", "kl", "mse", "nll")
 INITS = ("teacher", "random")
 ACTORS = ("student", "teacher")
 DEFAULT_TAU = {"actor-mimic": 0.01, "kl": 0.01, "mse": 1.0, "nll": 1.0}
+DEFAULT_RECYCLE_EVERY = 1000  # updates; measured on Pong (docs/results/students.md)
 LR_SCHEDULES = ("constant", "linear", "cosine")
 
 
@@ -112,7 +113,9 @@ class DistillConfig:
                             "Adam, the loss and the teacher's labels stay fp32; faster on CPUs with AMX) or auto "
                             "(bf16 on devices with bfloat16 units: AMX CPUs, CUDA GPUs from Ampere on)",
                             default="auto")
-    recycle_every: int = option("updates between recycling the student's dead conv channels (ReDo; 0 = off)", default=0)
+    recycle_every: int = option("updates between recycling the student's dead conv channels (ReDo; 0 = off; -1 = "
+                                f"auto: every {DEFAULT_RECYCLE_EVERY} updates for a gmp student, off for others)",
+                                default=-1)
     init: str = option("how a new student's convolutions start: teacher (a copy of the teacher's most useful "
                        "channels, for gmp / flat students of a Nature-DQN teacher; no one-action plateau) or "
                        "random", default="teacher")
@@ -122,6 +125,12 @@ class DistillConfig:
     def tau(self) -> float:
         """The temperature in use."""
         return self.temperature if self.temperature > 0 else DEFAULT_TAU[self.loss]
+
+    def recycle_interval(self) -> int:
+        """Updates between recycling dead channels in use (0 = off)."""
+        if self.recycle_every >= 0:
+            return self.recycle_every
+        return DEFAULT_RECYCLE_EVERY if parse_spec(self.student)["name"] == "gmp" else 0
 
     def actor_epsilon(self) -> float:
         """The exploration epsilon in use."""
@@ -147,7 +156,7 @@ def check_config(cfg: DistillConfig) -> DistillConfig:
     check_ranges(cfg, positive=["steps", "envs", "buffer_size", "train_freq", "batch_size", "lr",
                                 "checkpoint_every", "eval_episodes"],
                  non_negative=["seed", "max_wall_time", "temperature", "feature_weight", "learning_starts", "eval_every", "eval_seed",
-                               "tb_clip_steps", "threads", "recycle_every", "env_threads"],
+                               "tb_clip_steps", "threads", "env_threads"],
                  unit=["epsilon", "sticky"])
     if cfg.loss not in LOSSES:
         raise UserError(f"--loss must be one of {', '.join(LOSSES)}, got {cfg.loss!r}")
@@ -161,7 +170,9 @@ def check_config(cfg: DistillConfig) -> DistillConfig:
         raise UserError(f"--actor must be one of {', '.join(ACTORS)}, got {cfg.actor!r}")
     check_precision(cfg.precision)
     arch = parse_spec(cfg.student)
-    if cfg.recycle_every and arch["name"] != "gmp":
+    if cfg.recycle_every < -1:
+        raise UserError(f"--recycle-every must be >= 0 (or -1 = auto), got {cfg.recycle_every}")
+    if cfg.recycle_every > 0 and arch["name"] != "gmp":
         raise UserError(f"--recycle-every works on gmp students, not {cfg.student!r}")
     return cfg
 
@@ -293,7 +304,7 @@ def distill(
 RESUME_KEEPS = {"steps", "max_wall_time", "checkpoint_every", "eval_every", "eval_episodes", "threads", "device",
                 "env_threads"}
 # what a run saved before an option existed ran with: a resume goes on so, not at today's default
-RUNS_BEFORE = {"init": "random", "lr_schedule": "constant", "precision": "fp32", "ema": 0.0}
+RUNS_BEFORE = {"init": "random", "lr_schedule": "constant", "precision": "fp32", "ema": 0.0, "recycle_every": 0}
 
 
 @dataclass
@@ -383,7 +394,7 @@ class DistillMethod:
         self.stats = {"loss": float("nan"), "feature": 0.0, "agreement": float("nan"), "entropy": float("nan"),
                       "logit_std": float("nan")}
         self.dead_share = float("nan")  # share of the student's conv channels dead on the last checked batch
-        self.recycled = 0
+        self.recycled, self.recycle_every = 0, cfg.recycle_interval()
         self.collapse_warned = False
         self.n_channels = sum(m.out_channels for m in conv_layers(student))
         self.writer: Any = None
@@ -434,8 +445,8 @@ class DistillMethod:
                 self.stats = batch_stats(res, target)
 
     def _watch_channels(self, xs: torch.Tensor, updates: int) -> None:
-        """Recycle dead channels when due (``recycle_every``); measure their share for TensorBoard."""
-        recycle_now = self.cfg.recycle_every > 0 and updates % self.cfg.recycle_every == 0
+        """Recycle dead channels when due (``recycle_interval``); measure their share for TensorBoard."""
+        recycle_now = self.recycle_every > 0 and updates % self.recycle_every == 0
         if not isinstance(self.learner, GMPStudent) or not (recycle_now or (self.writer is not None and updates % 100 == 0)):
             return
         if recycle_now:
@@ -509,7 +520,8 @@ class DistillMethod:
         cfg, extra = self.cfg, self.card_extra
         training = {
             "config": asdict(cfg), "device": device_record(self.device),
-            "precision_used": "bf16" if self.bf16 else "fp32", "temperature_used": self.tau, "epsilon_used": self.eps, "steps": state.step,
+            "precision_used": "bf16" if self.bf16 else "fp32", "temperature_used": self.tau, "epsilon_used": self.eps,
+            "recycle_every_used": self.recycle_every, "steps": state.step,
             "updates": state.updates, "wall_time_s": round(state.wall_time(), 1), "machines": state.machines,
             "git_commit": git_commit(),
             "command": extra.get("command") or f"rl-compress distill --teacher {extra['teacher_dir']} --student "
