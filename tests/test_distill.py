@@ -331,6 +331,27 @@ def test_max_wall_time_stops_evaluates_and_resumes(random_teacher: Path, tmp_pat
     assert more["steps"] > tr["steps"] and more["stopped"] == "max_wall_time" and len(more["eval_history"]) == 2
 
 
+def test_stop_at_retention_stops_at_the_first_evaluation_that_reaches_it(tmp_path: Path) -> None:
+    """A run that starts from the shipped 15-minute Pong student (retention 0.96 on 30 games) meets a
+    0.5 target at its first evaluation and stops there; a resume without the target goes on."""
+    root = Path(__file__).resolve().parents[1]
+    teacher, shipped = root / "agents" / "pong" / "teacher", root / "agents" / "pong" / "gmp15-w5-15min"
+    out = tmp_path / "target"
+    small = {"eval_every": 1000, "eval_episodes": 1, "tb_clip_steps": 0, "learning_starts": 400, "buffer_size": 4000,
+             "envs": 4, "batch_size": 32, "checkpoint_every": 100_000, "init_from": str(shipped)}
+    card = distill(teacher, DistillConfig(steps=10_000_000, stop_at_retention=0.5, **small), out, show_progress=False)
+    tr = card["training"]
+    assert tr["stopped"] == "target" and not tr["finished"] and tr["steps"] == 1000
+    assert len(tr["eval_history"]) == 1 and tr["last_eval"]["step"] == 1000 and tr["last_eval"]["retention"] >= 0.5
+    assert torch.load(out / "checkpoint.pt", weights_only=True)["step"] == 1000
+    more = distill(teacher, DistillConfig(steps=2000, **small), out, resume=True, show_progress=False)["training"]
+    assert more["finished"] and more["steps"] == 2000 and more["stopped"] is None and len(more["eval_history"]) == 2
+    with pytest.raises(UserError, match="--stop-at-retention needs periodic evaluations"):
+        check_config(DistillConfig(stop_at_retention=0.9, eval_every=0))
+    with pytest.raises(UserError, match="--stop-at-retention must be >= 0"):
+        check_config(DistillConfig(stop_at_retention=-0.1))
+
+
 def test_lr_schedules_fall_to_zero_over_the_budget() -> None:
     steps_only = DistillConfig(lr=1e-3, steps=1000, lr_schedule="linear")
     assert scheduled_lr(steps_only, 0, 5.0) == pytest.approx(1e-3)

@@ -271,3 +271,17 @@ def test_the_paper_study_covers_what_the_readme_claims() -> None:
     quick = load_study(root / "experiments" / "paper.yaml", budget=0.02)
     assert quick.name == "paper_budget0.02" and [r.name for r in quick.runs] == [r.name for r in study.runs]
     assert {(r.steps, r.eval_episodes) for r in quick.runs} == {(4000, 2)}
+
+
+def test_the_defaults_study_is_the_paper_studys_actor_mimic_half_at_the_defaults() -> None:
+    """experiments/paper_defaults.yaml: the same Actor-Mimic runs as paper.yaml (games, teachers,
+    students, seeds, steps, episodes), with no distill setting of its own: distill's defaults."""
+    root = Path(__file__).resolve().parents[1]
+    paper = load_study(root / "experiments" / "paper.yaml")
+    again = load_study(root / "experiments" / "paper_defaults.yaml")
+    key = ("game", "teacher", "spec", "loss", "actor", "seed", "steps", "eval_episodes")
+    cells = {tuple(getattr(r, k) for k in key) for r in paper.runs if r.loss == "actor-mimic"}
+    assert again.name == "paper_defaults" and len(again.runs) == 36
+    assert {tuple(getattr(r, k) for k in key) for r in again.runs} == cells
+    assert all(r.distill == {} for r in again.runs)
+    assert {r.distill.get("lr") for r in paper.runs if r.loss == "actor-mimic"} == {1e-3, 3e-4}

@@ -284,6 +284,8 @@ def cmd_distill(args: argparse.Namespace) -> int:
                              f"rl-compress distill --teacher {args.teacher} --out {args.out} --resume")
     ev = tr.get("last_eval") or {}
     extra = f", last eval {ev.get('mean')} (teacher {ev.get('teacher_mean')})" if ev else ""
+    if tr.get("stopped") == "target":
+        extra += f": retention {ev['retention']:.3f} reached --stop-at-retention {cfg.stop_at_retention}"
     print(f"{args.out}: {card['arch']['spec']} ({card['params']} params), {tr['steps']} steps{extra}", file=sys.stderr)
     return 0
 

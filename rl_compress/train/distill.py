@@ -80,6 +80,9 @@ class DistillConfig:
     steps: int = option("total env steps (4 frames each) to distill for", default=500_000)
     max_wall_time: float = option("stop, evaluate and save once the run has trained this many seconds (all legs; "
                                   "0 = off); --resume with a larger value goes on", default=0.0)
+    stop_at_retention: float = option("stop and save at the first periodic evaluation (--eval-every, "
+                                      "--eval-episodes) whose retention of the teacher reaches this, e.g. 0.9 "
+                                      "(0 = off); --resume goes on from there", default=0.0)
     loss: str = option("actor-mimic | kl | mse | nll", default="actor-mimic")
     actor: str = option("who acts: student (Actor-Mimic) or teacher (Policy Distillation)", default="student")
     temperature: float = option("tau of softmax(Q/tau) (0 = the default: 0.01 for actor-mimic and kl; 1 for a "
@@ -155,8 +158,8 @@ def check_config(cfg: DistillConfig) -> DistillConfig:
     cfg = replace(cfg, device=config_device(cfg.device))  # a torch.device too; CUDA only where it is
     check_ranges(cfg, positive=["steps", "envs", "buffer_size", "train_freq", "batch_size", "lr",
                                 "checkpoint_every", "eval_episodes"],
-                 non_negative=["seed", "max_wall_time", "temperature", "feature_weight", "learning_starts", "eval_every", "eval_seed",
-                               "tb_clip_steps", "threads", "env_threads"],
+                 non_negative=["seed", "max_wall_time", "stop_at_retention", "temperature", "feature_weight",
+                               "learning_starts", "eval_every", "eval_seed", "tb_clip_steps", "threads", "env_threads"],
                  unit=["epsilon", "sticky"])
     if cfg.loss not in LOSSES:
         raise UserError(f"--loss must be one of {', '.join(LOSSES)}, got {cfg.loss!r}")
@@ -169,6 +172,8 @@ def check_config(cfg: DistillConfig) -> DistillConfig:
     if cfg.actor not in ACTORS:
         raise UserError(f"--actor must be one of {', '.join(ACTORS)}, got {cfg.actor!r}")
     check_precision(cfg.precision)
+    if cfg.stop_at_retention > 0 and cfg.eval_every == 0:
+        raise UserError("--stop-at-retention needs periodic evaluations: --eval-every > 0")
     arch = parse_spec(cfg.student)
     if cfg.recycle_every < -1:
         raise UserError(f"--recycle-every must be >= 0 (or -1 = auto), got {cfg.recycle_every}")
@@ -301,7 +306,7 @@ def distill(
         return _distill(teacher_dir, teacher, cfg, out, resume, tensorboard, show_progress, command)
 
 
-RESUME_KEEPS = {"steps", "max_wall_time", "checkpoint_every", "eval_every", "eval_episodes", "threads", "device",
+RESUME_KEEPS = {"steps", "max_wall_time", "stop_at_retention", "checkpoint_every", "eval_every", "eval_episodes", "threads", "device",
                 "env_threads"}
 # what a run saved before an option existed ran with: a resume goes on so, not at today's default
 RUNS_BEFORE = {"init": "random", "lr_schedule": "constant", "precision": "fp32", "ema": 0.0, "recycle_every": 0}
@@ -652,6 +657,7 @@ def _distill(
         save_agent(out, method.net, method.build_card(state, False))
     if show_progress:
         announce_choice(cfg.device, device)
+    target = ("retention", cfg.stop_at_retention) if cfg.stop_at_retention > 0 else None
     return run_loop(method, env, obs, state, run, Schedule(cfg.steps, cfg.checkpoint_every, cfg.eval_every,
-                                                              cfg.max_wall_time),
+                                                              cfg.max_wall_time, target),
                     show_progress)

@@ -51,7 +51,7 @@ class RunState:
     machines: list[str] = field(default_factory=list)
     last_eval: dict[str, Any] | None = None
     started: float = field(default_factory=time.time)
-    stopped: str | None = None  # "max_wall_time" when the wall-time budget ended the run
+    stopped: str | None = None  # "max_wall_time" / "target" when the wall-time budget / the target ended the run
     # seconds this process spent in each part of the loop (not checkpointed; see `bench teacher`)
     profile: dict[str, float] = field(default_factory=lambda: dict.fromkeys(
         ("act", "update", "sample", "env_wait", "replay_write"), 0.0))
@@ -147,16 +147,25 @@ class Method(Protocol):
 class Schedule:
     """When a run stops, checkpoints and evaluates (env steps; ``eval_every`` 0 = never). With
     ``max_wall_time`` > 0 the run also stops, evaluates and saves once its training wall time (all
-    legs) reaches that many seconds."""
+    legs) reaches that many seconds; with ``target`` = (key, value) it stops and saves at the first
+    periodic evaluation of this leg whose ``key`` (e.g. "retention") reaches ``value``."""
 
     steps: int
     checkpoint_every: int
     eval_every: int
     max_wall_time: float = 0.0
+    target: tuple[str, float] | None = None
 
     def out_of_time(self, state: RunState) -> bool:
         """Whether the run has used its wall-time budget."""
         return self.max_wall_time > 0 and state.wall_time() >= self.max_wall_time
+
+    def reached_target(self, evaluation: dict[str, Any] | None) -> bool:
+        """Whether ``evaluation`` (a method's ``evaluate`` result) meets the target."""
+        if self.target is None or not evaluation:
+            return False
+        key, value = self.target
+        return evaluation.get(key) is not None and evaluation[key] >= value
 
     def next_after(self, step: int, every: int) -> int | None:
         """The first multiple of ``every`` after ``step`` (None when ``every`` is 0)."""
@@ -257,7 +266,8 @@ def run_loop(method: Method, env: Any, obs: np.ndarray, state: RunState, run: Ru
     try:
         with StopFlag() as flag, progress_bar(show_progress) as bar:
             task = bar.add_task(method.label, total=schedule.steps, completed=state.step, info="")
-            while state.step < schedule.steps and not flag.stop and not schedule.out_of_time(state):
+            while (state.step < schedule.steps and not flag.stop and state.stopped is None
+                   and not schedule.out_of_time(state)):
                 t0 = time.perf_counter()
                 actions = method.act(obs, state)
                 env.send(actions)
@@ -278,8 +288,8 @@ def run_loop(method: Method, env: Any, obs: np.ndarray, state: RunState, run: Ru
                 for ret, length in episodes.step(reward, term, trunc):
                     run.log_episode(state, method, ret, length)
                 _periodic(method, state, run, triggers, bar, task, episodes)
-            if state.step < schedule.steps and not flag.stop:  # the wall-time budget ended it: say how far it got
-                state.stopped = "max_wall_time"
+            if state.step < schedule.steps and not flag.stop:  # a budget or the target ended it: say how far it got
+                state.stopped = state.stopped or "max_wall_time"
                 if (state.last_eval or {}).get("step") != state.step:
                     state.last_eval = method.evaluate(state, run.writer)
             return save_run(method, state, run, final=state.step >= schedule.steps)
@@ -300,5 +310,7 @@ def _periodic(method: Method, state: RunState, run: RunDir, triggers: _Triggers,
                    info=f"{sps:.0f} sps  {method.progress_info()}  return(20) {episodes.mean_recent()}")
     if triggers.evaluate_now(state.step):
         state.last_eval = method.evaluate(state, run.writer)
+        if triggers.schedule.reached_target(state.last_eval):
+            state.stopped = "target"
     if triggers.checkpoint_now(state.step):
         save_run(method, state, run)
