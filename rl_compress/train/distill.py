@@ -306,8 +306,8 @@ def distill(
         return _distill(teacher_dir, teacher, cfg, out, resume, tensorboard, show_progress, command)
 
 
-RESUME_KEEPS = {"steps", "max_wall_time", "stop_at_retention", "checkpoint_every", "eval_every", "eval_episodes", "threads", "device",
-                "env_threads"}
+RESUME_KEEPS = {"steps", "max_wall_time", "stop_at_retention", "checkpoint_every", "eval_every", "eval_episodes",
+                "threads", "device", "env_threads"}
 # what a run saved before an option existed ran with: a resume goes on so, not at today's default
 RUNS_BEFORE = {"init": "random", "lr_schedule": "constant", "precision": "fp32", "ema": 0.0, "recycle_every": 0}
 
