@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import shutil
 from pathlib import Path
 
@@ -188,6 +189,26 @@ def test_a_stopped_run_is_not_a_result(random_teacher: Path, tmp_path: Path, job
     # and the runs waiting for a worker were not begun
     for loss in ("kl", "nll", "mse")[jobs:]:
         assert not (tmp_path / "runs" / "stop" / "pong" / f"gmp4_{loss}_student_s1").exists()
+
+
+def test_a_run_ended_by_the_studys_wall_time_budget_is_a_result(random_teacher: Path, tmp_path: Path) -> None:
+    """A study whose distill settings hold --max-wall-time: the run stops at its budget, short of its
+    env steps, and that is its result; a second pass evaluates it again without training it."""
+    path = _study(tmp_path, random_teacher, "budget")
+    doc = yaml.safe_load(path.read_text())
+    path.write_text(yaml.safe_dump({**doc, "losses": ["kl"], "steps": 200_000,
+                                    "distill": {**doc["distill"], "max_wall_time": 20}}))
+    study = load_study(path)
+    (row,) = run_study(study, "local")
+    run_dir = study.run_dir(study.runs[0])
+    training = json.loads((run_dir / "agent.json").read_text())["training"]
+    assert training["stopped"] == "max_wall_time" and not training["finished"]
+    assert 0 < row["steps"] == training["steps"] < 200_000 and -21 <= row["score_mean"] <= 21
+    returns = (run_dir / "returns.csv").read_text()
+    (run_dir / "result.json").unlink()
+    (again,) = run_study(study, "local")
+    assert (again["steps"], again["score_mean"]) == (row["steps"], row["score_mean"])
+    assert (run_dir / "returns.csv").read_text() == returns
 
 
 def test_summary_is_the_mean_and_spread_over_seeds() -> None:

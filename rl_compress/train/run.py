@@ -292,6 +292,8 @@ def run_loop(method: Method, env: Any, obs: np.ndarray, state: RunState, run: Ru
                 state.stopped = state.stopped or "max_wall_time"
                 if (state.last_eval or {}).get("step") != state.step:
                     state.last_eval = method.evaluate(state, run.writer)
+            if state.step >= schedule.steps:  # all its env steps: finished, even when its last evaluation met the target
+                state.stopped = None
             return save_run(method, state, run, final=state.step >= schedule.steps)
     finally:
         env.close()
