@@ -104,40 +104,64 @@ def report(study: Study) -> list[Path]:
     env steps, from each card's evaluation history; one panel per game, one line per spec, loss and
     actor: the mean over its seeds, with a min-max band). Returns the plots' paths, then the
     tables'."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     rows = [json.loads((study.run_dir(r) / RESULT).read_text()) for r in study.runs
             if (study.run_dir(r) / RESULT).exists()]
     if not rows:
         raise UserError(f"{study.path}: no finished runs yet; run `rl-compress experiment run {study.path}` first")
     out_dir = study.root / "results"
     out_dir.mkdir(parents=True, exist_ok=True)
-    paths = []
     summary = summarize(rows)
-    for game in sorted({r["game"] for r in rows}):
-        fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
-        for (loss, actor) in sorted({(r["loss"], r["actor"]) for r in summary if r["game"] == game}):
-            sel = sorted((r for r in summary if r["game"] == game and r["loss"] == loss and r["actor"] == actor
-                          and r["retention_mean"] is not None), key=lambda r: r["params"])
-            if sel:
-                ax.errorbar([r["params"] for r in sel], [r["retention_mean"] for r in sel],
-                            yerr=[r["retention_std"] for r in sel], marker="o", capsize=3, label=f"{loss} ({actor})")
-        ax.set_xscale("log")
-        ax.set_xlabel("student parameters")
-        ax.set_ylabel("retention (student - random) / (teacher - random)")
-        ax.set_title(f"{study.name}: {game}")
-        ax.axhline(1.0, color="grey", lw=0.8)
-        ax.grid(alpha=0.3)
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize=7)
-        fig.tight_layout()
-        p = out_dir / f"{study.name}_{game}_retention_vs_params.png"
-        fig.savefig(p)
-        plt.close(fig)
-        paths.append(p)
+    paths = [_retention_plot(study, game, summary, out_dir) for game in sorted({r["game"] for r in rows})]
+    paths.append(_learning_curves_plot(study, out_dir))
+    return paths + list(write_results(study, rows))
+
+
+def _pyplot() -> Any:
+    """matplotlib's pyplot on the file-only Agg backend (imported here: it is slow to import)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _finish_axes(ax: Any, xlabel: str, ylabel: str, title: str, legend_size: int) -> None:
+    """Labels, title, grid, and a legend when anything is labelled."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=legend_size)
+
+
+def _save_figure(fig: Any, path: Path) -> Path:
+    """Write ``fig`` to ``path`` as PNG and free it."""
+    fig.tight_layout()
+    fig.savefig(path)
+    _pyplot().close(fig)
+    return path
+
+
+def _retention_plot(study: Study, game: str, summary: list[dict[str, Any]], out_dir: Path) -> Path:
+    """Retention (mean over seeds, std bars) against student parameters, one line per loss and actor."""
+    fig, ax = _pyplot().subplots(figsize=(6, 4), dpi=100)
+    for (loss, actor) in sorted({(r["loss"], r["actor"]) for r in summary if r["game"] == game}):
+        sel = sorted((r for r in summary if r["game"] == game and r["loss"] == loss and r["actor"] == actor
+                      and r["retention_mean"] is not None), key=lambda r: r["params"])
+        if sel:
+            ax.errorbar([r["params"] for r in sel], [r["retention_mean"] for r in sel],
+                        yerr=[r["retention_std"] for r in sel], marker="o", capsize=3, label=f"{loss} ({actor})")
+    ax.set_xscale("log")
+    ax.axhline(1.0, color="grey", lw=0.8)
+    _finish_axes(ax, "student parameters", "retention (student - random) / (teacher - random)",
+                 f"{study.name}: {game}", 7)
+    return _save_figure(fig, out_dir / f"{study.name}_{game}_retention_vs_params.png")
+
+
+def _eval_curves(study: Study) -> dict[tuple[str, str, str, str], list[list[tuple[int, float]]]]:
+    """The finished runs' periodic evaluations, (step, retention), grouped by (game, spec, loss, actor)."""
     curves: dict[tuple[str, str, str, str], list[list[tuple[int, float]]]] = {}
     for r in study.runs:
         d = study.run_dir(r)
@@ -147,8 +171,15 @@ def report(study: Study) -> list[Path]:
         pts = [(h["step"], h["retention"]) for h in hist if h.get("retention") is not None]
         if pts:
             curves.setdefault((r.game, r.spec, r.loss, r.actor), []).append(pts)
+    return curves
+
+
+def _learning_curves_plot(study: Study, out_dir: Path) -> Path:
+    """One panel per game: each (spec, loss, actor)'s mean retention over its seeds against env
+    steps, with a min-max band."""
+    curves = _eval_curves(study)
     curve_games = sorted({key[0] for key in curves}) or ["(none)"]
-    fig, axes = plt.subplots(1, len(curve_games), figsize=(6 * len(curve_games), 4), dpi=100, squeeze=False)
+    fig, axes = _pyplot().subplots(1, len(curve_games), figsize=(6 * len(curve_games), 4), dpi=100, squeeze=False)
     for ax, game in zip(axes[0], curve_games):
         for (g, spec, loss, actor), runs in curves.items():
             if g != game:
@@ -157,15 +188,6 @@ def report(study: Study) -> list[Path]:
             line, = ax.plot(steps, mean, marker=".", label=f"{spec} {loss} ({actor}), {len(runs)} seed(s)")
             if len(runs) > 1:
                 ax.fill_between(steps, low, high, color=line.get_color(), alpha=0.15)
-        ax.set_xlabel("env steps")
-        ax.set_ylabel("retention (5-game evaluations)")
-        ax.set_title(f"{study.name}: {game}, mean over seeds (band: min-max)")
-        ax.grid(alpha=0.3)
-        if ax.lines:
-            ax.legend(fontsize=6)
-    fig.tight_layout()
-    p = out_dir / f"{study.name}_learning_curves.png"
-    fig.savefig(p)
-    plt.close(fig)
-    paths.append(p)
-    return paths + list(write_results(study, rows))
+        _finish_axes(ax, "env steps", "retention (5-game evaluations)",
+                     f"{study.name}: {game}, mean over seeds (band: min-max)", 6)
+    return _save_figure(fig, out_dir / f"{study.name}_learning_curves.png")
