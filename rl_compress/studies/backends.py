@@ -46,7 +46,7 @@ def execute(run: Run, out: Path) -> dict[str, Any]:
         card = train_teacher(cfg, out, resume=resume, arch=parse_spec(run.spec), show_progress=False)
     else:
         card = distill(Path(run.teacher), cfg, out, resume=resume, show_progress=False)
-    if not _complete(card["training"]):  # stopped by SIGINT / SIGTERM: checkpointed, not complete
+    if not (card["training"].get("finished") or _ended_by_budget(card["training"])):  # SIGINT / SIGTERM: checkpointed
         raise UserError(f"{out}: stopped at {card['training']['steps']} of {run.steps} env steps; "
                         "run the study again to resume it")
     student = load_agent(out)
@@ -66,22 +66,22 @@ def execute(run: Run, out: Path) -> dict[str, Any]:
     return row
 
 
-def _complete(training: dict[str, Any]) -> bool:
-    """Whether a card's training is complete: it reached its env steps, or the study's own wall-time
-    budget or retention target ended it (resuming such a run would stop again at once)."""
-    return bool(training.get("finished")) or training.get("stopped") in ("max_wall_time", "target")
+def _ended_by_budget(training: dict[str, Any]) -> bool:
+    """Whether the study's own wall-time budget or retention target ended a card's training: a
+    complete run (resuming it would stop again at once)."""
+    return training.get("stopped") in ("max_wall_time", "target")
 
 
 def _trained_card(out: Path, steps: int) -> dict[str, Any] | None:
-    """The card of a run directory whose training is complete (at ``steps`` env steps, or ended by its
-    budget or target), else None."""
+    """The card of a run directory whose training is complete (finished at ``steps`` env steps, or
+    ended by its budget or target), else None."""
     try:
         card = read_card(out)
     except UserError:
         return None
     training = card.get("training") or {}
-    done = training.get("steps") == steps or training.get("stopped") is not None
-    return card if _complete(training) and done else None
+    finished_here = training.get("finished") and training.get("steps") == steps
+    return card if finished_here or _ended_by_budget(training) else None
 
 
 def teacher_evaluation(teacher: Any, episodes: int, seed: int = 0) -> dict[str, Any] | None:
