@@ -104,6 +104,31 @@ class HeldOut:
         return f"all {hit.mean().item():.3f}, top 10% gap {hit[self.crit].mean().item():.3f}"
 
 
+def train_for_budget(
+    net: torch.nn.Module, loss_of: Callable[[torch.Tensor, np.ndarray], torch.Tensor],
+    params: list[torch.nn.Parameter], lr: float, batch: int, held: HeldOut, budget: float, seed: int = 0,
+) -> str:
+    """Adam on ``loss_of(x, i)`` (a batch of ``held``'s training states and their indices) for
+    ``budget`` wall-clock seconds; at each quarter of the budget, the updates done and
+    ``held.agreement(net)``, joined with ' | '."""
+    opt = torch.optim.Adam(params, lr=lr)
+    rng = np.random.default_rng(seed)
+    start, updates, out, next_report = time.time(), 0, [], budget / 4
+    while True:
+        i = rng.integers(0, len(held.x_tr), batch)
+        loss = loss_of(torch.as_tensor(held.x_tr[i]), i)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        updates += 1
+        elapsed = time.time() - start
+        if elapsed >= next_report:
+            out.append(f"{elapsed:.0f}s/{updates}u: {held.agreement(net)}")
+            next_report += budget / 4
+            if elapsed >= budget:
+                return " | ".join(out)
+
+
 def main() -> None:
     """Parse the configs, collect the states once, train and report each config."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])

@@ -4,7 +4,7 @@ The teacher plays (epsilon 0.05, 8 envs, sticky 0.25) 40,000 labelled training s
 and 4,000 held-out states (seed 99). Each config then trains for BUDGET seconds on the training
 states and reports, at each quarter of the budget, the updates done and the argmax agreement
 with the teacher on the held-out states, merged over Pong's duplicate actions: on all states
-and on the 10% with the largest gap between the teacher's two best (merged) actions ("crit").
+and on the 10% with the largest gap between the teacher's two best (merged) actions ("top 10% gap").
 A run stuck at the share of the teacher's most frequent action predicts a constant.
 
     python experiments/pilots/offline_sweep.py 120 gmp16:0.01:1e-3:64:0 gmp16:0.01:1e-3:64:0.01
@@ -18,10 +18,9 @@ from __future__ import annotations
 import argparse
 import time
 
-import numpy as np
 import torch
 import torch.nn.functional as F
-from offline_distill import PONG_MERGE, collect, in_chunks, merged_gap
+from offline_distill import HeldOut, in_chunks, train_for_budget
 
 from rl_compress.models.agent import load_agent
 from rl_compress.models.networks import build_network, parse_spec
@@ -36,42 +35,23 @@ def main() -> None:
     args = p.parse_args()
     tn = load_agent(args.teacher).net.eval()
     t0 = time.time()
-    x_tr, q_tr = collect(tn, "pong", 40000, 1)
-    f_tr = in_chunks(tn.features, x_tr)
+    held = HeldOut(tn, 40000)
+    f_tr = in_chunks(tn.features, held.x_tr)
     print("teacher feature mean squared norm", (f_tr ** 2).sum(1).mean().item(), flush=True)
-    x_te, q_te = (torch.as_tensor(a) for a in collect(tn, "pong", 4000, 99))
-    gap = merged_gap(q_te)
-    crit = gap >= gap.quantile(0.9)
     print(f"collected in {time.time() - t0:.0f}s", flush=True)
     for conf in args.configs:
         spec, tau, lr, bs, fw = conf.split(":")
-        bs, fw = int(bs), float(fw)
         torch.manual_seed(0)
         s = build_network(parse_spec(spec), 6)
         proj = torch.nn.Linear(s.head.in_features, 512)
-        opt = torch.optim.Adam(list(s.parameters()) + list(proj.parameters()), lr=float(lr))
-        rng = np.random.default_rng(0)
-        t1, u, out, nxt = time.time(), 0, [], args.budget / 4
-        while True:
-            i = rng.integers(0, len(x_tr), bs)
-            x, q = torch.as_tensor(x_tr[i]), torch.as_tensor(q_tr[i])
-            h = s.features(x)
-            lo = -(F.softmax(q / float(tau), 1) * F.log_softmax(s.head(h), 1)).sum(1).mean()
-            if fw > 0:
-                lo = lo + fw * ((proj(h) - f_tr[i]) ** 2).sum(1).mean()
-            opt.zero_grad()
-            lo.backward()
-            opt.step()
-            u += 1
-            el = time.time() - t1
-            if el >= nxt:
-                pred = in_chunks(s, x_te).argmax(1)
-                a = (PONG_MERGE[pred] == PONG_MERGE[q_te.argmax(1)]).float()
-                out.append(f"{el:.0f}s/{u}u: {a.mean():.3f} crit {a[crit].mean():.3f}")
-                nxt += args.budget / 4
-                if el >= args.budget:
-                    break
-        print(conf, " | ".join(out), flush=True)
+
+        def loss_of(x: torch.Tensor, i, s=s, proj=proj, tau=float(tau), fw=float(fw)) -> torch.Tensor:
+            h, q = s.features(x), torch.as_tensor(held.q_tr[i])
+            loss = -(F.softmax(q / tau, 1) * F.log_softmax(s.head(h), 1)).sum(1).mean()
+            return loss + fw * ((proj(h) - f_tr[i]) ** 2).sum(1).mean() if fw > 0 else loss
+
+        params = list(s.parameters()) + list(proj.parameters())
+        print(conf, train_for_budget(s, loss_of, params, float(lr), int(bs), held, args.budget), flush=True)
 
 
 if __name__ == "__main__":

@@ -18,10 +18,9 @@ from __future__ import annotations
 import argparse
 import time
 
-import numpy as np
 import torch
 import torch.nn.functional as F
-from offline_distill import PONG_MERGE, collect, in_chunks, merged_gap
+from offline_distill import HeldOut, train_for_budget
 
 from rl_compress.models.agent import load_agent
 from rl_compress.models.networks import build_network, parse_spec
@@ -38,38 +37,22 @@ def main() -> None:
     args = p.parse_args()
     tn = load_agent(args.teacher).net.eval()
     t0 = time.time()
-    x_tr, q_tr = collect(tn, "pong", 40000, 1)
-    x_te, q_te = (torch.as_tensor(a) for a in collect(tn, "pong", 4000, 99))
-    gap = merged_gap(q_te)
-    crit = gap >= gap.quantile(0.9)
+    held = HeldOut(tn, 40000)
     print(f"collected in {time.time() - t0:.0f}s", flush=True)
     for conf in args.configs:
         spec, init, lr, bs, *rest = conf.split(":")
-        tau, bs = float(rest[0]) if rest else 0.01, int(bs)
+        tau = float(rest[0]) if rest else 0.01
         torch.manual_seed(args.seed)
         s = build_network(parse_spec(spec), 6)
         if init == "teacher":
-            init_from_teacher(s, tn, torch.as_tensor(x_tr[:2000]))
-        opt = torch.optim.Adam(s.parameters(), lr=float(lr))
-        rng = np.random.default_rng(args.seed)
-        t1, u, out, nxt = time.time(), 0, [], args.budget / 4
-        while True:
-            i = rng.integers(0, len(x_tr), bs)
-            x, q = torch.as_tensor(x_tr[i]), torch.as_tensor(q_tr[i])
-            lo = -(F.softmax(q / tau, 1) * F.log_softmax(s(x), 1)).sum(1).mean()
-            opt.zero_grad()
-            lo.backward()
-            opt.step()
-            u += 1
-            el = time.time() - t1
-            if el >= nxt:
-                pred = in_chunks(s, x_te).argmax(1)
-                a = (PONG_MERGE[pred] == PONG_MERGE[q_te.argmax(1)]).float()
-                out.append(f"{el:.0f}s/{u}u: {a.mean():.3f} crit {a[crit].mean():.3f}")
-                nxt += args.budget / 4
-                if el >= args.budget:
-                    break
-        print(conf, " | ".join(out), flush=True)
+            init_from_teacher(s, tn, torch.as_tensor(held.x_tr[:2000]))
+
+        def loss_of(x: torch.Tensor, i, s=s, tau=tau) -> torch.Tensor:
+            q = torch.as_tensor(held.q_tr[i])
+            return -(F.softmax(q / tau, 1) * F.log_softmax(s(x), 1)).sum(1).mean()
+
+        report = train_for_budget(s, loss_of, list(s.parameters()), float(lr), int(bs), held, args.budget, args.seed)
+        print(conf, report, flush=True)
 
 
 if __name__ == "__main__":
