@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import os
 import re
@@ -25,13 +26,13 @@ from rl_compress.attention.publish import STILL, attention_still, stage, upload
 from rl_compress.attention.score import objects_from_ram, score_npz
 from rl_compress.attention.video import check_video_path, render_overlay, side_by_side, write_video
 from rl_compress.bench import TeacherBenchConfig, bench_teacher, format_teacher
-from rl_compress.core.config import config_from_args
+from rl_compress.core.config import config_from_args, flag_name
 from rl_compress.core.device import announce_choice, model_device, resolve_device
 from rl_compress.core.errors import UserError
 from rl_compress.core.files import atomic_write_bytes, atomic_write_json, sha256_file
 from rl_compress.core.outputs import check_output_dir, check_output_file, claim_output_dir
 from rl_compress.core.progress import progress_bar
-from rl_compress.core.signals import stop_signal
+from rl_compress.core.signals import StopToken
 from rl_compress.core.tables import rows_csv
 from rl_compress.models.agent import WEIGHTS, agent_summary, load_agent, read_card, update_card
 from rl_compress.models.export import export
@@ -45,7 +46,7 @@ from rl_compress.studies.spec import load_study
 from rl_compress.studies.table import TABLE_COLUMNS, agents_table, table_markdown
 from rl_compress.train.distill import DistillConfig, distill
 from rl_compress.train.rundir import RunLock
-from rl_compress.train.teacher import TeacherConfig, train_teacher
+from rl_compress.train.teacher import PQNConfig, TeacherConfig, train_teacher
 
 
 def _positive(name: str, value: int) -> int:
@@ -59,9 +60,8 @@ def _json_path(path: str | None) -> Path | None:
     return check_output_file(path, (), "--json") if path else None
 
 
-def _stopped_exit(out: str, steps: int, resume_command: str) -> int:
+def _stopped_exit(out: str, steps: int, resume_command: str, signum: int) -> int:
     """After a training loop that a signal stopped (it has checkpointed): one line, 128 + signal."""
-    signum = stop_signal()
     name = signal.Signals(signum).name if signum else "a signal"
     print(f"stopped by {name} at {steps} env steps, checkpointed in {out}; resume with: {resume_command}",
           file=sys.stderr)
@@ -78,26 +78,45 @@ def _emit_json(obj: Any, path: str | None) -> None:
 
 
 # ---------------------------------------------------------------- teacher
-def cmd_teacher_train(args: argparse.Namespace) -> int:
-    """Train (or resume) a DQN teacher."""
+TEACHER_CONFIGS = {"dqn": TeacherConfig, "pqn": PQNConfig}
 
-    # on --resume the game and arch are the run's; with --init-from they default to the source's
+
+def _teacher_config_class(args: argparse.Namespace, source_card: dict[str, Any] | None) -> type:
+    """The config class of ``teacher train``: --algo, else (on --resume) the run's own algorithm, else
+    DQN; a flag that only the other algorithm has is refused with one line."""
+    algo = args.algo
+    if algo is None and args.resume and source_card is not None:
+        algo = (source_card.get("training") or {}).get("algo") or "dqn"
+    cls = TEACHER_CONFIGS[algo or "dqn"]
+    own = {f.name for f in dataclasses.fields(cls)}
+    for other in TEACHER_CONFIGS.values():
+        for f in dataclasses.fields(other):
+            if f.name not in own and getattr(args, f.name, None) is not None:
+                raise UserError(f"{flag_name(f.name)} is not an option of --algo {algo or 'dqn'}")
+    return cls
+
+
+def cmd_teacher_train(args: argparse.Namespace) -> int:
+    """Train (or resume) a DQN or PQN teacher."""
+
+    # on --resume the game, arch and algorithm are the run's; with --init-from game and arch default to the source's
     source = Path(args.out) if args.resume else Path(args.init_from) if args.init_from else None
     source_card = read_card(source) if source is not None and (source / "agent.json").exists() else None
     fixed = {}
     if args.game is None and source_card is not None:
         fixed["game"] = source_card["game"]
-    cfg = config_from_args(TeacherConfig, args, **fixed)
+    cfg = config_from_args(_teacher_config_class(args, source_card), args, **fixed)
     command = " ".join(["rl-compress", *sys.argv[1:]]) if sys.argv[0].endswith("rl-compress") else None
 
     arch = parse_spec(args.arch) if args.arch else None
     if arch is None and source_card is not None:
         arch = source_card["arch"]
+    stop = StopToken()
     card = train_teacher(cfg, Path(args.out), resume=args.resume, tensorboard=args.tensorboard,
-                         show_progress=not args.quiet, command=command, arch=arch, force=args.force)
+                         show_progress=not args.quiet, command=command, arch=arch, force=args.force, stop=stop)
     tr = card["training"]
-    if not tr["finished"] and stop_signal():
-        return _stopped_exit(args.out, tr["steps"], f"rl-compress teacher train --out {args.out} --resume")
+    if tr.get("stopped") == "signal":
+        return _stopped_exit(args.out, tr["steps"], f"rl-compress teacher train --out {args.out} --resume", stop.signum)
     print(f"{args.out}: {tr['steps']} steps, {tr['updates']} updates, {tr['wall_time_s']} s", file=sys.stderr)
     return 0
 
@@ -276,12 +295,13 @@ def cmd_distill(args: argparse.Namespace) -> int:
         fixed["student"] = read_card(Path(args.out))["arch"].get("spec", "")
     cfg = config_from_args(DistillConfig, args, **fixed)
     command = " ".join(["rl-compress", *sys.argv[1:]]) if sys.argv[0].endswith("rl-compress") else None
+    stop = StopToken()
     card = distill(Path(args.teacher), cfg, Path(args.out), resume=args.resume, tensorboard=args.tensorboard,
-                   show_progress=not args.quiet, command=command, force=args.force)
+                   show_progress=not args.quiet, command=command, force=args.force, stop=stop)
     tr = card["training"]
-    if not tr["finished"] and stop_signal():
+    if tr.get("stopped") == "signal":
         return _stopped_exit(args.out, tr["steps"],
-                             f"rl-compress distill --teacher {args.teacher} --out {args.out} --resume")
+                             f"rl-compress distill --teacher {args.teacher} --out {args.out} --resume", stop.signum)
     ev = tr.get("last_eval") or {}
     extra = f", last eval {ev.get('mean')} (teacher {ev.get('teacher_mean')})" if ev else ""
     if tr.get("stopped") == "target":

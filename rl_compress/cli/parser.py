@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,7 @@ from rl_compress.cli.commands import (
 from rl_compress.core.config import add_config_flags
 from rl_compress.core.device import DEVICE_HELP
 from rl_compress.train.distill import DistillConfig
-from rl_compress.train.teacher import TeacherConfig
+from rl_compress.train.teacher import PQNConfig, TeacherConfig
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -71,7 +72,13 @@ def _add_teacher(sub: Any) -> None:
     tr.add_argument("--quiet", action="store_true", help="no progress bar")
     tr.add_argument("--arch", default=None, help="train a student spec (e.g. gmp16) from scratch with DQN instead of "
                     "the Nature-DQN teacher: the baseline that shows what distillation buys")
+    tr.add_argument("--algo", choices=["dqn", "pqn"], default=None,
+                    help="dqn: Nature DQN with a replay memory (default; on --resume: the run's own); pqn: Q(lambda) "
+                    "on many envs without replay or target network (LayerNorm Nature DQN), ~an order of magnitude "
+                    "less compute per env step. PQN's own defaults: --envs 64 --lr 2.5e-4 (RAdam) --eps-decay 250000 "
+                    "--env-threads 2")
     add_config_flags(tr, TeacherConfig)
+    add_config_flags(tr, PQNConfig, skip=[f.name for f in dataclasses.fields(TeacherConfig)])
     tr.set_defaults(func=cmd_teacher_train)
     ti = tsub.add_parser("import", help="import a teacher: SB3 / RL Zoo DQN or QR-DQN zip, CleanRL DQN model, or hf:ORG/NAME")
     ti.add_argument("source", help="an SB3 .zip, a CleanRL .cleanrl_model, or hf:ORG/NAME[@REVISION] (Hugging Face Hub; "

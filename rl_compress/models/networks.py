@@ -60,18 +60,22 @@ class NatureDQN(nn.Module):
 
     ``quantiles`` > 1 gives the QR-DQN head (Dabney et al. 2018) laid out as in sb3-contrib
     ([B, quantiles, A]); the output is then the mean over quantiles, i.e. the Q-values.
+    ``layer_norm`` puts a LayerNorm before every ReLU (over [C,H,W] after a convolution), as PQN's
+    network does (Gallici et al. 2024); the layers and their shapes are otherwise the same.
     """
 
     def __init__(
-        self, num_actions: int, channels: tuple[int, int, int] = (32, 64, 64), hidden: int = 512, quantiles: int = 1
+        self, num_actions: int, channels: tuple[int, int, int] = (32, 64, 64), hidden: int = 512, quantiles: int = 1,
+        layer_norm: bool = False,
     ) -> None:
         super().__init__()
         self.num_actions = num_actions
         self.quantiles = quantiles
         c3 = channels[2]
-        self.conv = _convs(channels)
+        self.conv = _convs(channels, layer_norm=layer_norm)
         side = conv_out(conv_out(conv_out(84, 8, 4), 4, 2), 3, 1)
-        self.fc = nn.Sequential(nn.Flatten(), nn.Linear(c3 * side * side, hidden), nn.ReLU())
+        norm: list[nn.Module] = [nn.LayerNorm(hidden)] if layer_norm else []
+        self.fc = nn.Sequential(nn.Flatten(), nn.Linear(c3 * side * side, hidden), *norm, nn.ReLU())
         self.head = nn.Linear(hidden, num_actions * quantiles)
 
     def conv_maps(self, obs: torch.Tensor) -> torch.Tensor:
@@ -98,21 +102,22 @@ class NatureDQN(nn.Module):
         return self.from_maps(self.conv_maps(obs))
 
 
-def _convs(channels: tuple[int, int, int], wide: int = 0, wide_channels: int = 0) -> nn.Sequential:
+def _convs(channels: tuple[int, int, int], wide: int = 0, wide_channels: int = 0,
+           layer_norm: bool = False) -> nn.Sequential:
     """The Nature-DQN conv geometry (8x8/4, 4x4/2, 3x3/1, ReLU) with the given widths; ``wide``
     > 0 appends a fourth convolution ``wide`` x ``wide`` (stride 1, width ``wide_channels``, by
-    default ``channels[2]``)."""
-    c1, c2, c3 = channels
-    layers: list[nn.Module] = [
-        nn.Conv2d(4, c1, 8, stride=4),
-        nn.ReLU(),
-        nn.Conv2d(c1, c2, 4, stride=2),
-        nn.ReLU(),
-        nn.Conv2d(c2, c3, 3, stride=1),
-        nn.ReLU(),
-    ]
+    default ``channels[2]``); ``layer_norm`` puts a LayerNorm over [C,H,W] before each ReLU."""
+    layers: list[nn.Module] = []
+    size, c_in = 84, 4
+    for c_out, (kernel, stride) in zip(channels, ((8, 4), (4, 2), (3, 1))):
+        size = conv_out(size, kernel, stride)
+        layers.append(nn.Conv2d(c_in, c_out, kernel, stride=stride))
+        if layer_norm:
+            layers.append(nn.LayerNorm([c_out, size, size]))
+        layers.append(nn.ReLU())
+        c_in = c_out
     if wide > 0:
-        layers += [nn.Conv2d(c3, wide_channels or c3, wide, stride=1), nn.ReLU()]
+        layers += [nn.Conv2d(channels[2], wide_channels or channels[2], wide, stride=1), nn.ReLU()]
     return nn.Sequential(*layers)
 
 
@@ -262,7 +267,11 @@ def _build_nature_dqn(arch: ArchSpec, num_actions: int) -> nn.Module:
     if len(channels) != 3:
         raise UserError(f"nature_dqn arch needs 3 channel widths, got {list(channels)}")
     quantiles = int(arch.get("quantiles", 1))
-    return NatureDQN(num_actions, channels, int(arch.get("hidden", 512)), quantiles)  # type: ignore[arg-type]
+    norm = arch.get("norm")
+    if norm not in (None, "layernorm"):
+        raise UserError(f"nature_dqn arch: norm must be absent or 'layernorm', got {norm!r}")
+    return NatureDQN(num_actions, channels, int(arch.get("hidden", 512)), quantiles,  # type: ignore[arg-type]
+                     layer_norm=norm == "layernorm")
 
 
 BUILDERS: dict[str, Callable[[ArchSpec, int], nn.Module]] = {
@@ -272,9 +281,11 @@ BUILDERS: dict[str, Callable[[ArchSpec, int], nn.Module]] = {
 }
 
 
-def teacher_arch() -> ArchSpec:
-    """The arch card entry of the Nature-DQN teacher."""
-    return {"name": "nature_dqn", "channels": [32, 64, 64], "hidden": 512}
+def teacher_arch(layer_norm: bool = False) -> ArchSpec:
+    """The arch card entry of the Nature-DQN teacher (with ``layer_norm``: PQN's, a LayerNorm before
+    every ReLU; the entry then carries ``"norm": "layernorm"``, so older cards match)."""
+    arch: ArchSpec = {"name": "nature_dqn", "channels": [32, 64, 64], "hidden": 512}
+    return arch | ({"norm": "layernorm"} if layer_norm else {})
 
 
 def build_network(arch: ArchSpec, num_actions: int) -> nn.Module:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import multiprocessing
 import signal
-import threading
 import time
 from concurrent.futures import CancelledError, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -21,7 +20,7 @@ from rl_compress.core.device import resolve_device
 from rl_compress.core.errors import UserError
 from rl_compress.core.files import atomic_write_json, sha256_file
 from rl_compress.core.provenance import git_commit
-from rl_compress.core.signals import request_stop, stop_requested, watch_stop_event
+from rl_compress.core.signals import StopToken, signals_to, watch_stop_event
 from rl_compress.models.agent import WEIGHTS, load_agent, read_card
 from rl_compress.models.networks import parse_spec
 from rl_compress.studies.spec import RESULT, Run, Study, run_config, wants_gpu
@@ -30,8 +29,9 @@ from rl_compress.train.rundir import CHECKPOINT
 from rl_compress.train.teacher import TeacherConfig, train_teacher
 
 
-def execute(run: Run, out: Path) -> dict[str, Any]:
-    """Run (or resume) one cell, evaluate it and its teacher, write and return its row."""
+def execute(run: Run, out: Path, stop: StopToken | None = None) -> dict[str, Any]:
+    """Run (or resume) one cell, evaluate it and its teacher, write and return its row; ``stop`` ends
+    its training loop at the next step (checkpointed; the study says how to resume)."""
 
     out = Path(out)
     if (out / RESULT).exists():
@@ -43,9 +43,9 @@ def execute(run: Run, out: Path) -> dict[str, Any]:
     if trained is not None:  # stopped in its final evaluation: the training is done, evaluate it
         card = trained
     elif isinstance(cfg := run_config(run), TeacherConfig):
-        card = train_teacher(cfg, out, resume=resume, arch=parse_spec(run.spec), show_progress=False)
+        card = train_teacher(cfg, out, resume=resume, arch=parse_spec(run.spec), show_progress=False, stop=stop)
     else:
-        card = distill(Path(run.teacher), cfg, out, resume=resume, show_progress=False)
+        card = distill(Path(run.teacher), cfg, out, resume=resume, show_progress=False, stop=stop)
     if not (card["training"].get("finished") or _ended_by_budget(card["training"])):  # SIGINT / SIGTERM: checkpointed
         raise UserError(f"{out}: stopped at {card['training']['steps']} of {run.steps} env steps; "
                         "run the study again to resume it")
@@ -96,11 +96,11 @@ def teacher_evaluation(teacher: Any, episodes: int, seed: int = 0) -> dict[str, 
     return ev if same else None
 
 
-def _execute_remote(run: Run, out: str) -> dict[str, Any]:
+def _execute_remote(run: Run, out: str, stop: StopToken | None = None) -> dict[str, Any]:
     """Body of a Ray task or a local worker process (module-level, so that it can be shipped)."""
 
     torch.set_num_threads(1)
-    return execute(run, Path(out))
+    return execute(run, Path(out), stop)
 
 
 def run_study(study: Study, backend: str = "local", address: str | None = None, cpus_per_run: int = 1,
@@ -133,38 +133,32 @@ def _run_here(study: Study) -> list[dict]:
     """The local backend in this process. A SIGINT / SIGTERM that lands between a run's training
     loops (its setup, its evaluations) is held until the loop checkpoints; the runs not yet begun
     are not begun."""
-    main = threading.current_thread() is threading.main_thread()  # handlers can only be set there
-    old = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)} if main else {}
+    stop = StopToken()
     rows = []
-    try:
+    with signals_to(stop):
         for r in study.runs:
-            if stop_requested():
+            if stop.requested:
                 raise UserError("stopped; run the study again to resume it")
-            rows.append(execute(r, study.run_dir(r)))
-    finally:
-        for sig, handler in old.items():
-            signal.signal(sig, handler)
+            rows.append(execute(r, study.run_dir(r), stop))
     return rows
 
 
-_STOP: Any = None  # in a local worker process: the pool's stop event (set on SIGINT / SIGTERM)
+_WORKER_STOP = StopToken()  # in a local worker process (one study): set by a signal or the pool's stop event
 
 
 def _init_worker(stop: Any) -> None:
     """A local worker process: the parent's stop event (and a signal to this process, e.g. Ctrl-C in
     the terminal, even during a run's setup) stops its run at the loop's next step."""
-    global _STOP
-    _STOP = stop
     for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, request_stop)
-    watch_stop_event(stop)
+        signal.signal(sig, _WORKER_STOP.request)
+    watch_stop_event(stop, _WORKER_STOP)
 
 
 def _execute_worker(run: Run, out: str) -> dict[str, Any] | None:
     """A local worker's task: the run, unless the study was stopped before it began (None)."""
-    if stop_requested() or (_STOP is not None and _STOP.is_set()):
+    if _WORKER_STOP.requested:
         return None
-    return _execute_remote(run, out)
+    return _execute_remote(run, out, _WORKER_STOP)
 
 
 def _run_in_processes(study: Study, jobs: int) -> list[dict]:

@@ -47,6 +47,7 @@ from rl_compress.core.errors import UserError
 from rl_compress.core.files import sha256_file
 from rl_compress.core.outputs import check_output_dir
 from rl_compress.core.provenance import git_commit
+from rl_compress.core.signals import StopToken
 from rl_compress.models.agent import WEIGHTS, load_agent, make_card, read_card, save_agent, source_ref
 from rl_compress.models.networks import (
     GMPStudent,
@@ -294,16 +295,18 @@ def distill(
     show_progress: bool = True,
     command: str | None = None,
     force: bool = False,
+    stop: StopToken | None = None,
 ) -> dict[str, Any]:
     """Distill the teacher in ``teacher_dir`` into a student written to ``out``; returns its card.
 
     ``out`` must be new or empty, or hold this run (``resume``), or ``force`` replaces the run it
-    holds. The directory is locked for the whole run."""
+    holds. The directory is locked for the whole run. ``stop`` (default: the run's own token, set by
+    SIGINT / SIGTERM while the loop runs) ends the loop at its next step with a checkpoint."""
     cfg = check_config(cfg)
     teacher_dir, out = Path(teacher_dir), check_output_dir(out)
     teacher = load_agent(teacher_dir)
     with own_run_dir(out, resume, force):
-        return _distill(teacher_dir, teacher, cfg, out, resume, tensorboard, show_progress, command)
+        return _distill(teacher_dir, teacher, cfg, out, resume, tensorboard, show_progress, command, stop)
 
 
 RESUME_KEEPS = {"steps", "max_wall_time", "stop_at_retention", "checkpoint_every", "eval_every", "eval_episodes",
@@ -613,6 +616,7 @@ def _distill(
     tensorboard: Path | None,
     show_progress: bool,
     command: str | None,
+    stop: StopToken | None = None,
 ) -> dict[str, Any]:
     """``distill`` once its directory is locked and claimed: set up the method, run the loop."""
     arch = parse_spec(cfg.student)
@@ -660,4 +664,4 @@ def _distill(
     target = ("retention", cfg.stop_at_retention) if cfg.stop_at_retention > 0 else None
     return run_loop(method, env, obs, state, run, Schedule(cfg.steps, cfg.checkpoint_every, cfg.eval_every,
                                                               cfg.max_wall_time, target),
-                    show_progress)
+                    show_progress, stop)

@@ -4,7 +4,7 @@ spirit of dqn_zoo: the method acts, learns and records; the loop owns the rest.
 The loop owns: the run's counters and their trip to and from ``checkpoint.pt`` (``RunState``),
 episode statistics of the vector env (``Episodes``) to ``returns.csv`` and TensorBoard, the
 steps/s and progress bar, the periodic evaluation and checkpoint triggers, the SIGINT / SIGTERM
-stop (``StopFlag``: the loop ends at the next step and checkpoints) and the save of one consistent
+stop (a ``StopToken``: the loop ends at the next step and checkpoints) and the save of one consistent
 generation (weights, card, the method's extra files such as the replay memory, the checkpoint last).
 
 A method is an object with the hooks of ``Method``; one iteration is:
@@ -35,7 +35,7 @@ from torch import nn
 from rl_compress.core.files import write_generation
 from rl_compress.core.progress import progress_bar
 from rl_compress.core.provenance import machines_after
-from rl_compress.core.signals import StopFlag
+from rl_compress.core.signals import StopToken, signals_to
 from rl_compress.models.agent import agent_files
 from rl_compress.train.curve import plot_curve
 from rl_compress.train.rundir import CHECKPOINT, ReturnsLog, checkpoint_writer
@@ -51,7 +51,7 @@ class RunState:
     machines: list[str] = field(default_factory=list)
     last_eval: dict[str, Any] | None = None
     started: float = field(default_factory=time.time)
-    stopped: str | None = None  # "max_wall_time" / "target" when the wall-time budget / the target ended the run
+    stopped: str | None = None  # why a run ended before its steps: "signal", "max_wall_time" or "target"
     # seconds this process spent in each part of the loop (not checkpointed; see `bench teacher`)
     profile: dict[str, float] = field(default_factory=lambda: dict.fromkeys(
         ("act", "update", "sample", "env_wait", "replay_write"), 0.0))
@@ -254,19 +254,22 @@ class _Triggers:
 
 
 def run_loop(method: Method, env: Any, obs: np.ndarray, state: RunState, run: RunDir, schedule: Schedule,
-             show_progress: bool = True) -> dict[str, Any]:
-    """Run ``method`` from ``state`` to ``schedule.steps`` env steps (or to a SIGINT / SIGTERM) on
-    the started vector env whose observation is ``obs``; checkpoints as scheduled and at the end.
-    Returns the final card ("finished" false when a signal stopped it)."""
+             show_progress: bool = True, stop: StopToken | None = None) -> dict[str, Any]:
+    """Run ``method`` from ``state`` to ``schedule.steps`` env steps on the started vector env whose
+    observation is ``obs``, or until ``stop`` is set (by default a token of this loop's own that
+    SIGINT / SIGTERM set while it runs); checkpoints as scheduled and at the end. Returns the final
+    card: "finished" when all steps were trained, else "stopped" says why ("signal",
+    "max_wall_time", "target")."""
     k = len(obs)
     episodes = Episodes(k)
     triggers = _Triggers(schedule, state.step)
     state.started = time.time()  # wall time counts the loop's time, not the setup's (compile, env start)
     prof = state.profile
+    token = stop if stop is not None else StopToken()
     try:
-        with StopFlag() as flag, progress_bar(show_progress) as bar:
+        with signals_to(token), progress_bar(show_progress) as bar:
             task = bar.add_task(method.label, total=schedule.steps, completed=state.step, info="")
-            while (state.step < schedule.steps and not flag.stop and state.stopped is None
+            while (state.step < schedule.steps and not token.requested and state.stopped is None
                    and not schedule.out_of_time(state)):
                 t0 = time.perf_counter()
                 actions = method.act(obs, state)
@@ -288,7 +291,9 @@ def run_loop(method: Method, env: Any, obs: np.ndarray, state: RunState, run: Ru
                 for ret, length in episodes.step(reward, term, trunc):
                     run.log_episode(state, method, ret, length)
                 _periodic(method, state, run, triggers, bar, task, episodes)
-            if state.step < schedule.steps and not flag.stop:  # a budget or the target ended it: say how far it got
+            if state.step < schedule.steps and token.requested and state.stopped is None:
+                state.stopped = "signal"
+            elif state.step < schedule.steps:  # a budget or the target ended it: say how far it got
                 state.stopped = state.stopped or "max_wall_time"
                 if (state.last_eval or {}).get("step") != state.step:
                     state.last_eval = method.evaluate(state, run.writer)

@@ -29,7 +29,7 @@ import torch
 
 from rl_compress.core.errors import StorageError, UserError, first_line
 from rl_compress.core.files import atomic_write_bytes, bytes_writer
-from rl_compress.core.outputs import claim_output_dir
+from rl_compress.core.outputs import RUN_FILES, claim_output_dir
 
 CHECKPOINT = "checkpoint.pt"
 
@@ -117,13 +117,21 @@ class RunLock:
 @contextlib.contextmanager
 def own_run_dir(out: Path, resume: bool = False, force: bool = False) -> Iterator[None]:
     """Hold ``out`` for one writer (``RunLock``), sweep the temp files a killed writer left and check
-    that it may be written (new or empty, the run resumed, or ``force``), for the whole block."""
+    that it may be written (new or empty, the run resumed, or ``force``), for the whole block. A new
+    run that ends in an exception (an interrupt during its setup) before its first save leaves no
+    run files behind."""
     with RunLock(out):
         swept = sweep_temp_files(out)
         if swept:
             note(f"{out}: removed temp files of a stopped writer: {', '.join(swept)}")
         claim_output_dir(out, resume, force)
-        yield
+        try:
+            yield
+        except BaseException:
+            if not resume and not (out / CHECKPOINT).exists():  # a new run stopped before its first save
+                for name in RUN_FILES:
+                    (out / name).unlink(missing_ok=True)
+            raise
 
 
 def checkpoint_writer(state: dict[str, Any]) -> Callable[[BinaryIO], None]:

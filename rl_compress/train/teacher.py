@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -23,23 +24,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from rl_compress.atari.envs import EnvConfig, make_vector_env
-from rl_compress.atari.evaluate import DEFAULT_PROTOCOL, evaluate
-from rl_compress.atari.games import num_actions, resolve_game
+from rl_compress.atari.games import resolve_game
 from rl_compress.core.config import check_ranges, option, resumed_config
-from rl_compress.core.device import (
-    DEVICE_HELP,
-    announce_choice,
-    config_device,
-    device_record,
-    model_device,
-    resolve_device,
-    to_device,
-)
+from rl_compress.core.device import announce_choice, config_device, resolve_device, to_device
 from rl_compress.core.errors import UserError, first_line
 from rl_compress.core.outputs import check_output_dir
-from rl_compress.core.provenance import git_commit
-from rl_compress.models.agent import load_agent, make_card, read_card, save_agent, source_ref
+from rl_compress.core.signals import StopToken
+from rl_compress.models.agent import load_agent, read_card, save_agent, source_ref
 from rl_compress.models.networks import bf16_autocast, bf16_enabled, build_network, check_precision, teacher_arch
+from rl_compress.train.pqn import PQNConfig, build_pqn
 from rl_compress.train.replay import FrameReplay
 from rl_compress.train.run import RunState, Schedule, open_run_dir, restore_rngs, rng_to_checkpoint, run_loop
 from rl_compress.train.rundir import (
@@ -50,51 +43,23 @@ from rl_compress.train.rundir import (
     own_run_dir,
     reconcile_resume,
 )
+from rl_compress.train.teacher_base import TeacherMethodBase, TeacherRunConfig, TeacherStart
 
 
 @dataclass
-class TeacherConfig:
-    """Every number of a teacher run; the whole dict is stored in the card and TensorBoard."""
+class TeacherConfig(TeacherRunConfig):
+    """Every number of a DQN teacher run (``teacher train --algo dqn``)."""
 
-    game: str = option("ALE game name or alias", default="pong")
-    steps: int = option("total env steps (agent steps, 4 frames each) to train to", default=2_000_000)
-    max_wall_time: float = option("stop, evaluate and save once the run has trained this many seconds (all legs; "
-                                  "0 = off); --resume with a larger value goes on", default=0.0)
-    seed: int = option("seed of envs, exploration and network init", default=1)
-    envs: int = option("environments stepped together", default=8)
     buffer_size: int = option("replay memory in transitions (frames stored once)", default=100_000)
     learning_starts: int = option("env steps of random play before the first update", default=20_000)
     train_freq: int = option("env steps per gradient update (replay ratio = batch / train_freq)", default=4)
     batch_size: int = option("transitions per update", default=32)
-    lr: float = option("Adam learning rate", default=1e-4)
     adam_eps: float = option("Adam epsilon", default=1.5e-4)
-    gamma: float = option("discount", default=0.99)
     n_step: int = option("n-step returns", default=3)
     double: bool = option("Double DQN targets", default=False)
     target_update: int = option("env steps between target network copies", default=2_000)
-    eps_start: float = option("initial exploration epsilon", default=1.0)
-    eps_end: float = option("final exploration epsilon", default=0.01)
-    eps_decay: int = option("env steps of linear epsilon decay after learning_starts", default=100_000)
-    max_grad_norm: float = option("gradient clipping norm (0 = off)", default=10.0)
-    sticky: float = option("sticky-action probability while training", default=0.25)
-    life_loss_terminal: bool = option("treat a life loss as terminal for bootstrapping", default=True)
-    checkpoint_every: int = option("env steps between checkpoints", default=25_000)
-    eval_every: int = option("env steps between evaluations (0 = off)", default=100_000)
-    eval_episodes: int = option("episodes per evaluation (default protocol)", default=5)
     save_replay: bool = option("save the replay memory with each checkpoint (for exact resume)", default=True)
-    threads: int = option("torch threads (0 = all cores)", default=0)
-    device: str = option(f"where the networks train: {DEVICE_HELP}; a run may resume on another (Python: a "
-                         "torch.device too)", default="auto")
     overlap_env: bool = option("step the emulators on their threads while the learner updates", default=True)
-    env_threads: int = option("emulator threads (0 = one per env); 1 leaves the cores to the learner", default=1)
-    compile: bool = option("torch.compile the update's networks (~30 s once; eager if compiling fails)", default=True)
-    precision: str = option("precision of the update's forward passes: fp32, bf16 (autocast; weights, Adam and "
-                            "the loss stay fp32; ~1.6x faster updates on CPUs with AMX, slower on others) or auto "
-                            "(bf16 on devices with bfloat16 units: AMX CPUs, CUDA GPUs from Ampere on)",
-                            default="fp32")
-    init_from: str = option("agent directory (same game and arch) whose weights start a new run, e.g. to go on "
-                            "from a trained teacher with another --lr; Adam and the replay memory start empty",
-                            default="")
 
 
 def epsilon_at(cfg: TeacherConfig, step: int) -> float:
@@ -182,26 +147,39 @@ def make_optimizer(params: Any, cfg: TeacherConfig) -> torch.optim.Optimizer:
         return torch.optim.Adam(params, lr=cfg.lr, eps=cfg.adam_eps)
 
 
-def check_config(cfg: TeacherConfig) -> TeacherConfig:
+_SHARED_RANGES = {"positive": ["steps", "envs", "lr", "checkpoint_every", "eval_episodes"],
+                  "non_negative": ["seed", "max_wall_time", "eps_decay", "max_grad_norm", "eval_every", "threads",
+                                   "env_threads"],
+                  "unit": ["eps_start", "eps_end", "sticky"]}
+_OWN_RANGES = {  # each algorithm's own fields, by config class name
+    "TeacherConfig": {"positive": ["buffer_size", "train_freq", "batch_size", "n_step", "target_update", "adam_eps"],
+                      "non_negative": ["learning_starts"]},
+    "PQNConfig": {"positive": ["rollout_steps", "epochs", "minibatch_size"], "unit": ["q_lambda"]},
+}
+
+
+def check_config(cfg: TeacherRunConfig) -> TeacherRunConfig:
     """Refuse impossible values with one line each, before any work starts (the CLI, the Python
     API and a study's YAML all come through here); returns the config with its game resolved to
     the ROM id (a new config: the caller's is not changed)."""
     cfg = replace(cfg, device=config_device(cfg.device))  # a torch.device too; CUDA only where it is
-    check_ranges(cfg, positive=["steps", "envs", "buffer_size", "train_freq", "batch_size", "n_step",
-                                "target_update", "lr", "adam_eps", "checkpoint_every", "eval_episodes"],
-                 non_negative=["seed", "max_wall_time", "learning_starts", "eps_decay", "max_grad_norm", "eval_every", "threads",
-                               "env_threads"],
-                 unit=["eps_start", "eps_end", "sticky"])
+    own = _OWN_RANGES.get(type(cfg).__name__, {})
+    check_ranges(cfg, **{key: names + own.get(key, []) for key, names in _SHARED_RANGES.items()})
     cfg = replace(cfg, game=resolve_game(cfg.game))
     if not 0 < cfg.gamma <= 1:
         raise UserError(f"--gamma must be in (0, 1], got {cfg.gamma}")
     check_precision(cfg.precision)
-    if cfg.buffer_size < cfg.envs * (cfg.n_step + 8):
+    if isinstance(cfg, TeacherConfig) and cfg.buffer_size < cfg.envs * (cfg.n_step + 8):
         raise UserError(f"--buffer-size {cfg.buffer_size} is too small for {cfg.envs} envs")
     return cfg
 
 
-def _prepare_out(out: Path, cfg: TeacherConfig, resume: bool, arch: dict[str, Any]) -> dict[str, Any] | None:
+def algo_of(cfg: TeacherRunConfig) -> str:
+    """The algorithm a teacher config trains with: "pqn" or "dqn"."""
+    return "pqn" if isinstance(cfg, PQNConfig) else "dqn"
+
+
+def _prepare_out(out: Path, cfg: TeacherRunConfig, resume: bool, arch: dict[str, Any]) -> dict[str, Any] | None:
     """The checkpoint to resume from (``resume``), after checking it is this game's and arch's run;
     None for a new run (``own_run_dir`` has refused a directory that holds another)."""
     if not resume:
@@ -213,7 +191,10 @@ def _prepare_out(out: Path, cfg: TeacherConfig, resume: bool, arch: dict[str, An
         raise UserError(f"{out}: run is for game {card['game']!r}, not {cfg.game!r}")
     if card["arch"] != arch:
         raise UserError(f"{out}: run has arch {card['arch']}, not {arch}")
-    return load_checkpoint(out)
+    ckpt = load_checkpoint(out)
+    if ckpt.get("algo", "dqn") != algo_of(cfg):
+        raise UserError(f"{out}: run was trained with --algo {ckpt.get('algo', 'dqn')}, not {algo_of(cfg)}")
+    return ckpt
 
 
 def _init_source(path: Path, arch: dict[str, Any], game: str) -> tuple[Any, dict[str, Any]]:
@@ -225,7 +206,7 @@ def _init_source(path: Path, arch: dict[str, Any], game: str) -> tuple[Any, dict
 
 
 def train_teacher(
-    cfg: TeacherConfig,
+    cfg: TeacherRunConfig,
     out: Path,
     resume: bool = False,
     tensorboard: Path | None = None,
@@ -233,52 +214,50 @@ def train_teacher(
     show_progress: bool = True,
     command: str | None = None,
     force: bool = False,
+    stop: StopToken | None = None,
 ) -> dict[str, Any]:
-    """Train a DQN agent into the agent directory ``out``; returns the final card.
+    """Train a teacher into the agent directory ``out`` with DQN (a ``TeacherConfig``) or PQN (a
+    ``PQNConfig``); returns the final card.
 
-    ``arch`` defaults to the Nature-DQN teacher; a student arch trains the from-scratch
+    ``arch`` defaults to the Nature-DQN teacher (with LayerNorms for PQN); a student arch trains the from-scratch
     baseline of the same size. ``out`` must be new or empty, or hold this run (``resume``), or
-    ``force`` replaces the run it holds. The directory is locked for the whole run.
+    ``force`` replaces the run it holds. The directory is locked for the whole run. ``stop`` (default: the run's own token, set by
+    SIGINT / SIGTERM while the loop runs) ends the loop at its next step with a checkpoint.
     """
     cfg = check_config(cfg)
     out = check_output_dir(out)
     with own_run_dir(out, resume, force):
-        return _train_teacher(cfg, out, resume, tensorboard, arch or teacher_arch(), show_progress, command)
+        arch = arch or teacher_arch(layer_norm=algo_of(cfg) == "pqn")
+        return _train_teacher(cfg, out, resume, tensorboard, arch, show_progress, command, stop)
 
 
 RESUME_KEEPS = {"steps", "max_wall_time", "checkpoint_every", "eval_every", "eval_episodes", "save_replay", "threads",
                 "overlap_env", "env_threads", "compile", "device"}
 
 
-class DQNMethod:
-    """The teacher's DQN as a method of the shared run loop (``runloop.run_loop``): epsilon-greedy
+class DQNMethod(TeacherMethodBase):
+    """The teacher's DQN as a method of the shared run loop (``run.run_loop``): epsilon-greedy
     acting batched over the envs, ``train_freq`` env steps per ``td_update``, the replay memory, the
     target network copy every ``target_update`` env steps."""
 
     overlap_env: bool
-    return_tag = "charts/episodic_return"
-    length_tag = "charts/episodic_length"
+    algo = "dqn"
 
     def __init__(self, cfg: TeacherConfig, arch: dict[str, Any], nets: tuple[nn.Module, nn.Module],
                  opt: torch.optim.Optimizer, replay: FrameReplay, rng: np.random.Generator, lives: np.ndarray,
                  warmup_until: int, card_extra: dict[str, Any]) -> None:
-        self.cfg, self.arch, self.opt, self.replay, self.rng = cfg, arch, opt, replay, rng
-        self.net, self.target = nets
-        self.device = model_device(self.net)
+        super().__init__(cfg, arch, nets[0], card_extra)
+        self.opt, self.replay, self.rng = opt, replay, rng
+        self.target = nets[1]
         bf16 = bf16_enabled(cfg.precision, self.device)
         self.update_fns = (compile_for_updates(self.net, self.target, cfg.batch_size, cfg.double, bf16, self.device)
                            if cfg.compile else (self.net, self.target))
-        self.bf16, self.lives, self.warmup_until, self.card_extra = bf16, lives, warmup_until, card_extra
+        self.bf16, self.lives, self.warmup_until = bf16, lives, warmup_until
         self.overlap_env = cfg.overlap_env
-        self.label = f"teacher {cfg.game}"
-        self.n_act = int(self.net.num_actions)
-        self.eps = cfg.eps_start
         self.update_debt = 0.0
         # the last update's loss and mean Q, left on the device until a report reads them
         self.loss_v: torch.Tensor | float = float("nan")
         self.q_v: torch.Tensor | float = float("nan")
-        self.learn_t0: float | None = None
-        self.learn_step0 = 0
         self.last_target = 0
 
     def act(self, obs: np.ndarray, state: RunState) -> np.ndarray:
@@ -297,8 +276,7 @@ class DQNMethod:
         """The updates this env step owes (``train_freq`` env steps each), once the memory is warm."""
         if state.step < self.warmup_until or len(self.replay) <= self.cfg.batch_size:
             return
-        if self.learn_t0 is None:
-            self.learn_t0, self.learn_step0 = time.perf_counter(), state.step
+        self.mark_learning(state)
         self.update_debt += self.cfg.envs / self.cfg.train_freq
         online_fn, target_fn = self.update_fns
         while self.update_debt >= 1.0:
@@ -322,13 +300,6 @@ class DQNMethod:
             self.target.load_state_dict(self.net.state_dict())
             self.last_target = state.step - state.step % self.cfg.target_update
 
-    def evaluate(self, state: RunState, writer: Any) -> dict[str, Any]:
-        """Five games (``eval_episodes``) of the default protocol, seed 10,000."""
-        res = evaluate(self.net, self.cfg.game, self.cfg.eval_episodes, seed=10_000, protocol=DEFAULT_PROTOCOL)
-        if writer is not None:
-            writer.add_scalar("eval/return_mean", res["mean"], state.step)
-        return {"step": state.step, "mean": res["mean"], "std": res["std"], "episodes": res["episodes"]}
-
     def report(self, writer: Any, state: RunState) -> None:
         """Scalars every 1,000 env steps."""
         if writer is None:
@@ -337,10 +308,6 @@ class DQNMethod:
         if state.updates:
             writer.add_scalar("losses/td_loss", float(self.loss_v), state.step)
             writer.add_scalar("losses/q_mean", float(self.q_v), state.step)
-
-    def progress_info(self) -> str:
-        """The progress bar's part of this method."""
-        return f"eps {self.eps:.2f}"
 
     def checkpoint_state(self, state: RunState) -> dict[str, Any]:
         """Networks, Adam, RNGs and config for checkpoint.pt."""
@@ -352,35 +319,15 @@ class DQNMethod:
         """The replay memory, when the config keeps it."""
         return [(REPLAY, self.replay.npz_writer(state.step))] if self.cfg.save_replay else []
 
-    def build_card(self, state: RunState, final: bool) -> dict[str, Any]:
-        """The agent card of the weights as they are."""
-        cfg = self.cfg
-        training = {
-            "config": asdict(cfg), "device": device_record(self.device), "precision_used": "bf16" if self.bf16 else "fp32",
-            "steps": state.step, "updates": state.updates,
-            "wall_time_s": round(state.wall_time(), 1), "machines": state.machines, "git_commit": git_commit(),
-            "command": self.card_extra.get("command")
-            or f"rl-compress teacher train --game {cfg.game} --steps {cfg.steps} --out {self.card_extra['out']}",
-            "last_eval": state.last_eval, "finished": final, "stopped": state.stopped,
-            "profile": _profile(state.profile, self.learn_t0, self.learn_step0, state.step),
-        }
-        if self.card_extra.get("init_from") is not None:
-            training["init_from"] = self.card_extra["init_from"]  # env steps and wall time before this run's
-        card = make_card("teacher" if self.arch["name"] == "nature_dqn" else "student", cfg.game, self.arch, self.net)
-        card["training"] = training  # no "evaluation": one made of earlier weights would not apply to these
-        return card
 
-
-def _networks(cfg: TeacherConfig, arch: dict[str, Any], init: Any, ckpt: dict[str, Any] | None,
-              device: torch.device) -> tuple[nn.Module, nn.Module, torch.optim.Optimizer]:
-    """Online and target networks and Adam on ``device``: new (from ``init``'s weights if given) or
-    restored (a checkpoint written on another device loads the same)."""
-    n_act = num_actions(cfg.game)
-    torch.manual_seed(cfg.seed)
-    online = build_network(arch, n_act).to(device)
-    if init is not None:
-        online.load_state_dict(init.net.state_dict())
-    target = build_network(arch, n_act).to(device)
+def build_dqn(start: TeacherStart) -> DQNMethod:
+    """The DQN method of a run: online and target networks and Adam on the run's device, new (from
+    ``init``'s weights if given) or restored (a checkpoint written on another device loads the
+    same), and the replay memory."""
+    cfg, device, ckpt = start.cfg, start.device, start.ckpt
+    assert isinstance(cfg, TeacherConfig)
+    online = start.new_network()
+    target = build_network(start.arch, online.num_actions).to(device)
     opt = make_optimizer(online.parameters(), cfg)
     if ckpt is not None:
         online.load_state_dict(ckpt["online"])
@@ -388,7 +335,12 @@ def _networks(cfg: TeacherConfig, arch: dict[str, Any], init: Any, ckpt: dict[st
         opt.load_state_dict(ckpt["optimizer"])
     else:
         target.load_state_dict(online.state_dict())
-    return online, target.eval(), opt
+    replay, warmup_until = _replay_memory(cfg, start.out, start.state, ckpt is not None)
+    replay.add_frames(start.obs[:, -1], np.ones(cfg.envs, dtype=bool))
+    method = DQNMethod(cfg, start.arch, (online, target.eval()), opt, replay, start.rng, start.info["lives"].copy(),
+                       warmup_until, start.card_extra)
+    method.last_target = start.state.step - start.state.step % cfg.target_update
+    return method
 
 
 def _replay_memory(cfg: TeacherConfig, out: Path, state: RunState, resumed: bool) -> tuple[FrameReplay, int]:
@@ -405,31 +357,17 @@ def _replay_memory(cfg: TeacherConfig, out: Path, state: RunState, resumed: bool
     return replay, state.step + (0 if restored else cfg.learning_starts)
 
 
-def _train_teacher(
-    cfg: TeacherConfig,
-    out: Path,
-    resume: bool,
-    tensorboard: Path | None,
-    arch: dict[str, Any],
-    show_progress: bool,
-    command: str | None,
-) -> dict[str, Any]:
+BUILDERS: dict[str, Callable[[TeacherStart], Any]] = {"dqn": build_dqn, "pqn": build_pqn}
+
+
+def _train_teacher(cfg: TeacherRunConfig, out: Path, resume: bool, tensorboard: Path | None, arch: dict[str, Any],
+                   show_progress: bool, command: str | None, stop: StopToken | None = None) -> dict[str, Any]:
     """``train_teacher`` once its directory is locked and claimed: set up the method, run the loop."""
     ckpt = _prepare_out(out, cfg, resume, arch)
-    init, init_ref = None, None
-    if ckpt is not None:  # what the run's first leg recorded, not the source as it is now
-        init_ref = (read_card(out).get("training") or {}).get("init_from")
-        saved = json.loads(ckpt["config"])
-        # the card's record of init_from wins over the checkpoint's copy: it follows a renamed source
-        # directory (runs older than the option had neither)
-        cfg = resumed_config(cfg, saved, RESUME_KEEPS,
-                             init_from=init_ref["agent"] if init_ref else saved.get("init_from", ""))
-    elif cfg.init_from:
-        init, init_ref = _init_source(Path(cfg.init_from), arch, cfg.game)
+    cfg, init, init_ref = _resumed_or_init(cfg, out, ckpt, arch)
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
     device = resolve_device(cfg.device, announce=False)
-    online, target, opt = _networks(cfg, arch, init, ckpt, device)
     rng = np.random.default_rng(cfg.seed)
     state = RunState.restore(ckpt, device)
     if ckpt is not None:
@@ -441,31 +379,39 @@ def _train_teacher(
     repair = ckpt is not None and reconcile_resume(out, state.step)
     env = make_vector_env(cfg.game, cfg.envs, EnvConfig(sticky=cfg.sticky, noop_max=30, clip_rewards=False),
                           num_threads=cfg.env_threads)
-    replay, warmup_until = _replay_memory(cfg, out, state, ckpt is not None)
+    try:
+        # a new episode begins in every env: seed the envs so that a resumed run differs from the first
+        obs, info = env.reset(seed=int(cfg.seed * 1000 + state.step))
+        start = TeacherStart(cfg, arch, out, device, init, ckpt, state, rng, obs, info,
+                             {"command": command, "out": out, "init_from": init_ref})
+        method = BUILDERS[algo_of(cfg)](start)
+    except BaseException:
+        env.close()
+        raise
     src = init_ref if init_ref is not None and Path(init_ref["agent"]).is_dir() else None
     run = open_run_dir(out, tensorboard, state, ckpt is not None, asdict(cfg),
                        curve_before=(Path(src["agent"]), int(src["env_steps"])) if src else None)
-    # a new episode begins in every env: seed the envs so that a resumed run differs from the first
-    obs, info = env.reset(seed=int(cfg.seed * 1000 + state.step))
-    replay.add_frames(obs[:, -1], np.ones(cfg.envs, dtype=bool))
-    method = DQNMethod(cfg, arch, (online, target), opt, replay, rng, info["lives"].copy(), warmup_until,
-                       {"command": command, "out": out, "init_from": init_ref})
-    method.last_target = state.step - state.step % cfg.target_update
     if repair:
-        save_agent(out, online, method.build_card(state, False))
+        save_agent(out, method.net, method.build_card(state, False))
     if show_progress:
         announce_choice(cfg.device, device)
     return run_loop(method, env, obs, state, run, Schedule(cfg.steps, cfg.checkpoint_every, cfg.eval_every,
-                                                              cfg.max_wall_time),
-                    show_progress)
+                                                              cfg.max_wall_time), show_progress, stop)
 
 
-def _profile(prof: dict[str, float], learn_t0: float | None, learn_step0: int, step: int) -> dict[str, Any]:
-    """Where this process's time went, and the env steps/s since updates began."""
-    out: dict[str, Any] = {k: round(v, 3) for k, v in prof.items()}
-    if learn_t0 is not None:
-        secs = time.perf_counter() - learn_t0
-        out["learning_seconds"] = round(secs, 3)
-        out["learning_env_steps"] = step - learn_step0
-        out["learning_sps"] = round((step - learn_step0) / max(secs, 1e-9), 2)
-    return out
+def _resumed_or_init(cfg: TeacherRunConfig, out: Path, ckpt: dict[str, Any] | None,
+                     arch: dict[str, Any]) -> tuple[TeacherRunConfig, Any, dict[str, Any] | None]:
+    """The config a run goes on with (a resumed run's own), the agent whose weights start a new run
+    (``--init-from``) and what the card records of that source."""
+    if ckpt is not None:  # what the run's first leg recorded, not the source as it is now
+        init_ref = (read_card(out).get("training") or {}).get("init_from")
+        saved = json.loads(ckpt["config"])
+        # the card's record of init_from wins over the checkpoint's copy: it follows a renamed source
+        # directory (runs older than the option had neither)
+        cfg = resumed_config(cfg, saved, RESUME_KEEPS,
+                             init_from=init_ref["agent"] if init_ref else saved.get("init_from", ""))
+        return cfg, None, init_ref
+    if cfg.init_from:
+        init, init_ref = _init_source(Path(cfg.init_from), arch, cfg.game)
+        return cfg, init, init_ref
+    return cfg, None, None
