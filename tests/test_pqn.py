@@ -24,7 +24,7 @@ from rl_compress.train.teacher import TeacherConfig, train_teacher
 
 # one rollout = 4 envs x 8 steps = 32 env steps, 2 minibatches of 16 per epoch
 TINY = {"game": "pong", "envs": 4, "rollout_steps": 8, "minibatch_size": 16, "epochs": 1, "eval_every": 0,
-        "env_threads": 1}
+        "env_threads": 1, "compile": False}
 
 
 def _hand_returns(r, v, term, ended, gamma, lam):
@@ -63,8 +63,8 @@ def test_q_lambda_returns_by_hand() -> None:
 
 def test_pqn_run_resume_and_card(tmp_path: Path) -> None:
     out, tb = tmp_path / "pqn", tmp_path / "tb"
-    card = train_teacher(PQNConfig(steps=1056, checkpoint_every=512, **TINY), out, tensorboard=tb,
-                         show_progress=False)
+    card = train_teacher(PQNConfig(steps=1056, checkpoint_every=512, **{**TINY, "compile": True}), out,
+                         tensorboard=tb, show_progress=False)
     tr = card["training"]
     assert tr["algo"] == "pqn" and tr["finished"] and tr["steps"] == 1056
     # 1,056 env steps = 33 rollouts of 32 transitions, each learned as 2 minibatches of <= 16 once the
@@ -97,7 +97,7 @@ def test_pqn_run_resume_and_card(tmp_path: Path) -> None:
 
 
 def test_pqn_refusals(tmp_path: Path) -> None:
-    for bad in ({"q_lambda": 1.5}, {"rollout_steps": 0}, {"minibatch_size": -1}, {"epochs": 0}):
+    for bad in ({"q_lambda": 1.5}, {"rollout_steps": 0}, {"minibatch_size": -1}, {"epochs": 0}, {"minibatch_size": 33}):
         with pytest.raises(UserError):
             train_teacher(PQNConfig(**{**TINY, **bad}), tmp_path / "x", show_progress=False)
     assert not (tmp_path / "x").exists()

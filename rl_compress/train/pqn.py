@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import math
 import time
+import warnings
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -29,6 +30,7 @@ from torch import nn
 
 from rl_compress.core.config import option
 from rl_compress.core.device import model_device, to_device
+from rl_compress.core.errors import first_line
 from rl_compress.models.networks import bf16_autocast, bf16_enabled
 from rl_compress.train.run import RunState, rng_to_checkpoint
 from rl_compress.train.teacher_base import TeacherMethodBase, TeacherRunConfig, TeacherStart
@@ -94,6 +96,26 @@ def pqn_update(net: nn.Module, opt: torch.optim.Optimizer, obs: torch.Tensor, ac
     return loss.detach()
 
 
+def compile_pqn(net: nn.Module, envs: int, minibatch: int, bf16: bool, device: torch.device) -> nn.Module:
+    """``torch.compile`` of the network, compiled now for both shapes it will see (acting on ``envs``
+    observations without gradients, an update on ``minibatch``), so that no compile lands inside the
+    timed loop; the eager network, with a warning, where compiling fails (e.g. no C++ compiler)."""
+    try:
+        fn = torch.compile(net)
+        with torch.no_grad(), bf16_autocast(bf16, device):
+            fn(torch.zeros((envs, 4, 84, 84), dtype=torch.uint8, device=device))
+        with bf16_autocast(bf16, device):
+            out = fn(torch.zeros((minibatch, 4, 84, 84), dtype=torch.uint8, device=device))
+        out.float().sum().backward()
+        return fn
+    except Exception as e:  # noqa: BLE001 - any compiler failure means: run eagerly
+        warnings.warn(f"torch.compile failed, training eagerly: {first_line(e)}", stacklevel=2)
+        return net
+    finally:
+        for p in net.parameters():
+            p.grad = None
+
+
 def make_pqn_optimizer(net: nn.Module, cfg: PQNConfig) -> torch.optim.Optimizer:
     """RAdam, as PQN uses (no warm-up schedule needed)."""
     return torch.optim.RAdam(net.parameters(), lr=cfg.lr)
@@ -147,6 +169,7 @@ class PQNMethod(TeacherMethodBase):
         self.device = model_device(net)
         self.bf16 = bf16_enabled(cfg.precision, self.device)
         self.rollout = Rollout(cfg.rollout_steps, cfg.envs, self.device)
+        self.fn = compile_pqn(net, cfg.envs, cfg.minibatch_size, self.bf16, self.device) if cfg.compile else net
         self.gen = torch.Generator(device="cpu").manual_seed(int(rng.integers(2**31)))
         self.loss_v: torch.Tensor | float = float("nan")
         self.q_v: torch.Tensor | float = float("nan")
@@ -162,7 +185,7 @@ class PQNMethod(TeacherMethodBase):
         self.eps = self.epsilon(state.step)
         x = to_device(obs, self.device)
         with torch.no_grad(), bf16_autocast(self.bf16, self.device):
-            q = self.net(x).float()
+            q = self.fn(x).float()
         greedy = q.argmax(1).cpu().numpy()
         explore = self.rng.random(k) < self.eps
         actions = np.where(explore, self.rng.integers(0, self.n_act, k), greedy).astype(np.int64)
@@ -172,7 +195,8 @@ class PQNMethod(TeacherMethodBase):
         return actions
 
     def learn(self, state: RunState) -> None:
-        """Once the rollout is full: its returns, then ``epochs`` passes of minibatch updates."""
+        """Once the rollout is full: its returns, then ``epochs`` passes of full minibatches (each pass
+        leaves out a different remainder of fewer than ``minibatch_size`` transitions)."""
         ro = self.rollout
         if not ro.full:
             return
@@ -185,9 +209,9 @@ class PQNMethod(TeacherMethodBase):
         n, mb = len(obs), self.cfg.minibatch_size
         for _ in range(self.cfg.epochs):
             order = torch.randperm(n, generator=self.gen).to(self.device)
-            for start in range(0, n, mb):
+            for start in range(0, n - mb + 1, mb):
                 idx = order[start:start + mb]
-                self.loss_v = pqn_update(self.net, self.opt, obs[idx], actions[idx], returns[idx],
+                self.loss_v = pqn_update(self.fn, self.opt, obs[idx], actions[idx], returns[idx],
                                          self.cfg.max_grad_norm, self.bf16)
                 state.updates += 1
         self.q_v = ro.values[:-1].mean()

@@ -171,6 +171,9 @@ def check_config(cfg: TeacherRunConfig) -> TeacherRunConfig:
     check_precision(cfg.precision)
     if isinstance(cfg, TeacherConfig) and cfg.buffer_size < cfg.envs * (cfg.n_step + 8):
         raise UserError(f"--buffer-size {cfg.buffer_size} is too small for {cfg.envs} envs")
+    if isinstance(cfg, PQNConfig) and cfg.minibatch_size > cfg.envs * cfg.rollout_steps:
+        raise UserError(f"--minibatch-size {cfg.minibatch_size} is larger than a rollout ({cfg.envs} envs x "
+                        f"{cfg.rollout_steps} steps)")
     return cfg
 
 
