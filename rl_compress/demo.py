@@ -27,6 +27,7 @@ from rich.table import Table
 from rl_compress.atari.envs import sample_observations
 from rl_compress.atari.games import game_info
 from rl_compress.cli.main import main as cli
+from rl_compress.core.rundir import CARD
 from rl_compress.models.agent import load_agent
 
 TEACHER = Path("agents/pong/teacher-base")
@@ -38,7 +39,7 @@ DISTILL = {"steps": 24_000, "every": 8_000}
 
 
 def _commands(out: Path, live: Path) -> list[list[str]]:
-    pruned_spec = json.loads((PRUNED / "agent.json").read_text())["arch"]["spec"]
+    pruned_spec = json.loads((PRUNED / CARD).read_text())["arch"]["spec"]
     games = ["--episodes", str(GAMES), "--seed", "0", "--quiet"]
     return [
         ["evaluate", str(TEACHER), *games, "--json", str(out / "teacher_eval.json")],
@@ -78,7 +79,7 @@ def _summary(out: Path, live: Path) -> Table:
         ret = pong.retention(ev["mean"], t_eval["mean"])
         table.add_row(str(path), f"{params:,}", f"{100 * params / t_params:.2f}%", f"{ev['mean']:.1f}",
                       "" if ret is None else f"{ret:.2f}")
-    history = json.loads((live / "agent.json").read_text())["training"]["eval_history"]
+    history = json.loads((live / CARD).read_text())["training"]["eval_history"]
     for h in history:  # the live run, evaluated on its own seeds every DISTILL["every"] steps
         ret = "" if h["retention"] is None else f"{h['retention']:.2f}"
         table.add_row(f"  live distillation, {h['step']:,} steps (its own {GAMES} games)", "", "", f"{h['mean']:.1f}", ret)
@@ -89,7 +90,7 @@ def run_demo(out: Path = OUT) -> int:
     """Run the demo steps; returns the first non-zero exit code, else 0."""
     console = Console(file=sys.stderr, width=110)
     for need in (TEACHER, STUDENT, PRUNED):
-        if not (need / "agent.json").exists():
+        if not (need / CARD).exists():
             console.print(f"[red]error: {need} not found: the demo uses the shipped agents")
             return 2
     out.mkdir(parents=True, exist_ok=True)

@@ -1,4 +1,4 @@
-"""Agent directory: round trip, atomic writes, and every refusal design.md names."""
+"""Agent directory: round trip, atomic writes, and every refusal docs/formats.md names."""
 
 from __future__ import annotations
 

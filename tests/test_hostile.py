@@ -25,7 +25,7 @@ from safetensors.torch import load_file, save_file
 
 from rl_compress.cli.main import main
 from rl_compress.core.errors import UserError, first_line
-from rl_compress.train.rundir import RunLock
+from rl_compress.core.rundir import RunLock
 
 TINY_DISTILL = ["--student", "gmp4", "--envs", "2", "--buffer-size", "2000", "--learning-starts", "100",
                 "--eval-every", "0", "--tb-clip-steps", "0", "--quiet"]

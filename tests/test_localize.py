@@ -1,5 +1,5 @@
 """Localization: receptive-field arithmetic, screen mapping, GMP and Grad-CAM maps, the .npz
-of design.md, overlay rendering and real video files."""
+of docs/formats.md, overlay rendering and real video files."""
 
 from __future__ import annotations
 

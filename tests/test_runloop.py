@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from rl_compress.atari.envs import EnvConfig, make_vector_env
+from rl_compress.core.rundir import load_checkpoint
 from rl_compress.models.agent import load_agent, make_card
 from rl_compress.models.networks import build_network, parse_spec
 from rl_compress.train.run import (
@@ -23,7 +24,6 @@ from rl_compress.train.run import (
     rng_to_checkpoint,
     run_loop,
 )
-from rl_compress.train.rundir import load_checkpoint
 
 
 def test_episodes_skip_the_reset_step() -> None:

@@ -31,7 +31,7 @@ RAM_SIZE: int = 128
 
 @dataclass(frozen=True)
 class EnvConfig:
-    """How the emulator is driven. Defaults: the evaluation protocol of design.md."""
+    """How the emulator is driven. Defaults: the evaluation protocol (docs/formats.md, Evaluation protocol)."""
 
     sticky: float = 0.25
     """Probability that the previous action repeats (ALE v5: 0.25)."""

@@ -1,4 +1,4 @@
-"""Evaluation under the fixed protocol of design.md, episodes run in parallel envs.
+"""Evaluation under the fixed protocol (docs/formats.md), episodes run in parallel envs.
 
 Protocol: ALE v5 rules (sticky actions p = 0.25, minimal action set), an episode is one
 whole game (life losses do not end it), at most 108,000 frames, raw unclipped score, up to

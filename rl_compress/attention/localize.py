@@ -14,7 +14,7 @@ from rl_compress.core.files import atomic_write_bytes
 
 
 def localize_to_npz(net: nn.Module, game: str, frames: int, out, method: str = "gmp", seed: int = 0, k: int = 5) -> dict:
-    """Play ``frames`` steps and write the design.md .npz (frames, ram, maps, peaks, actions)
+    """Play ``frames`` steps and write the .npz of docs/formats.md (frames, ram, maps, peaks, actions)
     atomically; returns a summary. The maps explain the greedy action the agent chose."""
 
 

@@ -15,13 +15,13 @@ from rl_compress.attention.playback import play
 from rl_compress.attention.video import render_overlay, write_video
 from rl_compress.core.errors import UserError, first_line
 from rl_compress.core.files import atomic_write_bytes
+from rl_compress.core.rundir import CURVE, MODEL_CARD, STILL
 from rl_compress.models.agent import CARD, WEIGHTS, Agent
 from rl_compress.models.export import export
 from rl_compress.models.model_card import model_card
 from rl_compress.models.networks import GMPStudent
-from rl_compress.train.rundir import CURVE
 
-REPLAY, STILL, ONNX = "replay.mp4", "attention.png", "model.onnx"
+VIDEO, ONNX = "replay.mp4", "model.onnx"
 
 
 def _overlay_frames(agent: Agent, frames: int, seed: int) -> list[Any]:
@@ -52,7 +52,7 @@ def record_replay(agent: Agent, out: Path, frames: int = 300, seed: int = 0) -> 
     the screen, as mp4; a still of its middle frame beside it (attention.png). Returns the frames."""
     images = _overlay_frames(agent, frames, seed)
     write_still(images[len(images) // 2], out / STILL)
-    return write_video(out / REPLAY, iter(images), fps=30)
+    return write_video(out / VIDEO, iter(images), fps=30)
 
 
 def stage(agent: Agent, folder: Path, repo_id: str, frames: int = 300) -> list[str]:
@@ -64,9 +64,9 @@ def stage(agent: Agent, folder: Path, repo_id: str, frames: int = 300) -> list[s
     export(agent.net, "onnx", folder / ONNX)
     record_replay(agent, folder, frames)
     text = model_card(agent.card, agent.path, repo_id, assets=folder)
-    text += (f"\n`{REPLAY}`: one game (at most {frames} agent "
+    text += (f"\n`{VIDEO}`: one game (at most {frames} agent "
              f"steps) with its attention overlay. `{ONNX}`: input uint8 [B,4,84,84], output float32 [B,A].\n")
-    atomic_write_bytes(folder / "README.md", text.encode())
+    atomic_write_bytes(folder / MODEL_CARD, text.encode())
     return sorted(p.name for p in folder.iterdir())
 
 

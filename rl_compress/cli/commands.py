@@ -26,12 +26,14 @@ from rl_compress.attention.publish import STILL, attention_still, stage, upload
 from rl_compress.attention.score import objects_from_ram, score_npz
 from rl_compress.attention.video import check_video_path, render_overlay, side_by_side, write_video
 from rl_compress.bench import TeacherBenchConfig, bench_teacher, format_teacher
+from rl_compress.bench_score import TimeToScoreConfig, check_time_to_score, format_time_to_score, time_to_score
 from rl_compress.core.config import config_from_args, flag_name
 from rl_compress.core.device import announce_choice, model_device, resolve_device
 from rl_compress.core.errors import UserError
 from rl_compress.core.files import atomic_write_bytes, atomic_write_json, sha256_file
-from rl_compress.core.outputs import check_output_dir, check_output_file, claim_output_dir
+from rl_compress.core.outputs import check_output_dir, check_output_file
 from rl_compress.core.progress import progress_bar
+from rl_compress.core.rundir import CARD, RunLock, claim_output_dir
 from rl_compress.core.signals import StopToken
 from rl_compress.core.tables import rows_csv
 from rl_compress.models.agent import WEIGHTS, agent_summary, load_agent, read_card, update_card
@@ -45,7 +47,6 @@ from rl_compress.studies.report import report, write_results
 from rl_compress.studies.spec import load_study
 from rl_compress.studies.table import TABLE_COLUMNS, agents_table, table_markdown
 from rl_compress.train.distill import DistillConfig, distill
-from rl_compress.train.rundir import RunLock
 from rl_compress.train.teacher import PQNConfig, TeacherConfig, train_teacher
 
 
@@ -101,7 +102,7 @@ def cmd_teacher_train(args: argparse.Namespace) -> int:
 
     # on --resume the game, arch and algorithm are the run's; with --init-from game and arch default to the source's
     source = Path(args.out) if args.resume else Path(args.init_from) if args.init_from else None
-    source_card = read_card(source) if source is not None and (source / "agent.json").exists() else None
+    source_card = read_card(source) if source is not None and (source / CARD).exists() else None
     fixed = {}
     if args.game is None and source_card is not None:
         fixed["game"] = source_card["game"]
@@ -242,6 +243,14 @@ def cmd_bench(args: argparse.Namespace) -> int:
     """Speed benchmarks."""
 
     _json_path(args.json)
+    if args.what == "time-to-score":
+        cfg = TimeToScoreConfig(game=args.game, target=args.target, budget=args.budget, eval_every=args.eval_every,
+                                trainers=tuple(t.strip() for t in args.trainers.split(",") if t.strip()))
+        res = time_to_score(check_time_to_score(cfg), Path(args.out))
+        print(format_time_to_score(res), file=sys.stderr)
+        if args.json:
+            _emit_json(res, args.json)
+        return 0
     if args.what == "inference":
         res = bench.bench_inference(args.student, device=args.device)
         for name, row in res["frames_per_s"].items():
@@ -290,7 +299,7 @@ def cmd_distill(args: argparse.Namespace) -> int:
     """Distill a student from a teacher."""
 
     fixed = {}
-    if args.resume and args.student is None and (Path(args.out) / "agent.json").exists():
+    if args.resume and args.student is None and (Path(args.out) / CARD).exists():
 
         fixed["student"] = read_card(Path(args.out))["arch"].get("spec", "")
     cfg = config_from_args(DistillConfig, args, **fixed)

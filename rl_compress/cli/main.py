@@ -1,4 +1,4 @@
-"""The ``rl-compress`` command line (design.md fixes the names).
+"""The ``rl-compress`` command line.
 
 User mistakes raise UserError anywhere below; ``main`` prints them as one line
 ``error: ...`` on stderr and exits with code 2 (1 for a write the disk refused), never with a

@@ -1,4 +1,4 @@
-"""The argument parser of ``rl-compress`` (design.md fixes the names); training flags come from the config dataclasses."""
+"""The argument parser of ``rl-compress``; training flags come from the config dataclasses."""
 
 from __future__ import annotations
 
@@ -190,7 +190,9 @@ def _add_localize_export_info(sub: Any) -> None:
 def _add_bench_and_studies(sub: Any) -> None:
     """The subparsers of ``bench``, ``experiment`` and ``table``."""
     bench = sub.add_parser("bench", help="speed benchmarks (ratios against a baseline, same run)")
-    bench.add_argument("what", choices=["teacher", "distill", "inference", "localize"])
+    bench.add_argument("what", choices=["teacher", "distill", "inference", "localize", "time-to-score"],
+                       help="time-to-score: env steps and wall-clock from scratch to --target for our PQN, our DQN "
+                       "and SB3's DQN at RL Zoo's settings, one after another (hours; runs kept in --out)")
     bench.add_argument("--json", default=None, help="write results to this JSON file")
     bench.add_argument("--steps", type=int, default=None, help="timed env steps (teacher: default 4000)")
     bench.add_argument("--warmup", type=int, default=None, help="untimed warm-up env steps (teacher: default 2000)")
@@ -198,6 +200,14 @@ def _add_bench_and_studies(sub: Any) -> None:
     bench.add_argument("--envs", type=int, default=None, help="teacher: environments stepped together (default: 8)")
     bench.add_argument("--env-threads", type=int, default=None,
                        help="teacher: emulator threads (0 = one per env; default: 1)")
+    bench.add_argument("--game", default="pong", help="time-to-score: the game (default: pong)")
+    bench.add_argument("--target", type=float, default=18.0, help="time-to-score: the score to reach (default: 18)")
+    bench.add_argument("--budget", type=float, default=2700.0,
+                       help="time-to-score: seconds of training each trainer may take (default: 2700)")
+    bench.add_argument("--eval-every", type=int, default=100_000,
+                       help="time-to-score: env steps between 5-game evaluations (default: 100000)")
+    bench.add_argument("--trainers", default="pqn,dqn,sb3", help="time-to-score: which trainers (default: pqn,dqn,sb3)")
+    bench.add_argument("--out", default="runs/time_to_score", help="time-to-score: where the runs go")
     _add_device(bench, default="cpu", help_extra="; default cpu, the machine the recorded ratios are for")
     bench.set_defaults(func=cmd_bench)
 

@@ -4,8 +4,8 @@ never overwritten unless the user says so.
 - ``check_output_file``: the file's kind is known (its suffix), it is not a directory, its folder
   exists and a real probe file can be created there (a read-only disk or a path under a file is
   refused at once, not after an hour of work).
-- ``check_output_dir`` / ``claim_output_dir``: an agent or run directory that is new, empty, the
-  same run being resumed (``--resume``) or, with ``--force``, replaced (our files only).
+- ``check_output_dir``: an agent or run directory that can be made and written (whether it may be
+  claimed is ``core.rundir.claim_output_dir``'s to say).
 """
 
 from __future__ import annotations
@@ -15,10 +15,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from rl_compress.core.errors import UserError
-
-# what a run or agent directory of ours holds; --force removes exactly these
-RUN_FILES = ("agent.json", "model.safetensors", "checkpoint.pt", "replay.npz", "returns.csv",
-             "learning_curve.png", "README.md", "result.json", "attention.png")
 
 
 def _nearest_existing(path: Path) -> Path:
@@ -63,29 +59,3 @@ def check_output_dir(out: Path | str) -> Path:
         raise UserError(f"{out}: {base} is a file, not a directory")
     probe_writable(base, out)
     return out
-
-
-def holds_run(out: Path) -> bool:
-    """Whether ``out`` holds a run or an agent of ours."""
-    return any((out / name).exists() for name in ("agent.json", "model.safetensors", "checkpoint.pt"))
-
-
-def claim_output_dir(out: Path, resume: bool = False, force: bool = False) -> list[str]:
-    """Check that ``out`` may be written by a new run (or resumed with ``resume``); with ``force``
-    remove the run files of ours it holds (``RUN_FILES``) and return their names. Call it while
-    holding the directory's ``RunLock``, so that nobody writes between the check and the run."""
-    out = Path(out)
-    if resume or not out.exists():
-        return []
-    entries = [p for p in out.iterdir() if not p.name.startswith(".")]
-    if not entries:
-        return []
-    if not force:
-        if holds_run(out):
-            raise UserError(f"{out}: already holds a run; pass --resume to continue it, --force to replace it, "
-                            "or choose another --out")
-        raise UserError(f"{out}: not empty; choose another --out (or --force to write into it)")
-    removed = [p.name for p in entries if p.name in RUN_FILES and p.is_file()]
-    for name in removed:
-        (out / name).unlink()
-    return removed

@@ -21,15 +21,12 @@ from rl_compress.atari.envs import OBS_SHAPE
 from rl_compress.atari.games import game_info, num_actions, resolve_game
 from rl_compress.core.errors import UserError, first_line
 from rl_compress.core.files import atomic_write_json, bytes_writer, sha256_file, write_generation
+from rl_compress.core.rundir import CARD, WEIGHTS
 from rl_compress.models.networks import build_network, count_params
 
 FORMAT = 1
 
 
-WEIGHTS = "model.safetensors"
-
-
-CARD = "agent.json"
 
 
 KINDS = ("teacher", "student")

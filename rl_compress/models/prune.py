@@ -21,7 +21,8 @@ from rl_compress.atari.envs import make_vector_env
 from rl_compress.core.device import announce_choice, model_device, resolve_device, to_device
 from rl_compress.core.errors import UserError
 from rl_compress.core.files import sha256_file
-from rl_compress.core.outputs import check_output_dir, claim_output_dir
+from rl_compress.core.outputs import check_output_dir
+from rl_compress.core.rundir import claim_output_dir, own_run_dir
 from rl_compress.models.agent import WEIGHTS, Agent, load_agent, make_card, save_agent
 from rl_compress.models.networks import (
     GMPStudent,
@@ -31,7 +32,6 @@ from rl_compress.models.networks import (
     count_params,
     parse_spec,
 )
-from rl_compress.train.rundir import own_run_dir
 
 
 def spec_for(net: GMPStudent, widths: list[int] | None = None) -> str:

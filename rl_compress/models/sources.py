@@ -17,10 +17,10 @@ import yaml
 from rl_compress.atari.games import resolve_game
 from rl_compress.core.errors import UserError, first_line
 from rl_compress.core.outputs import check_output_dir
+from rl_compress.core.rundir import own_run_dir
 from rl_compress.models.agent import CARD, WEIGHTS, load_agent, save_agent
 from rl_compress.models.cleanrl_import import convert_cleanrl
 from rl_compress.models.sb3_import import convert_sb3
-from rl_compress.train.rundir import own_run_dir
 
 HUB = re.compile(r"^hf:(?P<repo>[A-Za-z0-9][\w.-]*/[\w.-]+)(?:@(?P<rev>[\w./-]+))?$")
 MODEL_FILES = ("*.cleanrl_model", "*.zip")

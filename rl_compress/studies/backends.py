@@ -20,12 +20,12 @@ from rl_compress.core.device import resolve_device
 from rl_compress.core.errors import UserError
 from rl_compress.core.files import atomic_write_json, sha256_file
 from rl_compress.core.provenance import git_commit
+from rl_compress.core.rundir import CHECKPOINT, RESULT
 from rl_compress.core.signals import StopToken, signals_to, watch_stop_event
 from rl_compress.models.agent import WEIGHTS, load_agent, read_card
 from rl_compress.models.networks import parse_spec
-from rl_compress.studies.spec import RESULT, Run, Study, run_config, wants_gpu
+from rl_compress.studies.spec import Run, Study, run_config, wants_gpu
 from rl_compress.train.distill import distill
-from rl_compress.train.rundir import CHECKPOINT
 from rl_compress.train.teacher import TeacherConfig, train_teacher
 
 

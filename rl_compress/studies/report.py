@@ -11,9 +11,10 @@ import numpy as np
 
 from rl_compress.core.errors import UserError
 from rl_compress.core.files import atomic_write_bytes
+from rl_compress.core.rundir import RESULT
 from rl_compress.core.tables import rows_csv, rows_markdown
 from rl_compress.models.agent import load_agent
-from rl_compress.studies.spec import COLUMNS, RESULT, Study
+from rl_compress.studies.spec import COLUMNS, Study
 
 SUMMARY_COLUMNS = ["game", "spec", "params", "ratio_to_teacher", "loss", "actor", "steps", "seeds", "score",
                    "teacher_mean", "retention"]  # the markdown summary; its csv has the numbers

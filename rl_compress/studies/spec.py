@@ -48,9 +48,6 @@ from rl_compress.train.distill import check_config as check_distill
 from rl_compress.train.teacher import TeacherConfig
 from rl_compress.train.teacher import check_config as check_teacher
 
-RESULT = "result.json"
-
-
 COLUMNS = ["game", "spec", "params", "ratio_to_teacher", "loss", "actor", "seed", "steps", "wall_time_s",
            "score_mean", "score_std", "teacher_mean", "retention", "episodes", "machines", "commit"]
 

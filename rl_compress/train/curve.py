@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from rl_compress.core.files import atomic_write_bytes
-from rl_compress.train.rundir import CURVE, RETURNS
+from rl_compress.core.rundir import CURVE, RETURNS
 
 
 def _read_returns(path: Path) -> np.ndarray:

@@ -47,6 +47,7 @@ from rl_compress.core.errors import UserError
 from rl_compress.core.files import sha256_file
 from rl_compress.core.outputs import check_output_dir
 from rl_compress.core.provenance import git_commit
+from rl_compress.core.rundir import load_checkpoint, note, own_run_dir, reconcile_resume
 from rl_compress.core.signals import StopToken
 from rl_compress.models.agent import WEIGHTS, load_agent, make_card, read_card, save_agent, source_ref
 from rl_compress.models.networks import (
@@ -63,7 +64,6 @@ from rl_compress.models.networks import (
 from rl_compress.models.transplant import can_start_from, start_from_teacher
 from rl_compress.train.replay import FrameReplay
 from rl_compress.train.run import RunState, Schedule, open_run_dir, restore_rngs, rng_to_checkpoint, run_loop
-from rl_compress.train.rundir import load_checkpoint, note, own_run_dir, reconcile_resume
 
 LOSSES = ("actor-mimic", "kl", "mse", "nll")
 INITS = ("teacher", "random")
@@ -371,7 +371,7 @@ def batch_stats(res: UpdateResult, q_teacher: torch.Tensor) -> dict[str, float]:
 
 
 class DistillMethod:
-    """Distillation as a method of the shared run loop (``runloop.run_loop``): the actor (student or
+    """Distillation as a method of the shared run loop (``run.run_loop``): the actor (student or
     teacher) acts epsilon-greedy; every state that enters the replay memory is labelled once by the
     teacher in the batched forward that serves acting; ``train_freq`` env steps per ``distill_update``."""
 

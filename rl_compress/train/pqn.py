@@ -46,6 +46,8 @@ class PQNConfig(TeacherRunConfig):
     eps_decay: int = option("env steps of linear epsilon decay from the start", default=250_000)
     q_lambda: float = option("lambda of the Q(lambda) returns (0: one-step Q-learning, 1: Monte Carlo)",
                              default=0.65)
+    lr_decay_steps: int = option("decay the learning rate linearly to 0 at this env step, as PQN does over its whole "
+                                 "run (0 = constant)", default=0)
     rollout_steps: int = option("env steps per env between updates", default=32)
     epochs: int = option("passes over each rollout (samples of backprop per env step)", default=2)
     minibatch_size: int = option("transitions per gradient step", default=256)
@@ -114,6 +116,13 @@ def compile_pqn(net: nn.Module, envs: int, minibatch: int, bf16: bool, device: t
     finally:
         for p in net.parameters():
             p.grad = None
+
+
+def learning_rate(cfg: PQNConfig, step: int) -> float:
+    """The learning rate at env step ``step``: ``lr``, decayed linearly to 0 at ``lr_decay_steps``."""
+    if cfg.lr_decay_steps <= 0:
+        return cfg.lr
+    return cfg.lr * max(0.0, 1.0 - step / cfg.lr_decay_steps)
 
 
 def make_pqn_optimizer(net: nn.Module, cfg: PQNConfig) -> torch.optim.Optimizer:
@@ -207,6 +216,8 @@ class PQNMethod(TeacherMethodBase):
         obs = ro.obs[:-1].flatten(0, 1)[keep]
         actions, returns = ro.actions[:-1].flatten()[keep], returns.flatten()[keep]
         n, mb = len(obs), self.cfg.minibatch_size
+        for group in self.opt.param_groups:
+            group["lr"] = learning_rate(self.cfg, state.step)
         for _ in range(self.cfg.epochs):
             order = torch.randperm(n, generator=self.gen).to(self.device)
             for start in range(0, n - mb + 1, mb):
@@ -236,6 +247,7 @@ class PQNMethod(TeacherMethodBase):
         if writer is None:
             return
         writer.add_scalar("charts/epsilon", self.eps, state.step)
+        writer.add_scalar("charts/learning_rate", learning_rate(self.cfg, state.step), state.step)
         if state.updates:
             writer.add_scalar("losses/td_loss", float(self.loss_v), state.step)
             writer.add_scalar("losses/q_mean", float(self.q_v), state.step)

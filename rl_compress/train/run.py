@@ -35,10 +35,10 @@ from torch import nn
 from rl_compress.core.files import write_generation
 from rl_compress.core.progress import progress_bar
 from rl_compress.core.provenance import machines_after
+from rl_compress.core.rundir import CHECKPOINT, ReturnsLog, checkpoint_writer
 from rl_compress.core.signals import StopToken, signals_to
 from rl_compress.models.agent import agent_files
 from rl_compress.train.curve import plot_curve
-from rl_compress.train.rundir import CHECKPOINT, ReturnsLog, checkpoint_writer
 
 
 @dataclass

@@ -29,13 +29,7 @@ from rl_compress.core.config import check_ranges, option, resumed_config
 from rl_compress.core.device import announce_choice, config_device, resolve_device, to_device
 from rl_compress.core.errors import UserError, first_line
 from rl_compress.core.outputs import check_output_dir
-from rl_compress.core.signals import StopToken
-from rl_compress.models.agent import load_agent, read_card, save_agent, source_ref
-from rl_compress.models.networks import bf16_autocast, bf16_enabled, build_network, check_precision, teacher_arch
-from rl_compress.train.pqn import PQNConfig, build_pqn
-from rl_compress.train.replay import FrameReplay
-from rl_compress.train.run import RunState, Schedule, open_run_dir, restore_rngs, rng_to_checkpoint, run_loop
-from rl_compress.train.rundir import (
+from rl_compress.core.rundir import (
     CHECKPOINT,
     REPLAY,
     load_checkpoint,
@@ -43,6 +37,12 @@ from rl_compress.train.rundir import (
     own_run_dir,
     reconcile_resume,
 )
+from rl_compress.core.signals import StopToken
+from rl_compress.models.agent import load_agent, read_card, save_agent, source_ref
+from rl_compress.models.networks import bf16_autocast, bf16_enabled, build_network, check_precision, teacher_arch
+from rl_compress.train.pqn import PQNConfig, build_pqn
+from rl_compress.train.replay import FrameReplay
+from rl_compress.train.run import RunState, Schedule, open_run_dir, restore_rngs, rng_to_checkpoint, run_loop
 from rl_compress.train.teacher_base import TeacherMethodBase, TeacherRunConfig, TeacherStart
 
 
@@ -154,7 +154,8 @@ _SHARED_RANGES = {"positive": ["steps", "envs", "lr", "checkpoint_every", "eval_
 _OWN_RANGES = {  # each algorithm's own fields, by config class name
     "TeacherConfig": {"positive": ["buffer_size", "train_freq", "batch_size", "n_step", "target_update", "adam_eps"],
                       "non_negative": ["learning_starts"]},
-    "PQNConfig": {"positive": ["rollout_steps", "epochs", "minibatch_size"], "unit": ["q_lambda"]},
+    "PQNConfig": {"positive": ["rollout_steps", "epochs", "minibatch_size"], "non_negative": ["lr_decay_steps"],
+                  "unit": ["q_lambda"]},
 }
 
 
@@ -169,6 +170,8 @@ def check_config(cfg: TeacherRunConfig) -> TeacherRunConfig:
     if not 0 < cfg.gamma <= 1:
         raise UserError(f"--gamma must be in (0, 1], got {cfg.gamma}")
     check_precision(cfg.precision)
+    if cfg.stop_at_score and cfg.eval_every == 0:
+        raise UserError("--stop-at-score needs periodic evaluations: --eval-every > 0")
     if isinstance(cfg, TeacherConfig) and cfg.buffer_size < cfg.envs * (cfg.n_step + 8):
         raise UserError(f"--buffer-size {cfg.buffer_size} is too small for {cfg.envs} envs")
     if isinstance(cfg, PQNConfig) and cfg.minibatch_size > cfg.envs * cfg.rollout_steps:
@@ -234,7 +237,7 @@ def train_teacher(
         return _train_teacher(cfg, out, resume, tensorboard, arch, show_progress, command, stop)
 
 
-RESUME_KEEPS = {"steps", "max_wall_time", "checkpoint_every", "eval_every", "eval_episodes", "save_replay", "threads",
+RESUME_KEEPS = {"steps", "max_wall_time", "stop_at_score", "checkpoint_every", "eval_every", "eval_episodes", "save_replay", "threads",
                 "overlap_env", "env_threads", "compile", "device"}
 
 
@@ -398,8 +401,9 @@ def _train_teacher(cfg: TeacherRunConfig, out: Path, resume: bool, tensorboard: 
         save_agent(out, method.net, method.build_card(state, False))
     if show_progress:
         announce_choice(cfg.device, device)
+    target = ("mean", cfg.stop_at_score) if cfg.stop_at_score else None
     return run_loop(method, env, obs, state, run, Schedule(cfg.steps, cfg.checkpoint_every, cfg.eval_every,
-                                                              cfg.max_wall_time), show_progress, stop)
+                                                              cfg.max_wall_time, target), show_progress, stop)
 
 
 def _resumed_or_init(cfg: TeacherRunConfig, out: Path, ckpt: dict[str, Any] | None,

@@ -33,6 +33,9 @@ class TeacherRunConfig:
     steps: int = option("total env steps (agent steps, 4 frames each) to train to", default=2_000_000)
     max_wall_time: float = option("stop, evaluate and save once the run has trained this many seconds (all legs; "
                                   "0 = off); --resume with a larger value goes on", default=0.0)
+    stop_at_score: float = option("stop and save at the first periodic evaluation (--eval-every, --eval-episodes) "
+                                  "whose mean return reaches this, e.g. 18 on Pong (0 = off); --resume goes on",
+                                  default=0.0)
     seed: int = option("seed of envs, exploration and network init", default=1)
     envs: int = option("environments stepped together", default=8)
     lr: float = option("Adam learning rate", default=1e-4)

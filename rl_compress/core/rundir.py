@@ -1,5 +1,6 @@
-"""What every training run keeps in its directory: the run lock, the checkpoint written as one
-consistent generation, the returns log and its learning curve (stop signals: ``signals``).
+"""The run and agent directory format, owned here alone: its file names, the run lock, the claim
+of an output directory, the checkpoint written as one consistent generation, the returns log
+(stop signals: ``signals``). Every layer above (models, attention, train, studies) uses these.
 
 Guarantees (README, "What is guaranteed"):
 - one writer per run directory: ``RunLock`` holds an OS lock (``flock``) that dies with its
@@ -29,21 +30,20 @@ import torch
 
 from rl_compress.core.errors import StorageError, UserError, first_line
 from rl_compress.core.files import atomic_write_bytes, bytes_writer
-from rl_compress.core.outputs import RUN_FILES, claim_output_dir
 
+WEIGHTS = "model.safetensors"
+CARD = "agent.json"
 CHECKPOINT = "checkpoint.pt"
-
-
 REPLAY = "replay.npz"
-
-
 RETURNS = "returns.csv"
-
-
 CURVE = "learning_curve.png"
-
-
 LOCK = ".lock"
+MODEL_CARD = "README.md"
+RESULT = "result.json"
+STILL = "attention.png"
+
+# what a run or agent directory of ours holds; --force removes exactly these
+RUN_FILES = (CARD, WEIGHTS, CHECKPOINT, REPLAY, RETURNS, CURVE, MODEL_CARD, RESULT, STILL)
 
 
 def is_temp_file(name: str) -> bool:
@@ -149,7 +149,7 @@ def note(message: str) -> None:
 def card_step(out: Path) -> int | None:
     """The env step the agent card in ``out`` was written at (None where it cannot be read)."""
     try:
-        card = json.loads((out / "agent.json").read_text())
+        card = json.loads((out / CARD).read_text())
         return int((card.get("training") or {}).get("steps"))
     except (OSError, ValueError, TypeError, AttributeError):
         return None
@@ -228,3 +228,29 @@ class ReturnsLog:
         """Close the file (a full disk at this point loses nothing: rows are flushed as they come)."""
         with contextlib.suppress(OSError):
             self.file.close()
+
+
+def holds_run(out: Path) -> bool:
+    """Whether ``out`` holds a run or an agent of ours."""
+    return any((out / name).exists() for name in (CARD, WEIGHTS, CHECKPOINT))
+
+
+def claim_output_dir(out: Path, resume: bool = False, force: bool = False) -> list[str]:
+    """Check that ``out`` may be written by a new run (or resumed with ``resume``); with ``force``
+    remove the run files of ours it holds (``RUN_FILES``) and return their names. Call it while
+    holding the directory's ``RunLock``, so that nobody writes between the check and the run."""
+    out = Path(out)
+    if resume or not out.exists():
+        return []
+    entries = [p for p in out.iterdir() if not p.name.startswith(".")]
+    if not entries:
+        return []
+    if not force:
+        if holds_run(out):
+            raise UserError(f"{out}: already holds a run; pass --resume to continue it, --force to replace it, "
+                            "or choose another --out")
+        raise UserError(f"{out}: not empty; choose another --out (or --force to write into it)")
+    removed = [p.name for p in entries if p.name in RUN_FILES and p.is_file()]
+    for name in removed:
+        (out / name).unlink()
+    return removed
