@@ -28,8 +28,7 @@ from rl_compress.attention.video import render_overlay
 from rl_compress.core.device import model_device, resolve_device, to_device
 from rl_compress.core.errors import UserError
 from rl_compress.models.agent import Agent as StoredAgent
-from rl_compress.models.agent import load_agent as load_agent_dir
-from rl_compress.models.sources import convert_source
+from rl_compress.models.sources import load_source
 
 
 def check_observations(obs: Any) -> tuple[np.ndarray, bool]:
@@ -87,11 +86,7 @@ def load_agent(source: str | Path, game: str | None = None, device: str | torch.
     ``evaluate`` run there). Nothing is unpickled; anything that does not fit is refused with one
     clear error (UserError)."""
     torch_device = resolve_device(device, announce=False)
-    path = Path(source)
-    if str(source).startswith("hf:") or path.is_file():
-        net, card = convert_source(source, game)
-        return Agent(path, card, net.eval().to(torch_device))
-    stored = load_agent_dir(path, game=game)
+    stored = load_source(source, game)
     return Agent(stored.path, stored.card, stored.net.to(torch_device))
 
 
@@ -137,11 +132,14 @@ class AttentionWrapper(gym.Wrapper):
         return render_overlay(frame, maps, peaks, f"{self.agent.game} | {self.method}", scale=self.scale)
 
 
-def evaluate(agent: StoredAgent, episodes: int = 30, seed: int = 0, protocol: Protocol = DEFAULT_PROTOCOL,
+def evaluate(agent: StoredAgent | str | Path, episodes: int = 30, seed: int = 0, protocol: Protocol = DEFAULT_PROTOCOL,
              show_progress: bool = False) -> dict[str, Any]:
     """Play ``episodes`` whole games under ``protocol`` (the default evaluation protocol) with
     seeds ``seed``, ``seed + 1``...; returns mean, std, scores and the protocol, as
-    ``rl-compress evaluate --json`` writes them."""
-    if episodes < 1:
-        raise UserError(f"episodes must be a positive integer, got {episodes}")
+    ``rl-compress evaluate --json`` writes them. ``agent``: an Agent, or any source ``load_agent``
+    reads."""
+    if isinstance(episodes, bool) or not isinstance(episodes, int) or episodes < 1:
+        raise UserError(f"episodes must be a positive integer, got {episodes!r}")
+    if not isinstance(agent, StoredAgent):
+        agent = load_agent(agent)
     return evaluate_net(agent.net, agent.game, episodes, seed=seed, protocol=protocol, show_progress=show_progress)

@@ -250,3 +250,55 @@ def test_unsupported_sb3_algorithm_is_named(tmp_path: Path) -> None:
               str(tmp_path / "o"))
     assert res.returncode == 2 and "'stable_baselines3.sac.policies' is not an SB3 DQN, QR-DQN, PPO or A2C" in res.stderr
     assert not (tmp_path / "o").exists()
+
+
+def test_every_agent_command_takes_every_source(tmp_path: Path) -> None:
+    """info of an SB3 zip, evaluate of hf:ORG/NAME (offline cache), record and localize of a zip, export
+    of a Hub source; the commands that write into an agent directory refuse the others in one line;
+    a student distilled from a Hub teacher keeps the teacher's origin; rlc.evaluate takes a path."""
+    import ale_py
+    import gymnasium as gym
+    from stable_baselines3 import DQN
+    from stable_baselines3.common.env_util import make_atari_env
+    from stable_baselines3.common.vec_env import VecFrameStack
+
+    import rl_compress as rlc_api
+
+    gym.register_envs(ale_py)
+    model = DQN("CnnPolicy", VecFrameStack(make_atari_env("PongNoFrameskip-v4", n_envs=1, seed=0), 4),
+                buffer_size=500, learning_starts=1000, seed=0, verbose=0)
+    zip_path = tmp_path / "dqn-PongNoFrameskip-v4.zip"
+    model.save(zip_path)
+    hf = tmp_path / "hf"
+    lay_out(hf, "sb3/dqn-PongNoFrameskip-v4", {zip_path.name: zip_path.read_bytes()})
+
+    res = rlc(hf, "info", str(zip_path), "--json")
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout)["params"] == 1_687_206 and json.loads(res.stdout)["game"] == "pong"
+    res = rlc(hf, "evaluate", "hf:sb3/dqn-PongNoFrameskip-v4", "--episodes", "1", "--json", str(tmp_path / "e.json"),
+              "--quiet")
+    assert res.returncode == 0, res.stderr
+    assert json.loads((tmp_path / "e.json").read_text())["game"] == "pong"
+    res = rlc(hf, "record", str(zip_path), "--out", str(tmp_path / "v.mp4"), "--max-frames", "20", "--quiet")
+    assert res.returncode == 0, res.stderr
+    assert (tmp_path / "v.mp4").stat().st_size > 1000
+    res = rlc(hf, "localize", str(zip_path), "--frames", "5", "--method", "gradcam", "--out", str(tmp_path / "m.npz"))
+    assert res.returncode == 0, res.stderr
+    assert np.load(tmp_path / "m.npz")["maps"].shape == (5, 210, 160)
+    res = rlc(hf, "export", "hf:sb3/dqn-PongNoFrameskip-v4", "--format", "onnx", "--out", str(tmp_path / "m.onnx"))
+    assert res.returncode == 0 and (tmp_path / "m.onnx").stat().st_size > 1_000_000, res.stderr
+    for args in (["evaluate", str(zip_path), "--write-card"], ["card", str(zip_path)],
+                 ["push", "hf:sb3/dqn-PongNoFrameskip-v4", "--repo-id", "me/x", "--dry-run", str(tmp_path / "p")]):
+        res = rlc(hf, *args)
+        assert res.returncode == 2 and "needs an agent directory; import it first" in res.stderr, args
+        assert len(res.stderr.strip().splitlines()) == 1 and "Traceback" not in res.stderr
+
+    teacher = tmp_path / "teacher"
+    assert rlc(hf, "teacher", "import", "hf:sb3/dqn-PongNoFrameskip-v4", "--out", str(teacher)).returncode == 0
+    card = rlc_api.distill(rlc_api.load_agent(teacher), rlc_api.DistillConfig(steps=400, envs=2, eval_every=0,
+                           learning_starts=100, buffer_size=2000), tmp_path / "student", show_progress=False)
+    assert card["teacher"]["hub"]["repo"] == "sb3/dqn-PongNoFrameskip-v4" and card["teacher"]["hub"]["revision"] == COMMIT
+    assert card["teacher"]["sha256"] and card["teacher"]["path"] == str(teacher)
+    with pytest.raises(rlc_api.UserError, match="import it first"):
+        rlc_api.distill(str(zip_path), rlc_api.DistillConfig(steps=400), tmp_path / "s2", show_progress=False)
+    assert rlc_api.evaluate(str(teacher), episodes=1)["episodes"] == 1

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from rl_compress import bench
+from rl_compress.api import load_agent as api_load_agent
 from rl_compress.atari.evaluate import evaluate
 from rl_compress.atari.games import action_names
 from rl_compress.attention.localize import localize_to_npz
@@ -28,7 +29,7 @@ from rl_compress.attention.video import check_video_path, render_overlay, side_b
 from rl_compress.bench import TeacherBenchConfig, bench_teacher, format_teacher
 from rl_compress.bench_score import TimeToScoreConfig, check_time_to_score, format_time_to_score, time_to_score
 from rl_compress.core.config import config_from_args, flag_name
-from rl_compress.core.device import announce_choice, model_device, resolve_device
+from rl_compress.core.device import announce_choice, model_device
 from rl_compress.core.errors import UserError
 from rl_compress.core.files import atomic_write_bytes, atomic_write_json, sha256_file
 from rl_compress.core.outputs import check_output_dir, check_output_file
@@ -36,7 +37,7 @@ from rl_compress.core.progress import progress_bar
 from rl_compress.core.rundir import CARD, RunLock, claim_output_dir
 from rl_compress.core.signals import StopToken
 from rl_compress.core.tables import rows_csv
-from rl_compress.models.agent import WEIGHTS, agent_summary, load_agent, read_card, update_card
+from rl_compress.models.agent import WEIGHTS, agent_summary, read_card, update_card
 from rl_compress.models.export import export
 from rl_compress.models.model_card import model_card
 from rl_compress.models.networks import GMPStudent, count_params, parse_spec
@@ -133,11 +134,14 @@ def cmd_teacher_import(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------- agent tools
-def _agent_on_device(path: Path, args: argparse.Namespace, game: str | None = None) -> Any:
-    """The agent in ``path`` with its network on ``--device``."""
-    agent = load_agent(path, game=game)
-    agent.net.to(resolve_device(args.device, announce=False))
-    return agent
+def _agent(args: argparse.Namespace, directory_only: str = "") -> Any:
+    """The agent that ``args.agent`` names (a directory, an SB3 zip, a CleanRL file, hf:ORG/NAME[@REV]),
+    through the Python API's loader, on ``--device`` where the command has one; ``directory_only``
+    names what needs an agent directory (then anything else is refused with one line)."""
+    if directory_only and (str(args.agent).startswith("hf:") or not Path(args.agent).is_dir()):
+        raise UserError(f"{args.agent}: {directory_only} needs an agent directory; import it first: "
+                        f"rl-compress teacher import {args.agent} --out DIR")
+    return api_load_agent(args.agent, game=getattr(args, "game", None), device=getattr(args, "device", "cpu"))
 
 
 def _work_starts(args: argparse.Namespace, agent: Any) -> None:
@@ -155,7 +159,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         raise UserError(f"--seed must be >= 0, got {args.seed}")
     # --write-card owns the directory for the whole evaluation: no run may change the weights under it
     with RunLock(Path(args.agent)) if args.write_card and Path(args.agent).is_dir() else contextlib.nullcontext():
-        agent = _agent_on_device(Path(args.agent), args)
+        agent = _agent(args, "--write-card" if args.write_card else "")
         _work_starts(args, agent)
         res = evaluate(agent.net, agent.game, episodes, seed=args.seed, show_progress=not args.quiet)
         res["agent"] = str(args.agent)
@@ -178,7 +182,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     """A person's summary of an agent; with ``--json`` the full card with params and compression ratio."""
     if args.json not in (None, "-"):
         _json_path(args.json)
-    agent = load_agent(Path(args.agent))
+    agent = _agent(args)
     if args.json is None:
         print("\n".join(agent_summary(agent.card, agent.path)))
         return 0
@@ -195,7 +199,7 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 def cmd_card(args: argparse.Namespace) -> int:
     """Write the agent's README.md model card (Hub metadata, summary, how to use it)."""
-    agent = load_agent(Path(args.agent))
+    agent = _agent(args, "card")
     with RunLock(agent.path):
         attention_still(agent, agent.path / STILL)
         atomic_write_bytes(agent.path / "README.md", model_card(agent.card, agent.path).encode())
@@ -212,7 +216,7 @@ def cmd_push(args: argparse.Namespace) -> int:
         if folder.exists() and any(folder.iterdir()):
             raise UserError(f"{folder}: not empty; --dry-run writes a new folder")
         folder.parent.mkdir(parents=True, exist_ok=True)
-    agent = load_agent(Path(args.agent))
+    agent = _agent(args, "push")
     frames = _positive("--frames", args.frames)
     with tempfile.TemporaryDirectory(prefix=".push.", dir=folder.parent if folder else None) as tmp:
         staged = Path(tmp) / "repo"
@@ -233,7 +237,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     """Export to ONNX or TorchScript."""
 
     out = check_output_file(args.out)
-    agent = load_agent(Path(args.agent))
+    agent = _agent(args)
     export(agent.net, args.format, out)
     print(f"{args.out}: {args.format} model, uint8 [B,4,84,84] -> float32 [B,{agent.num_actions}]", file=sys.stderr)
     return 0
@@ -341,11 +345,11 @@ def cmd_record(args: argparse.Namespace) -> int:
         raise UserError(f"--scale must be from 1 to 16, got {args.scale}")
     if not 1 <= args.fps <= 240:
         raise UserError(f"--fps must be from 1 to 240, got {args.fps}")
-    agent = _agent_on_device(Path(args.agent), args)
+    agent = _agent(args)
     overlay = args.overlay or ("gmp" if isinstance(agent.net, GMPStudent) else "gradcam")
     if overlay.startswith("gmp") and not isinstance(agent.net, GMPStudent):
         raise UserError(f"{args.agent}: this agent has no global max pool; use --overlay gradcam")
-    other = _agent_on_device(Path(args.side_by_side), args, game=agent.game) if args.side_by_side else None
+    other = api_load_agent(args.side_by_side, game=agent.game, device=args.device) if args.side_by_side else None
     names = action_names(agent.game)
     label = agent.path.name if agent.path.name not in ("", ".") else agent.kind
     max_steps = _positive("--max-frames", args.max_frames)
@@ -379,7 +383,7 @@ def cmd_localize(args: argparse.Namespace) -> int:
         raise UserError(f"{out}: output must end in .npz")
     check_output_file(out)
     _json_path(args.json)
-    agent = _agent_on_device(Path(args.agent), args)
+    agent = _agent(args)
     if args.score:
 
         if args.radius <= 0:

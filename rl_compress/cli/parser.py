@@ -118,7 +118,8 @@ def _add_distill_and_prune(sub: Any) -> None:
 def _add_evaluate_and_record(sub: Any) -> None:
     """The subparsers of ``evaluate`` and ``record``."""
     ev = sub.add_parser("evaluate", help="evaluate an agent under the default protocol")
-    ev.add_argument("agent", help="agent directory")
+    ev.add_argument("agent", help="agent directory, SB3 / RL Zoo zip, CleanRL .cleanrl_model or hf:ORG/NAME[@REVISION]")
+    ev.add_argument("--game", default=None, help="the game of a zip or Hub source whose name does not say it")
     ev.add_argument("--episodes", type=int, default=30, help="whole games to play (default: 30)")
     ev.add_argument("--seed", type=int, default=0, help="seed of the envs and of epsilon (default: 0)")
     ev.add_argument("--json", default=None, help="write the result (per-episode scores) to this JSON file")
@@ -128,7 +129,8 @@ def _add_evaluate_and_record(sub: Any) -> None:
     ev.set_defaults(func=cmd_evaluate)
 
     rec = sub.add_parser("record", help="record a video (.mp4 H.264 or .gif) with the attention overlay")
-    rec.add_argument("agent", help="agent directory")
+    rec.add_argument("agent", help="agent directory, SB3 / RL Zoo zip, CleanRL .cleanrl_model or hf:ORG/NAME[@REVISION]")
+    rec.add_argument("--game", default=None, help="the game of a zip or Hub source whose name does not say it")
     rec.add_argument("--out", required=True, help="video file, .mp4 or .gif")
     rec.add_argument("--episodes", type=int, default=1, help="episodes to play at most (default: 1)")
     rec.add_argument("--max-frames", type=int, default=2000, help="agent steps to record at most (default: 2000)")
@@ -136,7 +138,7 @@ def _add_evaluate_and_record(sub: Any) -> None:
                      help="attention shown (default: gmp for a gmp student, else gradcam; gmp-cell: "
                           "GMP at the 7x7 cell centres, without the trace to the pixel)")
     rec.add_argument("--side-by-side", default=None, metavar="TEACHER_DIR",
-                     help="also show this agent's Grad-CAM on the same frames, on the right")
+                     help="also show this agent's Grad-CAM on the same frames, on the right (any source, like AGENT)")
     rec.add_argument("--seed", type=int, default=0, help="seed of the episode (default: 0)")
     rec.add_argument("--scale", type=int, default=3, help="screen upscaling (default: 3)")
     rec.add_argument("--fps", type=int, default=30, help="frames per second of the video (default: 30)")
@@ -148,7 +150,8 @@ def _add_evaluate_and_record(sub: Any) -> None:
 def _add_localize_export_info(sub: Any) -> None:
     """The subparsers of ``localize``, ``export`` and ``info``."""
     loc = sub.add_parser("localize", help="attention maps and peaks of played frames to a .npz")
-    loc.add_argument("agent", help="agent directory")
+    loc.add_argument("agent", help="agent directory, SB3 / RL Zoo zip, CleanRL .cleanrl_model or hf:ORG/NAME[@REVISION]")
+    loc.add_argument("--game", default=None, help="the game of a zip or Hub source whose name does not say it")
     loc.add_argument("--frames", type=int, required=True, help="agent steps to play and explain")
     loc.add_argument("--out", required=True, help=".npz file (keys: frames, ram, maps, peaks, actions)")
     loc.add_argument("--method", choices=["gmp", "gmp-cell", "gradcam", "perturbation"], default="gmp",
@@ -162,7 +165,8 @@ def _add_localize_export_info(sub: Any) -> None:
     loc.set_defaults(func=cmd_localize)
 
     ex = sub.add_parser("export", help="export an agent to ONNX or TorchScript")
-    ex.add_argument("agent", help="agent directory")
+    ex.add_argument("agent", help="agent directory, SB3 / RL Zoo zip, CleanRL .cleanrl_model or hf:ORG/NAME[@REVISION]")
+    ex.add_argument("--game", default=None, help="the game of a zip or Hub source whose name does not say it")
     ex.add_argument("--format", required=True, choices=["onnx", "torchscript"], help="output format")
     ex.add_argument("--out", required=True, help="file to write")
     ex.set_defaults(func=cmd_export)
@@ -181,7 +185,8 @@ def _add_localize_export_info(sub: Any) -> None:
     card.set_defaults(func=cmd_card)
 
     info = sub.add_parser("info", help="an agent's summary: size, share of its teacher, score, retention, how it was made")
-    info.add_argument("agent", help="agent directory")
+    info.add_argument("agent", help="agent directory, SB3 / RL Zoo zip, CleanRL .cleanrl_model or hf:ORG/NAME[@REVISION]")
+    info.add_argument("--game", default=None, help="the game of a zip or Hub source whose name does not say it")
     info.add_argument("--json", nargs="?", const="-", default=None, metavar="FILE",
                       help="print the full card as JSON (to FILE when given) instead of the summary")
     info.set_defaults(func=cmd_info)

@@ -18,7 +18,7 @@ from rl_compress.atari.games import resolve_game
 from rl_compress.core.errors import UserError, first_line
 from rl_compress.core.outputs import check_output_dir
 from rl_compress.core.rundir import own_run_dir
-from rl_compress.models.agent import CARD, WEIGHTS, load_agent, save_agent
+from rl_compress.models.agent import CARD, WEIGHTS, Agent, load_agent, save_agent
 from rl_compress.models.cleanrl_import import convert_cleanrl
 from rl_compress.models.sb3_import import convert_sb3
 
@@ -70,8 +70,20 @@ def reported_score(folder: Path) -> str | None:
         return None
 
 
-def convert_source(source: str | Path, game: str | None = None) -> tuple[Any, dict[str, Any]]:
-    """The network and card of a teacher from any source this module reads, in memory."""
+def load_source(source: str | Path, game: str | None = None) -> Agent:
+    """The agent that ``source`` names, in memory: an agent directory, a stable-baselines3 / RL Zoo
+    zip, a CleanRL ``.cleanrl_model`` or ``hf:ORG/NAME[@REVISION]`` (its ``path`` is the directory or
+    the model file read); the one loader of the CLI and the Python API."""
+    text = str(source)
+    if not text.startswith("hf:") and Path(text).is_dir():
+        return load_agent(Path(text), game=game)
+    net, card, path = convert_source(text, game)
+    return Agent(path, card, net.eval())
+
+
+def convert_source(source: str | Path, game: str | None = None) -> tuple[Any, dict[str, Any], Path]:
+    """The network, card and local path (the directory or model file read) of a teacher from any
+    source this module reads, in memory."""
     text = str(source)
     hub = HUB.match(text)
     origin: dict[str, Any] = {}
@@ -79,7 +91,7 @@ def convert_source(source: str | Path, game: str | None = None) -> tuple[Any, di
         folder = fetch_hub_repo(hub["repo"], hub["rev"])
         if (folder / CARD).is_file():  # an agent directory, as rl-compress push publishes it
             agent = load_agent(folder, game=game)
-            return agent.net, agent.card
+            return agent.net, agent.card, folder
         path = model_file(folder, text)
         origin = {"repo": hub["repo"], "revision": folder.name, "file": path.name,
                   "reported_score": reported_score(folder)}
@@ -91,18 +103,18 @@ def convert_source(source: str | Path, game: str | None = None) -> tuple[Any, di
             raise UserError(f"{path}: no such file")
     game = game or game_from_names(path.name, hub["repo"] if hub else "")
     if game is None:
-        raise UserError(f"{text}: cannot tell the game from its name; pass --game")
+        raise UserError(f"{text}: cannot tell the game from its name; name it (--game, or game= in Python)")
     net, card = (convert_cleanrl if path.suffix == ".cleanrl_model" else convert_sb3)(path, game)
     if origin:
         card["training"]["hub"] = origin
-    return net, card
+    return net, card, path
 
 
 def import_teacher(source: str | Path, out: Path, game: str | None = None, force: bool = False) -> dict[str, Any]:
     """Convert a teacher from ``source`` into the agent directory ``out`` (new or empty; ``force``
     replaces the agent it holds); returns its card."""
     out = check_output_dir(out)
-    net, card = convert_source(source, game)
+    net, card, _ = convert_source(source, game)
     key = "import_command" if card["training"].get("command") else "command"  # an rl-compress agent keeps its own
     card["training"][key] = f"rl-compress teacher import {source} --game {card['game']} --out {out}"
     with own_run_dir(out, force=force):

@@ -273,8 +273,26 @@ def log_overlay_clip(writer: Any, net: nn.Module, game: str, steps: int, step: i
 
 
 def _teacher_ref(path: Path, teacher: Any) -> dict[str, Any]:
-    return {"path": str(path), "sha256": sha256_file(path / WEIGHTS), "params": count_params(teacher.net),
-            "evaluation": (teacher.card.get("evaluation") or {}).get("mean")}
+    """What a student's card records of its teacher; a teacher imported from the Hub keeps its origin
+    (repository, revision, file) beside the local copy's sha256."""
+    ref = {"path": str(path), "sha256": sha256_file(path / WEIGHTS), "params": count_params(teacher.net),
+           "evaluation": (teacher.card.get("evaluation") or {}).get("mean")}
+    hub = (teacher.card.get("training") or {}).get("hub")
+    return ref | ({"hub": hub} if hub else {})
+
+
+def teacher_directory(teacher: Any) -> Path:
+    """The agent directory a distillation reads its teacher from: a path, or an Agent loaded from a
+    directory; a zip, a CleanRL file or a Hub source is refused with the command that imports it."""
+    path = getattr(teacher, "path", teacher)
+    if not isinstance(path, (str, Path)):
+        raise UserError(f"the teacher must be an agent directory or an Agent, got {type(teacher).__name__}")
+    if str(path).startswith("hf:") or not Path(path).is_dir():
+        if str(path).startswith("hf:") or Path(path).is_file():
+            raise UserError(f"{path}: distill reads its teacher from an agent directory; import it first: "
+                            f"rl-compress teacher import {path} --out DIR")
+        raise UserError(f"{path}: not an agent directory")
+    return Path(path)
 
 
 def _init_source(path: Path, arch: dict[str, Any], game: str) -> Any:
@@ -287,7 +305,7 @@ def _init_source(path: Path, arch: dict[str, Any], game: str) -> Any:
 
 
 def distill(
-    teacher_dir: Path,
+    teacher_dir: Path | str | Any,
     cfg: DistillConfig,
     out: Path,
     resume: bool = False,
@@ -297,13 +315,14 @@ def distill(
     force: bool = False,
     stop: StopToken | None = None,
 ) -> dict[str, Any]:
-    """Distill the teacher in ``teacher_dir`` into a student written to ``out``; returns its card.
+    """Distill the teacher in ``teacher_dir`` (an agent directory, or an Agent loaded from one) into a
+    student written to ``out``; returns its card.
 
     ``out`` must be new or empty, or hold this run (``resume``), or ``force`` replaces the run it
     holds. The directory is locked for the whole run. ``stop`` (default: the run's own token, set by
     SIGINT / SIGTERM while the loop runs) ends the loop at its next step with a checkpoint."""
     cfg = check_config(cfg)
-    teacher_dir, out = Path(teacher_dir), check_output_dir(out)
+    teacher_dir, out = teacher_directory(teacher_dir), check_output_dir(out)
     teacher = load_agent(teacher_dir)
     with own_run_dir(out, resume, force):
         return _distill(teacher_dir, teacher, cfg, out, resume, tensorboard, show_progress, command, stop)
