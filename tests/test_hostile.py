@@ -372,3 +372,65 @@ def test_full_disk_keeps_the_previous_checkpoint(small_disk: Path, random_teache
     res = rlc(*args[:-2], "--resume", "--steps", "400", "--quiet")
     assert res.returncode == 0, res.stderr
     assert json.loads((out / "agent.json").read_text())["training"]["steps"] == 400
+
+
+# ------------------------------------------------------------------ lost work: an output is never an input
+def test_an_output_never_destroys_an_input(capsys: pytest.CaptureFixture, student: Path, random_teacher: Path,
+                                           tmp_path: Path) -> None:
+    before = snapshot(student)
+    refused(capsys, ["evaluate", str(student), "--episodes", "1", "--json", str(student / "agent.json")],
+            "is a file of the agent in")
+    refused(capsys, ["export", str(student), "--format", "onnx", "--out", str(student / "model.safetensors")],
+            "is a file of the agent in")
+    refused(capsys, ["table", str(student), "--md", str(student / "agent.json")], "is a file of the agent in")
+    refused(capsys, ["distill", "--teacher", str(random_teacher), "--out", str(random_teacher), "--force",
+                     "--steps", "400", *TINY_DISTILL], "would overwrite its own input")
+    refused(capsys, ["distill", "--teacher", str(random_teacher), "--out", str(random_teacher.parent), "--force",
+                     "--steps", "400", *TINY_DISTILL], "would overwrite its own input")
+    refused(capsys, ["distill", "--teacher", str(random_teacher), "--out", str(student), "--force", "--steps", "400",
+                     "--init-from", str(student), *TINY_DISTILL], "would overwrite its own input")
+    refused(capsys, ["prune", str(student), "--out", str(student / "sub")], "would overwrite its own input")
+    assert snapshot(student) == before
+    assert (random_teacher / "agent.json").exists() and (random_teacher / "model.safetensors").exists()
+
+
+def test_weights_of_another_step_are_not_loaded_as_consistent(capsys: pytest.CaptureFixture, student: Path,
+                                                                random_teacher: Path) -> None:
+    """A kill -9 after the weights' rename and before the card's: weights of step 600 beside the
+    card and checkpoint of step 400. `info` refuses them in one line; `--resume` repairs them."""
+    old = {name: (student / name).read_bytes() for name in ("agent.json", "checkpoint.pt")}
+    assert main(["distill", "--teacher", str(random_teacher), "--out", str(student), "--resume", "--steps", "600",
+                 "--quiet"]) == 0
+    for name, data in old.items():
+        (student / name).write_bytes(data)
+    refused(capsys, ["info", str(student)], "holds the weights of step 600", "says step 400", "--resume")
+    res = rlc("distill", "--teacher", str(random_teacher), "--out", str(student), "--resume", "--steps", "602",
+              "--quiet")
+    assert res.returncode == 0, res.stderr
+    assert "model.safetensors held step 600, agent.json step 400, checkpoint.pt step 400: rewriting" in res.stderr
+    assert main(["info", str(student)]) == 0
+
+
+def test_resume_alone_goes_on_with_the_runs_own_settings(random_teacher: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    proc = subprocess.Popen([_exe(), "distill", "--teacher", str(random_teacher), "--out", str(out), "--steps", "700",
+                             "--max-wall-time", "600", "--checkpoint-every", "100", *TINY_DISTILL],
+                            stderr=subprocess.PIPE, text=True)
+    assert _wait_for(lambda: (out / "checkpoint.pt").exists() or proc.poll() is not None, every=0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGINT, err
+    resume = err.strip().split("resume with: ")[1].split()
+    assert resume[0] == "rl-compress" and "--steps" not in resume
+    res = rlc(*resume[1:], "--quiet")
+    assert res.returncode == 0, res.stderr
+    tr = json.loads((out / "agent.json").read_text())["training"]
+    assert tr["steps"] == 700 and tr["finished"]
+    assert (tr["config"]["max_wall_time"], tr["config"]["checkpoint_every"], tr["config"]["eval_every"]) == (600, 100, 0)
+
+
+def test_hub_revisions_stay_in_the_cache(capsys: pytest.CaptureFixture, tmp_path: Path) -> None:
+    for rev in ("../../../../x", "main/../../x", "/etc", "a//b"):
+        refused(capsys, ["teacher", "import", f"hf:sb3/dqn-PongNoFrameskip-v4@{rev}", "--out", str(tmp_path / "t")],
+                "a revision is a branch, tag or commit id")
+    assert not (tmp_path / "t").exists()

@@ -47,7 +47,9 @@ from rl_compress.studies.backends import run_study
 from rl_compress.studies.report import report, write_results
 from rl_compress.studies.spec import load_study
 from rl_compress.studies.table import TABLE_COLUMNS, agents_table, table_markdown
+from rl_compress.train.distill import RESUME_KEEPS as DISTILL_RESUME_KEEPS
 from rl_compress.train.distill import DistillConfig, distill
+from rl_compress.train.teacher import RESUME_KEEPS as TEACHER_RESUME_KEEPS
 from rl_compress.train.teacher import PQNConfig, TeacherConfig, train_teacher
 
 
@@ -98,13 +100,25 @@ def _teacher_config_class(args: argparse.Namespace, source_card: dict[str, Any] 
     return cls
 
 
+def _run_settings(args: argparse.Namespace, card: dict[str, Any] | None, keeps: set[str]) -> dict[str, Any]:
+    """On ``--resume``: the run's own values of the settings a resume may change (``keeps``: steps,
+    budget, checkpoint and evaluation cadence...) that this command line does not give, so that
+    ``--resume`` alone goes on exactly as the run was started."""
+    if not args.resume or card is None:
+        return {}
+    saved = (card.get("training") or {}).get("config")
+    if not isinstance(saved, dict):
+        return {}
+    return {name: saved[name] for name in keeps if name in saved and getattr(args, name, None) is None}
+
+
 def cmd_teacher_train(args: argparse.Namespace) -> int:
     """Train (or resume) a DQN or PQN teacher."""
 
     # on --resume the game, arch and algorithm are the run's; with --init-from game and arch default to the source's
     source = Path(args.out) if args.resume else Path(args.init_from) if args.init_from else None
     source_card = read_card(source) if source is not None and (source / CARD).exists() else None
-    fixed = {}
+    fixed = _run_settings(args, source_card, TEACHER_RESUME_KEEPS)
     if args.game is None and source_card is not None:
         fixed["game"] = source_card["game"]
     cfg = config_from_args(_teacher_config_class(args, source_card), args, **fixed)
@@ -303,9 +317,11 @@ def cmd_distill(args: argparse.Namespace) -> int:
     """Distill a student from a teacher."""
 
     fixed = {}
-    if args.resume and args.student is None and (Path(args.out) / CARD).exists():
-
-        fixed["student"] = read_card(Path(args.out))["arch"].get("spec", "")
+    if args.resume and (Path(args.out) / CARD).exists():
+        card = read_card(Path(args.out))
+        fixed = _run_settings(args, card, DISTILL_RESUME_KEEPS)
+        if args.student is None:
+            fixed["student"] = card["arch"].get("spec", "")
     cfg = config_from_args(DistillConfig, args, **fixed)
     command = " ".join(["rl-compress", *sys.argv[1:]]) if sys.argv[0].endswith("rl-compress") else None
     stop = StopToken()

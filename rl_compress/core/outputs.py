@@ -4,6 +4,7 @@ never overwritten unless the user says so.
 - ``check_output_file``: the file's kind is known (its suffix), it is not a directory, its folder
   exists and a real probe file can be created there (a read-only disk or a path under a file is
   refused at once, not after an hour of work).
+- ``check_not_inputs``: an output is never an input, nor inside one, nor holds one.
 - ``check_output_dir``: an agent or run directory that can be made and written (whether it may be
   claimed is ``core.rundir.claim_output_dir``'s to say).
 """
@@ -15,6 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from rl_compress.core.errors import UserError
+from rl_compress.core.rundir import RUN_FILES, holds_run
 
 
 def _nearest_existing(path: Path) -> Path:
@@ -44,8 +46,22 @@ def check_output_file(path: Path | str, suffixes: Sequence[str] = (), flag: str 
         raise UserError(f"{path.parent}: no such directory")
     if not path.parent.is_dir():
         raise UserError(f"{path}: {path.parent} is not a directory")
+    if path.name in RUN_FILES and holds_run(path.parent):
+        raise UserError(f"{path}: {flag} is a file of the agent in {path.parent}; choose another path")
     probe_writable(path.parent, path)
     return path
+
+
+def check_not_inputs(out: Path | str, inputs: Sequence[Path | str | None], flag: str = "--out") -> None:
+    """Refuse an output directory that is one of the ``inputs`` (a teacher, an --init-from agent, a
+    source file), lies inside one, or holds one: writing there (--force) would destroy the input."""
+    target = Path(out).resolve()
+    for given in inputs:
+        if not given or str(given).startswith("hf:"):
+            continue
+        source = Path(given).resolve()
+        if target == source or source.is_relative_to(target) or target.is_relative_to(source):
+            raise UserError(f"{out}: {flag} would overwrite its own input {given}; choose another {flag}")
 
 
 def check_output_dir(out: Path | str) -> Path:

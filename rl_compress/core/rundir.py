@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 import torch
+from safetensors import SafetensorError, safe_open
 
 from rl_compress.core.errors import StorageError, UserError, first_line
 from rl_compress.core.files import atomic_write_bytes, bytes_writer
@@ -155,6 +156,16 @@ def card_step(out: Path) -> int | None:
         return None
 
 
+def weights_steps(path: Path) -> int | None:
+    """The env step recorded in a safetensors file's metadata (None for files saved without it)."""
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            value = (f.metadata() or {}).get("steps")
+        return int(value) if value is not None else None
+    except (SafetensorError, OSError, ValueError):
+        return None
+
+
 def reconcile_resume(out: Path, step: int) -> bool:
     """Bring a run directory back to its checkpoint's ``step`` before a resume: drop the returns
     logged after it (a kill between checkpoints), and report whether the weights and card hold
@@ -163,9 +174,13 @@ def reconcile_resume(out: Path, step: int) -> bool:
     dropped = truncate_returns(out, step)
     if dropped:
         note(f"{out / RETURNS}: dropped {dropped} episode(s) logged after the checkpoint's step {step}")
-    held = card_step(out)
+    held, weights = card_step(out), weights_steps(out / WEIGHTS)
+    if weights not in (None, held):
+        note(f"{out}: {WEIGHTS} held step {weights}, {CARD} step {held}, {CHECKPOINT} step {step}: "
+             "rewriting them from the checkpoint")
+        return True
     if held != step:
-        note(f"{out}: agent.json and model.safetensors held step {held}, checkpoint.pt step {step}: "
+        note(f"{out}: {CARD} and {WEIGHTS} held step {held}, {CHECKPOINT} step {step}: "
              "rewriting them from the checkpoint")
         return True
     return False

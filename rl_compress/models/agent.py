@@ -21,7 +21,7 @@ from rl_compress.atari.envs import OBS_SHAPE
 from rl_compress.atari.games import game_info, num_actions, resolve_game
 from rl_compress.core.errors import UserError, first_line
 from rl_compress.core.files import atomic_write_json, bytes_writer, sha256_file, write_generation
-from rl_compress.core.rundir import CARD, WEIGHTS
+from rl_compress.core.rundir import CARD, WEIGHTS, weights_steps
 from rl_compress.models.networks import build_network, count_params
 
 FORMAT = 1
@@ -89,9 +89,27 @@ def agent_files(net: nn.Module, card: dict[str, Any]) -> list[tuple[str, Any]]:
     weights first (a reader that finds the card finds the weights it describes)."""
 
     tensors = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
-    weights = save(tensors, metadata={"format": str(FORMAT)})
+    metadata = {"format": str(FORMAT)}
+    step = card_steps(card)
+    if step is not None:  # the weights say which generation they belong to (see ``check_generation``)
+        metadata["steps"] = str(step)
+    weights = save(tensors, metadata=metadata)
     text = (json.dumps(card, indent=2, sort_keys=False) + "\n").encode()
     return [(WEIGHTS, bytes_writer(weights)), (CARD, bytes_writer(text))]
+
+
+def card_steps(card: dict[str, Any]) -> int | None:
+    """The env step a card's training reached (None when it does not say)."""
+    steps = (card.get("training") or {}).get("steps") if isinstance(card.get("training"), dict) else None
+    return steps if isinstance(steps, int) and not isinstance(steps, bool) else None
+
+
+def check_generation(directory: Path, card: dict[str, Any]) -> None:
+    """Refuse weights and a card of different generations (a write killed between their renames)."""
+    held, said = weights_steps(Path(directory) / WEIGHTS), card_steps(card)
+    if held is not None and said is not None and held != said:
+        raise UserError(f"{Path(directory) / WEIGHTS}: holds the weights of step {held}, {CARD} says step {said} "
+                        "(a checkpoint write was interrupted); --resume the run to repair it from its checkpoint")
 
 
 def save_agent(directory: Path, net: nn.Module, card: dict[str, Any]) -> Path:
@@ -193,6 +211,7 @@ def load_agent(directory: Path, game: str | None = None) -> Agent:
                 f" ({k} has shape {list(state[k].shape)}, arch needs {list(v.shape)})"
             )
     check_finite(state, wpath)
+    check_generation(directory, card)
     net.load_state_dict(state)
     net.eval()
     return Agent(directory, card, net)

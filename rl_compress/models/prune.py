@@ -21,7 +21,7 @@ from rl_compress.atari.envs import make_vector_env
 from rl_compress.core.device import announce_choice, model_device, resolve_device, to_device
 from rl_compress.core.errors import UserError
 from rl_compress.core.files import sha256_file
-from rl_compress.core.outputs import check_output_dir
+from rl_compress.core.outputs import check_not_inputs, check_output_dir
 from rl_compress.core.rundir import claim_output_dir, own_run_dir
 from rl_compress.models.agent import WEIGHTS, Agent, load_agent, make_card, save_agent
 from rl_compress.models.networks import (
@@ -156,6 +156,7 @@ def prune_agent(
     (``max_params``) the least needed live ones. Returns the new card. ``out`` must be new or
     empty; ``force`` replaces the agent it holds."""
     src, out = Path(src), check_output_dir(out)
+    check_not_inputs(out, [src])
     if out.resolve() == src.resolve():
         raise UserError(f"{out}: --out is the source agent; choose another directory")
     if out.exists() and any(not p.name.startswith(".") for p in out.iterdir()) and not force:

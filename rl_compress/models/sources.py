@@ -16,7 +16,7 @@ import yaml
 
 from rl_compress.atari.games import resolve_game
 from rl_compress.core.errors import UserError, first_line
-from rl_compress.core.outputs import check_output_dir
+from rl_compress.core.outputs import check_not_inputs, check_output_dir
 from rl_compress.core.rundir import own_run_dir
 from rl_compress.models.agent import CARD, WEIGHTS, Agent, load_agent, save_agent
 from rl_compress.models.cleanrl_import import convert_cleanrl
@@ -27,14 +27,29 @@ MODEL_FILES = ("*.cleanrl_model", "*.zip")
 AGENT_FILES = (CARD, WEIGHTS)  # a repository that rl-compress push wrote
 
 
+def check_revision(repo_id: str, revision: str | None) -> None:
+    """Refuse a revision that is not a branch, tag or commit id: no empty, ``.`` or ``..`` segment,
+    no leading ``/`` (a revision names a folder in the cache: it must not point out of it)."""
+    if revision is None:
+        return
+    parts = revision.split("/")
+    if revision.startswith("/") or any(p in ("", ".", "..") for p in parts):
+        raise UserError(f"hf:{repo_id}@{revision}: a revision is a branch, tag or commit id")
+
+
 def fetch_hub_repo(repo_id: str, revision: str | None = None) -> Path:
     """The local snapshot folder of a Hub model repository (downloaded into the cache, or read from
-    it alone when ``HF_HUB_OFFLINE=1``)."""
+    it alone when ``HF_HUB_OFFLINE=1``), which must lie inside the cache."""
+    check_revision(repo_id, revision)
     try:
-        return Path(huggingface_hub.snapshot_download(repo_id, revision=revision,
-                                                      allow_patterns=[*MODEL_FILES, *AGENT_FILES, "README.md"]))
+        folder = Path(huggingface_hub.snapshot_download(repo_id, revision=revision,
+                                                        allow_patterns=[*MODEL_FILES, *AGENT_FILES, "README.md"]))
     except Exception as e:  # noqa: BLE001 - not cached offline, unknown repo, network down: one line
         raise UserError(f"hf:{repo_id}: cannot fetch it ({first_line(e)})") from None
+    cache = Path(huggingface_hub.constants.HF_HUB_CACHE).resolve()
+    if not folder.resolve().is_relative_to(cache):
+        raise UserError(f"hf:{repo_id}@{revision}: resolves to {folder}, outside the Hub cache {cache}")
+    return folder
 
 
 def model_file(folder: Path, name: str) -> Path:
@@ -114,7 +129,8 @@ def import_teacher(source: str | Path, out: Path, game: str | None = None, force
     """Convert a teacher from ``source`` into the agent directory ``out`` (new or empty; ``force``
     replaces the agent it holds); returns its card."""
     out = check_output_dir(out)
-    net, card, _ = convert_source(source, game)
+    net, card, path = convert_source(source, game)
+    check_not_inputs(out, [path])
     key = "import_command" if card["training"].get("command") else "command"  # an rl-compress agent keeps its own
     card["training"][key] = f"rl-compress teacher import {source} --game {card['game']} --out {out}"
     with own_run_dir(out, force=force):

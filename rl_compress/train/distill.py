@@ -45,7 +45,7 @@ from rl_compress.core.device import (
 )
 from rl_compress.core.errors import UserError
 from rl_compress.core.files import sha256_file
-from rl_compress.core.outputs import check_output_dir
+from rl_compress.core.outputs import check_not_inputs, check_output_dir
 from rl_compress.core.provenance import git_commit
 from rl_compress.core.rundir import load_checkpoint, note, own_run_dir, reconcile_resume
 from rl_compress.core.signals import StopToken
@@ -323,6 +323,7 @@ def distill(
     SIGINT / SIGTERM while the loop runs) ends the loop at its next step with a checkpoint."""
     cfg = check_config(cfg)
     teacher_dir, out = teacher_directory(teacher_dir), check_output_dir(out)
+    check_not_inputs(out, [teacher_dir, cfg.init_from])
     teacher = load_agent(teacher_dir)
     with own_run_dir(out, resume, force):
         return _distill(teacher_dir, teacher, cfg, out, resume, tensorboard, show_progress, command, stop)

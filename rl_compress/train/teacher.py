@@ -28,7 +28,7 @@ from rl_compress.atari.games import resolve_game
 from rl_compress.core.config import check_ranges, option, resumed_config
 from rl_compress.core.device import announce_choice, config_device, resolve_device, to_device
 from rl_compress.core.errors import UserError, first_line
-from rl_compress.core.outputs import check_output_dir
+from rl_compress.core.outputs import check_not_inputs, check_output_dir
 from rl_compress.core.rundir import (
     CHECKPOINT,
     REPLAY,
@@ -232,6 +232,7 @@ def train_teacher(
     """
     cfg = check_config(cfg)
     out = check_output_dir(out)
+    check_not_inputs(out, [cfg.init_from])
     with own_run_dir(out, resume, force):
         arch = arch or teacher_arch(layer_norm=algo_of(cfg) == "pqn")
         return _train_teacher(cfg, out, resume, tensorboard, arch, show_progress, command, stop)
