@@ -27,6 +27,7 @@ from rl_compress.train.distill import (
     distill_update,
     recycle_dead_channels,
     scheduled_lr,
+    teacher_tau,
 )
 
 TINY = {"steps": 1200, "learning_starts": 400, "buffer_size": 4000, "envs": 4, "batch_size": 32, "train_freq": 2,
@@ -217,8 +218,9 @@ def test_distill_learns_the_teacher(sharp_teacher: Path, tmp_path: Path, loss: s
         q = teacher(x)
         # the softmax losses are measured as KL (cross-entropy less the teacher's entropy)
         measure = "kl" if loss == "actor-mimic" else loss
-        before = float(distill_loss(init(x), q, measure, cfg.tau()))
-        after = float(distill_loss(student(x), q, measure, cfg.tau()))
+        tau = teacher_tau(cfg, load_agent(sharp_teacher).card)
+        before = float(distill_loss(init(x), q, measure, tau))
+        after = float(distill_loss(student(x), q, measure, tau))
         agree = float((student(x).argmax(1) == q.argmax(1)).float().mean())
         agree0 = float((init(x).argmax(1) == q.argmax(1)).float().mean())
     assert after < 0.7 * before, (before, after)

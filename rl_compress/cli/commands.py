@@ -152,7 +152,7 @@ def _agent(args: argparse.Namespace, directory_only: str = "") -> Any:
     """The agent that ``args.agent`` names (a directory, an SB3 zip, a CleanRL file, hf:ORG/NAME[@REV]),
     through the Python API's loader, on ``--device`` where the command has one; ``directory_only``
     names what needs an agent directory (then anything else is refused with one line)."""
-    if directory_only and (str(args.agent).startswith("hf:") or not Path(args.agent).is_dir()):
+    if directory_only and (str(args.agent).startswith("hf:") or Path(args.agent).is_file()):
         raise UserError(f"{args.agent}: {directory_only} needs an agent directory; import it first: "
                         f"rl-compress teacher import {args.agent} --out DIR")
     return api_load_agent(args.agent, game=getattr(args, "game", None), device=getattr(args, "device", "cpu"))

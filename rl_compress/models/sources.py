@@ -90,7 +90,7 @@ def load_source(source: str | Path, game: str | None = None) -> Agent:
     zip, a CleanRL ``.cleanrl_model`` or ``hf:ORG/NAME[@REVISION]`` (its ``path`` is the directory or
     the model file read); the one loader of the CLI and the Python API."""
     text = str(source)
-    if not text.startswith("hf:") and Path(text).is_dir():
+    if not text.startswith("hf:") and not Path(text).is_file():  # a directory (or nothing: said as one)
         return load_agent(Path(text), game=game)
     net, card, path = convert_source(text, game)
     return Agent(path, card, net.eval())

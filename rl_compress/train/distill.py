@@ -126,10 +126,6 @@ class DistillConfig:
     init_from: str = option("student agent directory whose weights start the run, e.g. a pruned one "
                             "(its spec must be --student; overrides --init)", default="")
 
-    def tau(self) -> float:
-        """The temperature in use."""
-        return self.temperature if self.temperature > 0 else DEFAULT_TAU[self.loss]
-
     def recycle_interval(self) -> int:
         """Updates between recycling dead channels in use (0 = off)."""
         if self.recycle_every >= 0:
