@@ -258,3 +258,42 @@ def test_gpu_trained_agent_exports_and_runs_anywhere(tmp_path: Path) -> None:
     np.testing.assert_allclose(sess.run(None, {"obs": obs})[0], ref, rtol=1e-4, atol=1e-4)
     card = json.loads((out / "agent.json").read_text())
     assert card["training"]["device"]["type"] == "cuda"
+
+
+@pytest.mark.gpu
+@needs_gpu
+def test_gpu_pqn_returns_and_update_match_the_cpu(exact_cuda: torch.device) -> None:
+    from rl_compress.models.networks import build_network, teacher_arch
+    from rl_compress.train.pqn import init_pqn_network, pqn_update, q_lambda_returns
+
+    torch.manual_seed(0)
+    rewards, values = torch.randn(8, 4).sign(), torch.randn(8, 4)
+    terminal, ended = torch.rand(8, 4) < 0.1, torch.rand(8, 4) < 0.2
+    on_cpu = q_lambda_returns(rewards, values, terminal, ended, 0.99, 0.65)
+    on_gpu = q_lambda_returns(*(t.to(exact_cuda) for t in (rewards, values, terminal, ended)), 0.99, 0.65)
+    torch.testing.assert_close(on_gpu.cpu(), on_cpu)
+    obs = torch.from_numpy(sample_observations("pong", 32, num_envs=4, warmup=60))
+    actions, returns = torch.randint(0, 6, (32,)), torch.randn(32)
+    nets = [init_pqn_network(build_network(teacher_arch(layer_norm=True), 6)) for _ in range(2)]
+    nets[1].load_state_dict(nets[0].state_dict())
+    nets[1].to(exact_cuda)
+    losses = []
+    for net, dev in zip(nets, (torch.device("cpu"), exact_cuda)):
+        opt = torch.optim.RAdam(net.parameters(), lr=2.5e-4)
+        losses.append(float(pqn_update(net, opt, obs.to(dev), actions.to(dev), returns.to(dev), 10.0)))
+    assert losses[1] == pytest.approx(losses[0], rel=1e-4)
+    for (k, a), b in zip(nets[0].state_dict().items(), nets[1].state_dict().values()):
+        torch.testing.assert_close(b.cpu(), a, rtol=1e-4, atol=1e-5, msg=k)
+
+
+@pytest.mark.gpu
+@needs_gpu
+def test_gpu_pqn_run_resumes_on_the_cpu(tmp_path: Path) -> None:
+    from rl_compress.train.pqn import PQNConfig
+
+    out = tmp_path / "pqn"
+    cfg = PQNConfig(steps=4096, eval_every=0, device="cuda", envs=64, env_threads=0)
+    card = train_teacher(cfg, out, show_progress=False)
+    assert card["training"]["device"]["type"] == "cuda" and card["training"]["updates"] > 0
+    card = train_teacher(PQNConfig(steps=6144, device="cpu"), out, resume=True, show_progress=False)
+    assert card["training"]["device"]["type"] == "cpu" and card["training"]["steps"] >= 6144

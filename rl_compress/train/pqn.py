@@ -200,7 +200,7 @@ class PQNMethod(TeacherMethodBase):
         actions = np.where(explore, self.rng.integers(0, self.n_act, k), greedy).astype(np.int64)
         ro.obs[ro.t] = x
         ro.values[ro.t] = q.max(1).values
-        ro.actions[ro.t] = torch.from_numpy(actions).to(self.device)
+        ro.actions[ro.t] = to_device(actions, self.device)
         return actions
 
     def learn(self, state: RunState) -> None:
@@ -236,10 +236,10 @@ class PQNMethod(TeacherMethodBase):
         ro, dev = self.rollout, self.device
         life_lost = (info["lives"] < self.lives) & self.cfg.life_loss_terminal
         self.lives = info["lives"].copy()
-        ro.rewards[ro.t] = torch.from_numpy(np.sign(reward).astype(np.float32)).to(dev)
-        ro.terminal[ro.t] = torch.from_numpy(term | life_lost).to(dev)
-        ro.ended[ro.t] = torch.from_numpy(term | trunc).to(dev)
-        ro.valid[ro.t] = torch.from_numpy(~just_done).to(dev)
+        ro.rewards[ro.t] = to_device(np.sign(reward).astype(np.float32), dev)
+        ro.terminal[ro.t] = to_device(term | life_lost, dev)
+        ro.ended[ro.t] = to_device(term | trunc, dev)
+        ro.valid[ro.t] = to_device(~just_done, dev)
         ro.t += 1
 
     def report(self, writer: Any, state: RunState) -> None:
