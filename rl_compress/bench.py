@@ -23,12 +23,12 @@ import torch
 
 from rl_compress.atari.envs import sample_observations
 from rl_compress.atari.games import _env_id_name, quiet_ale, resolve_game
-from rl_compress.attention.maps import GRID, SCREEN_H, SCREEN_W, attention
 from rl_compress.core.device import device_record, resolve_device, to_device
 from rl_compress.core.errors import UserError
 from rl_compress.core.provenance import cpu_model
 from rl_compress.models.agent import make_card, save_agent
 from rl_compress.models.export import export
+from rl_compress.models.maps import GRID, SCREEN_H, SCREEN_W, attention
 from rl_compress.models.networks import (
     bf16_is_fast,
     build_network,

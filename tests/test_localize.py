@@ -13,7 +13,11 @@ import pytest
 import torch
 
 from rl_compress.atari.envs import ScreenEnv, sample_observations
-from rl_compress.attention.maps import (
+from rl_compress.attention.video import render_overlay, write_video
+from rl_compress.bench import attention_macs, bench_localize
+from rl_compress.core.errors import UserError
+from rl_compress.models.agent import make_card, save_agent
+from rl_compress.models.maps import (
     cell_centres,
     gmp_attention,
     gmp_attention_from_cells,
@@ -22,10 +26,6 @@ from rl_compress.attention.maps import (
     grid_to_screen,
     perturbation_attention,
 )
-from rl_compress.attention.video import render_overlay, write_video
-from rl_compress.bench import attention_macs, bench_localize
-from rl_compress.core.errors import UserError
-from rl_compress.models.agent import make_card, save_agent
 from rl_compress.models.networks import build_network, forward_macs, parse_spec, receptive_field, teacher_arch
 
 

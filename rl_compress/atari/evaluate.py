@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from rl_compress.atari.acting import epsilon_greedy
 from rl_compress.atari.envs import EnvConfig, make_vector_env
 from rl_compress.atari.games import game_info, resolve_game
 from rl_compress.core.device import model_device, to_device
@@ -82,50 +83,50 @@ def evaluate(
     quota = np.full(k, episodes // k, dtype=np.int64)
     quota[: episodes % k] += 1
     env = make_vector_env(game, k, protocol.env_config())
-    rng = np.random.default_rng(seed)
-    scores: list[list[float]] = [[] for _ in range(k)]
-    lengths: list[list[int]] = [[] for _ in range(k)]
-    truncs: list[list[bool]] = [[] for _ in range(k)]
-    ret = np.zeros(k, dtype=np.float64)
-    length = np.zeros(k, dtype=np.int64)
     net.eval()
-    device = model_device(net)
     try:
-        obs, _ = env.reset(seed=seed)
         with progress_bar(show_progress) as bar, torch.inference_mode():
             task = bar.add_task(f"evaluate {game}", total=episodes, info="")
-            done_before = np.zeros(k, dtype=bool)
-            while any(len(s) < q for s, q in zip(scores, quota)):
-                greedy = net(to_device(obs, device)).argmax(1).cpu().numpy()
-                explore = rng.random(k) < protocol.epsilon
-                actions = np.where(explore, rng.integers(0, env.single_action_space.n, k), greedy)
-                obs, reward, term, trunc, _ = env.step(actions.astype(np.int64))
-                # a step right after an episode's end is the env's reset step (reward 0)
-                ret += np.where(done_before, 0.0, reward)
-                length += ~done_before
-                done = term | trunc
-                for i in np.flatnonzero(done & ~done_before):
-                    if len(scores[i]) < quota[i]:
-                        scores[i].append(float(ret[i]))
-                        lengths[i].append(int(length[i]))
-                        truncs[i].append(bool(trunc[i] and not term[i]))
-                        bar.advance(task)
-                        flat = [s for ss in scores for s in ss]
-                        bar.update(task, info=f"mean {np.mean(flat):.1f}")
-                    ret[i] = 0.0
-                    length[i] = 0
-                done_before = done
+            games = _play_quota(net, env, quota, seed, protocol.epsilon, lambda mean: bar.update(
+                task, advance=1, info=f"mean {mean:.1f}"))
     finally:
         env.close()
-    all_scores = [s for ss in scores for s in ss]
+    scores = [g[0] for per_env in games for g in per_env]
     return {
         "protocol": asdict(protocol),
         "episodes": episodes,
         "seed": seed,
-        "mean": float(np.mean(all_scores)),
-        "std": float(np.std(all_scores)),
-        "human_normalized": human_normalized(game, float(np.mean(all_scores))),
-        "scores": all_scores,
-        "lengths": [n for nn_ in lengths for n in nn_],
-        "truncated": sum(t for tt in truncs for t in tt),
+        "mean": float(np.mean(scores)),
+        "std": float(np.std(scores)),
+        "human_normalized": human_normalized(game, float(np.mean(scores))),
+        "scores": scores,
+        "lengths": [g[1] for per_env in games for g in per_env],
+        "truncated": sum(g[2] for per_env in games for g in per_env),
     }
+
+
+def _play_quota(net: nn.Module, env: Any, quota: np.ndarray, seed: int, epsilon: float,
+                on_game: Any) -> list[list[tuple[float, int, bool]]]:
+    """Play until env i has finished ``quota[i]`` games: per env, (score, length, truncated) of
+    each game, in order; ``on_game(mean so far)`` after each counted game."""
+    k, device = len(quota), model_device(net)
+    rng = np.random.default_rng(seed)
+    games: list[list[tuple[float, int, bool]]] = [[] for _ in range(k)]
+    ret, length = np.zeros(k, dtype=np.float64), np.zeros(k, dtype=np.int64)
+    obs, _ = env.reset(seed=seed)
+    done_before = np.zeros(k, dtype=bool)
+    while any(len(g) < q for g, q in zip(games, quota)):
+        actions = epsilon_greedy(k, epsilon, rng, env.single_action_space.n,
+                                 lambda obs=obs: net(to_device(obs, device)).argmax(1).cpu().numpy())
+        obs, reward, term, trunc, _ = env.step(actions)
+        # a step right after an episode's end is the env's reset step (reward 0)
+        ret += np.where(done_before, 0.0, reward)
+        length += ~done_before
+        done = term | trunc
+        for i in np.flatnonzero(done & ~done_before):
+            if len(games[i]) < quota[i]:
+                games[i].append((float(ret[i]), int(length[i]), bool(trunc[i] and not term[i])))
+                on_game(np.mean([g[0] for per_env in games for g in per_env]))
+            ret[i], length[i] = 0.0, 0
+        done_before = done
+    return games

@@ -11,8 +11,8 @@ from torch import nn
 
 from rl_compress.atari.envs import ScreenEnv
 from rl_compress.atari.evaluate import DEFAULT_PROTOCOL
-from rl_compress.attention.maps import attention
 from rl_compress.core.device import model_device, to_device
+from rl_compress.models.maps import attention
 
 
 @dataclass

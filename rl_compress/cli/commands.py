@@ -21,7 +21,6 @@ from rl_compress.api import load_agent as api_load_agent
 from rl_compress.atari.evaluate import evaluate
 from rl_compress.atari.games import action_names
 from rl_compress.attention.localize import localize_to_npz
-from rl_compress.attention.maps import attention
 from rl_compress.attention.playback import play
 from rl_compress.attention.publish import STILL, attention_still, stage, upload
 from rl_compress.attention.score import objects_from_ram, score_npz
@@ -39,6 +38,7 @@ from rl_compress.core.signals import StopToken
 from rl_compress.core.tables import rows_csv
 from rl_compress.models.agent import WEIGHTS, agent_summary, read_card, update_card
 from rl_compress.models.export import export
+from rl_compress.models.maps import attention
 from rl_compress.models.model_card import model_card
 from rl_compress.models.networks import GMPStudent, count_params, parse_spec
 from rl_compress.models.prune import prune_agent

@@ -12,16 +12,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save
 from torch import nn
 
-from rl_compress.atari.envs import OBS_SHAPE
+from rl_compress.atari.acting import epsilon_greedy
+from rl_compress.atari.envs import OBS_SHAPE, SCREEN_SHAPE
+from rl_compress.atari.evaluate import DEFAULT_PROTOCOL
 from rl_compress.atari.games import game_info, num_actions, resolve_game
+from rl_compress.core.device import model_device, to_device
 from rl_compress.core.errors import UserError, first_line
 from rl_compress.core.files import atomic_write_json, bytes_writer, sha256_file, write_generation
 from rl_compress.core.rundir import CARD, WEIGHTS, weights_steps
+from rl_compress.models.maps import METHODS, attention
 from rl_compress.models.networks import build_network, count_params
 
 FORMAT = 1
@@ -36,13 +41,60 @@ MAX_ACTIONS = 18  # the full Atari action set
 OUTPUTS = ("q_values", "policy_logits")  # what a teacher's outputs are (a student's are always logits)
 
 
+def check_observations(obs: Any) -> tuple[np.ndarray, bool]:
+    """``obs`` as a uint8 [B,4,84,84] batch and whether it was one observation; refuses what is not
+    our observation with a clear error (floats already scaled, raw RGB screens, wrong shapes)."""
+    arr = obs.detach().cpu().numpy() if isinstance(obs, torch.Tensor) else np.asarray(obs)
+    if arr.shape[-3:] == SCREEN_SHAPE or arr.shape[-2:] == SCREEN_SHAPE[:2]:
+        raise UserError(f"got a raw screen of shape {list(arr.shape)}: agents take the preprocessed uint8 "
+                        "[4,84,84] stack; play with rl_compress.make_env(game) to get it")
+    if arr.dtype != np.uint8:
+        raise UserError(f"observations must be uint8 stacks of 0..255 (got {arr.dtype}; already scaled by 1/255? "
+                        "the networks scale them themselves)")
+    if arr.shape == OBS_SHAPE:
+        return arr[None], True
+    if arr.ndim == 4 and arr.shape[1:] == OBS_SHAPE:
+        return arr, False
+    raise UserError(f"observations must be uint8 [4,84,84] or [B,4,84,84], got {list(arr.shape)}")
+
+
 @dataclass
 class Agent:
-    """A loaded agent: its directory, its card and its network (eval mode)."""
+    """A loaded agent (teacher or student): where it came from (its directory, or the file it was
+    read from), its card and its network (eval mode), with a policy and attention maps."""
 
     path: Path
     card: dict[str, Any]
     net: nn.Module
+
+    def predict(self, obs: Any, deterministic: bool = True, epsilon: float = DEFAULT_PROTOCOL.epsilon,
+                rng: np.random.Generator | None = None) -> Any:
+        """Actions for one observation (uint8 [4,84,84], gives an int) or a batch ([B,4,84,84],
+        gives int64 [B]): the argmax of the network's outputs; with ``deterministic=False`` a
+        uniformly random action with probability ``epsilon`` (the evaluation protocol's 0.001)."""
+        batch, single = check_observations(obs)
+
+        def greedy() -> np.ndarray:
+            with torch.no_grad():
+                return self.net(to_device(batch, model_device(self.net))).argmax(1).cpu().numpy().astype(np.int64)
+
+        if deterministic:
+            actions = greedy()
+        else:
+            rng = rng if rng is not None else np.random.default_rng()
+            actions = epsilon_greedy(len(batch), epsilon, rng, self.num_actions, greedy)
+        return int(actions[0]) if single else actions
+
+    def attention(self, obs: Any, method: str = "gmp", k: int = 5) -> tuple[np.ndarray, np.ndarray]:
+        """Where the agent looks, for the action it takes: ``maps`` float32 [B,210,160] (>= 0) over
+        the screen and ``peaks`` float32 [B,K,3] (x right, y down, weight) in screen pixels, as
+        ``rl-compress localize`` writes them. ``method``: gmp | gmp-cell (students with a global
+        max pool), gradcam, perturbation. One observation gives a batch of one."""
+        if method not in METHODS:
+            raise UserError(f"unknown attention method {method!r}; choose one of {', '.join(METHODS)}")
+        batch, _ = check_observations(obs)
+        att = attention(method, self.net, batch, k=k)
+        return att.maps, att.peaks
 
     @property
     def game(self) -> str:

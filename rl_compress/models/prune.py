@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from rl_compress.atari.acting import epsilon_greedy
 from rl_compress.atari.envs import make_vector_env
 from rl_compress.core.device import announce_choice, model_device, resolve_device, to_device
 from rl_compress.core.errors import UserError
@@ -138,13 +139,26 @@ def agent_states(agent: Agent, n: int, seed: int, epsilon: float = 0.1, every: i
                 out[got:got + take] = obs[:take]
                 got += take
             t += 1
-            with torch.no_grad():
-                greedy = agent.net(to_device(obs, model_device(agent.net))).argmax(1).cpu().numpy()
-            explore = rng.random(k) < epsilon
-            actions = np.where(explore, rng.integers(0, agent.num_actions, k), greedy)
-            obs, *_ = env.step(actions.astype(np.int64))
+            actions = epsilon_greedy(k, epsilon, rng, agent.num_actions, lambda obs=obs: agent.predict(obs))
+            obs, *_ = env.step(actions)
     finally:
         env.close()
+    return out
+
+
+def _check_prune_args(src: Path, out: Path | str, states: int, max_params: int | None, force: bool) -> Path:
+    """Refuse an output that is or holds the source (or cannot be claimed) and impossible numbers,
+    with one line each; returns the checked output directory."""
+    out = check_output_dir(out)
+    if out.resolve() == src.resolve():
+        raise UserError(f"{out}: --out is the source agent; choose another directory")
+    check_not_inputs(out, [src])
+    if out.exists() and any(not p.name.startswith(".") for p in out.iterdir()) and not force:
+        claim_output_dir(out)  # refuses with the reason
+    if states < 64:
+        raise UserError(f"--states must be at least 64, got {states}")
+    if max_params is not None and max_params < 1:
+        raise UserError(f"--max-params must be positive, got {max_params}")
     return out
 
 
@@ -155,16 +169,7 @@ def prune_agent(
     """Prune the gmp student in ``src`` into ``out`` on ``device``: dead channels first, then
     (``max_params``) the least needed live ones. Returns the new card. ``out`` must be new or
     empty; ``force`` replaces the agent it holds."""
-    src, out = Path(src), check_output_dir(out)
-    check_not_inputs(out, [src])
-    if out.resolve() == src.resolve():
-        raise UserError(f"{out}: --out is the source agent; choose another directory")
-    if out.exists() and any(not p.name.startswith(".") for p in out.iterdir()) and not force:
-        claim_output_dir(out)  # refuses with the reason
-    if states < 64:
-        raise UserError(f"--states must be at least 64, got {states}")
-    if max_params is not None and max_params < 1:
-        raise UserError(f"--max-params must be positive, got {max_params}")
+    src, out = Path(src), _check_prune_args(Path(src), out, states, max_params, force)
     torch_device = resolve_device(device, announce=False)
     agent = load_agent(src)
     agent.net.to(torch_device)

@@ -87,14 +87,8 @@ class Study:
         return self.root / "runs" / self.name / run.game / run.name
 
 
-def load_study(path: Path, budget: float = 1.0, device: str | None = None) -> Study:
-    """Parse a study YAML; ``budget`` < 1 scales steps (and evaluation episodes, at least 2) and
-    names the study <name>_budget<F>, so its runs and tables are not the full study's. ``device``
-    is the device of every run whose settings name none (``distill: {device: cuda}`` in the YAML
-    sets a run's own)."""
-
-
-    path = Path(path)
+def _read_study_yaml(path: Path) -> dict[str, Any]:
+    """The study file's YAML mapping (safe_load: no tags run), or one line saying what is wrong."""
     if not path.is_file():
         raise UserError(f"{path}: no such study file")
     try:
@@ -105,6 +99,16 @@ def load_study(path: Path, budget: float = 1.0, device: str | None = None) -> St
         raise UserError(f"{path}: not valid YAML ({first_line(e)})") from None
     if not isinstance(doc, dict):
         raise UserError(f"{path}: a study is a YAML mapping")
+    return doc
+
+
+def load_study(path: Path, budget: float = 1.0, device: str | None = None) -> Study:
+    """Parse a study YAML; ``budget`` < 1 scales steps (and evaluation episodes, at least 2) and
+    names the study <name>_budget<F>, so its runs and tables are not the full study's. ``device``
+    is the device of every run whose settings name none (``distill: {device: cuda}`` in the YAML
+    sets a run's own)."""
+    path = Path(path)
+    doc = _read_study_yaml(path)
     if not 0 < budget <= 1:
         raise UserError(f"--budget must be in (0, 1], got {budget}")
     need = ["games", "students", "losses", "seeds", "steps"]

@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from rl_compress.atari.acting import epsilon_greedy
 from rl_compress.atari.envs import EnvConfig, make_vector_env
 from rl_compress.atari.evaluate import DEFAULT_PROTOCOL, evaluate, retention
 from rl_compress.attention.playback import play
@@ -441,9 +442,7 @@ class DistillMethod:
         self.q_labels[np.arange(len(obs)), last] = q_t.cpu().numpy()
         if self.f_labels is not None:
             self.f_labels[np.arange(len(obs)), last] = h_t.cpu().numpy()
-        explore = self.rng.random(len(obs)) < self.eps
-        greedy = acting.argmax(1).cpu().numpy()
-        return np.where(explore, self.rng.integers(0, self.n_act, len(obs)), greedy).astype(np.int64)
+        return epsilon_greedy(len(obs), self.eps, self.rng, self.n_act, lambda: acting.argmax(1).cpu().numpy())
 
     def learn(self, state: RunState) -> None:
         """The updates this env step owes, from ``learn_from`` on."""

@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from rl_compress.atari.acting import epsilon_greedy
 from rl_compress.core.config import option
 from rl_compress.core.device import model_device, to_device
 from rl_compress.core.errors import first_line
@@ -195,9 +196,7 @@ class PQNMethod(TeacherMethodBase):
         x = to_device(obs, self.device)
         with torch.no_grad(), bf16_autocast(self.bf16, self.device):
             q = self.fn(x).float()
-        greedy = q.argmax(1).cpu().numpy()
-        explore = self.rng.random(k) < self.eps
-        actions = np.where(explore, self.rng.integers(0, self.n_act, k), greedy).astype(np.int64)
+        actions = epsilon_greedy(k, self.eps, self.rng, self.n_act, lambda: q.argmax(1).cpu().numpy())
         ro.obs[ro.t] = x
         ro.values[ro.t] = q.max(1).values
         ro.actions[ro.t] = to_device(actions, self.device)

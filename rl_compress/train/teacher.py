@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from rl_compress.atari.acting import epsilon_greedy
 from rl_compress.atari.envs import EnvConfig, make_vector_env
 from rl_compress.atari.games import resolve_game
 from rl_compress.core.config import check_ranges, option, resumed_config
@@ -269,15 +270,13 @@ class DQNMethod(TeacherMethodBase):
 
     def act(self, obs: np.ndarray, state: RunState) -> np.ndarray:
         """Epsilon-greedy actions of the online network for the K envs."""
-        k = len(obs)
         self.eps = epsilon_at(self.cfg, state.step)
-        explore = self.rng.random(k) < self.eps
-        actions = self.rng.integers(0, self.n_act, k)
-        if not explore.all():
+
+        def greedy() -> np.ndarray:
             with torch.no_grad():
-                greedy = self.net(to_device(obs, self.device)).argmax(1).cpu().numpy()
-            actions = np.where(explore, actions, greedy)
-        return actions.astype(np.int64)
+                return self.net(to_device(obs, self.device)).argmax(1).cpu().numpy()
+
+        return epsilon_greedy(len(obs), self.eps, self.rng, self.n_act, greedy)
 
     def learn(self, state: RunState) -> None:
         """The updates this env step owes (``train_freq`` env steps each), once the memory is warm."""
