@@ -2,7 +2,9 @@
 
 ``bench teacher``: our DQN trainer against stable-baselines3's DQN with the same network,
 hyperparameters and replay ratio, for the same env steps after the same warm-up, and the
-floor that the measured time of one update alone allows.
+floor that the measured time of one update alone allows; then our PQN at its defaults (env steps
+per second only: it learns from fewer samples per step, so time to a score is
+``bench time-to-score``'s to say).
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from rl_compress.models.networks import (
     teacher_arch,
 )
 from rl_compress.train.distill import DistillConfig, distill
+from rl_compress.train.pqn import PQNConfig
 from rl_compress.train.replay import Batch
 from rl_compress.train.teacher import TeacherConfig, compile_for_updates, make_optimizer, td_update, train_teacher
 
@@ -125,6 +128,18 @@ def run_ours(cfg: TeacherBenchConfig, precision: str = "fp32") -> dict[str, Any]
             "sps": prof["learning_sps"], "updates": card["training"]["updates"], "profile": prof}
 
 
+def run_pqn(cfg: TeacherBenchConfig) -> dict[str, Any]:
+    """Our PQN trainer at its defaults (64 envs, 2 samples of backprop per env step) for warmup +
+    steps env steps: env steps/s over the run's loop (its compile is before the loop, not timed)."""
+    pcfg = PQNConfig(game=cfg.game, steps=cfg.warmup + cfg.steps, checkpoint_every=10**9, eval_every=0,
+                     compile=cfg.compile, device=cfg.device)
+    with tempfile.TemporaryDirectory() as d:
+        card = train_teacher(pcfg, Path(d) / "run", show_progress=False)
+    tr = card["training"]
+    return {"env_steps": tr["steps"], "seconds": tr["wall_time_s"], "sps": round(tr["steps"] / tr["wall_time_s"], 2),
+            "updates": tr["updates"], "precision": tr["precision_used"], "profile": tr["profile"]}
+
+
 def run_sb3(cfg: TeacherBenchConfig) -> dict[str, Any]:
     """stable-baselines3 DQN (RL Zoo's Atari setup: AtariWrapper, VecFrameStack 4) for the same steps."""
     from stable_baselines3 import DQN
@@ -168,6 +183,7 @@ def bench_teacher(cfg: TeacherBenchConfig | None = None) -> dict[str, Any]:
     device = resolve_device(cfg.device)
     ours = run_ours(cfg)
     sb3 = run_sb3(cfg)
+    pqn = run_pqn(cfg)
     update_s = time_update(cfg, compiled=cfg.compile)
     eager_s = time_update(cfg, compiled=False) if cfg.compile else update_s
     floor = cfg.train_freq / update_s
@@ -192,6 +208,7 @@ def bench_teacher(cfg: TeacherBenchConfig | None = None) -> dict[str, Any]:
         "floor_sps": round(floor, 2),
         "fraction_of_floor": round(ours["sps"] / floor, 3),
         "bf16": bf16,
+        "pqn": pqn | {"ratio_vs_sb3": round(pqn["sps"] / sb3["sps"], 3), "ratio_vs_dqn": round(pqn["sps"] / ours["sps"], 3)},
         "machine": {"cpu": platform.processor() or platform.machine(), "model": cpu_model(), "cores": os.cpu_count(),
                     "bf16_units": bf16_units, "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
                     "device": device_record(device)},
@@ -215,6 +232,10 @@ def format_teacher(res: dict[str, Any]) -> str:
     if res["machine"]["device"]["type"] == "cuda":
         lines.append("  (CUDA runs asynchronously: 'update' is the time to queue the updates; the GPU's own time shows "
                      "where the host waits for it, in 'act')")
+    q = res.get("pqn")
+    if q:
+        lines.append(f"  rl-compress --algo pqn {q['sps']:8.1f}   ({q['ratio_vs_sb3']:.2f}x SB3, {q['ratio_vs_dqn']:.2f}x our DQN "
+                     f"per env step; {q['precision']}, 2 samples of backprop per env step against DQN's 8)")
     b = res.get("bf16")
     if b:
         lines += [
