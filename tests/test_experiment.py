@@ -306,3 +306,21 @@ def test_the_defaults_study_is_the_paper_studys_actor_mimic_half_at_the_defaults
     assert {tuple(getattr(r, k) for k in key) for r in again.runs} == cells
     assert all(r.distill == {} for r in again.runs)
     assert {r.distill.get("lr") for r in paper.runs if r.loss == "actor-mimic"} == {1e-3, 3e-4}
+
+
+def test_a_study_trains_students_from_scratch_with_pqn(random_teacher: Path, tmp_path: Path) -> None:
+    doc = {"name": "scratch", "games": ["pong"], "teachers": {"pong": str(random_teacher)}, "students": ["gmp4"],
+           "losses": ["pqn"], "seeds": [1], "steps": 1024, "eval_episodes": 2,
+           "pqn": {"envs": 4, "rollout_steps": 8, "minibatch_size": 16, "epochs": 1, "compile": False,
+                   "env_threads": 1, "threads": 1}}
+    path = tmp_path / "scratch.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    study = load_study(path)
+    assert [r.name for r in study.runs] == ["gmp4_pqn_self_s1"] and study.runs[0].pqn["envs"] == 4
+    (row,) = run_study(study, "local")
+    assert row["loss"] == "pqn" and row["steps"] == 1024 and row["params"] == 1466 and -21 <= row["score_mean"] <= 21
+    card = json.loads((study.run_dir(study.runs[0]) / "agent.json").read_text())
+    assert card["training"]["algo"] == "pqn" and card["arch"]["spec"] == "gmp4"
+    path.write_text(yaml.safe_dump({**doc, "pqn": {"buffer_size": 10}}))
+    with pytest.raises(UserError, match=r"unknown pqn settings \['buffer_size'\]"):
+        load_study(path)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="rl-compress",
         description="Train DQN teachers on Atari, compress them into tiny global-max-pool students, see where they look.",
     )
+    p.add_argument("--version", action="version", version=f"rl-compress {version('rl-compress')}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     _add_teacher(sub)

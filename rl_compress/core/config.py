@@ -11,9 +11,10 @@ from typing import Any
 from rl_compress.core.errors import UserError
 
 
-def option(help: str, **kw: Any) -> Any:
-    """A dataclass field with its ``--help`` text (``default=`` in ``kw``)."""
-    return dataclasses.field(metadata={"help": help}, **kw)
+def option(help: str, choices: Sequence[str] = (), **kw: Any) -> Any:
+    """A dataclass field with its ``--help`` text (``default=`` in ``kw``) and, for a string, the
+    values it takes (``choices``: listed in ``--help``, others refused by the command line)."""
+    return dataclasses.field(metadata={"help": help, "choices": tuple(choices)}, **kw)
 
 
 def add_config_flags(parser: argparse.ArgumentParser, cls: type, skip: Sequence[str] = ()) -> None:
@@ -25,6 +26,8 @@ def add_config_flags(parser: argparse.ArgumentParser, cls: type, skip: Sequence[
         help_ = f"{f.metadata.get('help', '')} (default: {f.default})"
         if f.type in (bool, "bool"):
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help_)
+        elif f.metadata.get("choices"):
+            parser.add_argument(flag, choices=f.metadata["choices"], default=None, help=help_)
         else:
             typ = {"int": int, "float": float, "str": str}.get(str(f.type), str)
             parser.add_argument(flag, type=typ, default=None, help=help_, metavar=f.name.upper())

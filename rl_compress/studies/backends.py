@@ -26,7 +26,7 @@ from rl_compress.models.agent import WEIGHTS, load_agent, read_card
 from rl_compress.models.networks import parse_spec
 from rl_compress.studies.spec import Run, Study, run_config, wants_gpu
 from rl_compress.train.distill import distill
-from rl_compress.train.teacher import TeacherConfig, train_teacher
+from rl_compress.train.teacher import TeacherRunConfig, train_teacher
 
 
 def execute(run: Run, out: Path, stop: StopToken | None = None) -> dict[str, Any]:
@@ -42,7 +42,7 @@ def execute(run: Run, out: Path, stop: StopToken | None = None) -> dict[str, Any
     trained = _trained_card(out, run.steps) if resume else None
     if trained is not None:  # stopped in its final evaluation: the training is done, evaluate it
         card = trained
-    elif isinstance(cfg := run_config(run), TeacherConfig):
+    elif isinstance(cfg := run_config(run), TeacherRunConfig):
         card = train_teacher(cfg, out, resume=resume, arch=parse_spec(run.spec), show_progress=False, stop=stop)
     else:
         card = distill(Path(run.teacher), cfg, out, resume=resume, show_progress=False, stop=stop)

@@ -8,13 +8,14 @@ Study file (experiments/<study>.yaml):
     games: [pong]
     teachers: {pong: agents/pong/teacher}   # default: agents/<game>/teacher
     students: [gmp8, gmp16, gmp32, flat16-fc128]
-    losses: [actor-mimic, kl, mse, nll]     # "dqn" = the student trained from scratch by DQN
+    losses: [actor-mimic, kl, mse, nll]     # "dqn" / "pqn" = the student trained from scratch by DQN / PQN
     actors: [student, teacher]
     seeds: [1, 2, 3]
     steps: 500000
     eval_episodes: 30
     distill: {lr: 0.00025}                  # any other DistillConfig field
-    dqn: {buffer_size: 100000}              # TeacherConfig fields of the from-scratch runs
+    dqn: {buffer_size: 100000}              # TeacherConfig fields of the from-scratch DQN runs
+    pqn: {envs: 64}                         # PQNConfig fields of the from-scratch PQN runs
     per_student: {gmp32: {distill: {lr: 0.0003}}}   # a spec's own settings, over the two above
 
 With ``vary``, the study is an ablation instead of a grid: the base run takes the first entry of
@@ -45,7 +46,7 @@ from rl_compress.core.errors import UserError, first_line
 from rl_compress.models.networks import parse_spec
 from rl_compress.train.distill import ACTORS, LOSSES, DistillConfig
 from rl_compress.train.distill import check_config as check_distill
-from rl_compress.train.teacher import TeacherConfig
+from rl_compress.train.teacher import PQNConfig, TeacherConfig, TeacherRunConfig
 from rl_compress.train.teacher import check_config as check_teacher
 
 COLUMNS = ["game", "spec", "params", "ratio_to_teacher", "loss", "actor", "seed", "steps", "wall_time_s",
@@ -66,6 +67,7 @@ class Run:
     eval_episodes: int
     distill: dict[str, Any] = field(default_factory=dict)
     dqn: dict[str, Any] = field(default_factory=dict)
+    pqn: dict[str, Any] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -120,18 +122,18 @@ def load_study(path: Path, budget: float = 1.0, device: str | None = None) -> St
     for spec in doc["students"]:
         parse_spec(spec)
     for loss in doc["losses"]:
-        if loss not in LOSSES + ("dqn",):
-            raise UserError(f"{path}: unknown loss {loss!r} (one of {', '.join(LOSSES + ('dqn',))})")
+        if loss not in LOSSES + tuple(FROM_SCRATCH):
+            raise UserError(f"{path}: unknown loss {loss!r} (one of {', '.join(LOSSES + tuple(FROM_SCRATCH))})")
     actors = doc.get("actors", ["student"])
     for actor in actors:
         if actor not in ACTORS:
             raise UserError(f"{path}: unknown actor {actor!r}")
     extra = doc.get("distill", {}) or {}
-    dqn = doc.get("dqn", {}) or {}
+    scratch = {algo: doc.get(algo, {}) or {} for algo in FROM_SCRATCH}
     per_student = doc.get("per_student", {}) or {}
     if not isinstance(per_student, dict):
-        raise UserError(f"{path}: per_student maps student specs to {{distill: ..., dqn: ...}}")
-    _check_settings(path, extra, dqn, per_student)
+        raise UserError(f"{path}: per_student maps student specs to {{distill: ..., dqn: ..., pqn: ...}}")
+    _check_settings(path, extra, scratch, per_student)
     teachers = {resolve_game(k): v for k, v in (doc.get("teachers") or {}).items()}
     steps = max(int(int(doc["steps"]) * budget), 1000)
     episodes = max(int(int(doc.get("eval_episodes", 30)) * budget), 2)
@@ -139,12 +141,13 @@ def load_study(path: Path, budget: float = 1.0, device: str | None = None) -> St
     runs = []
     seen = set()
     for game, (spec, loss, actor), seed in itertools.product(games, cells, doc["seeds"]):
-        if loss == "dqn" and actor != actors[0]:
-            continue  # from-scratch DQN has no teacher actor: one run per spec and seed
+        if loss in FROM_SCRATCH and actor != actors[0]:
+            continue  # from scratch there is no teacher actor: one run per spec and seed
         own = per_student.get(spec, {})
         run = Run(game, teachers.get(game, f"agents/{game}/teacher"), spec, loss,
-                  "self" if loss == "dqn" else actor, int(seed), steps, episodes,
-                  {**extra, **own.get("distill", {})}, {**dqn, **own.get("dqn", {})})
+                  "self" if loss in FROM_SCRATCH else actor, int(seed), steps, episodes,
+                  {**extra, **own.get("distill", {})}, {**scratch["dqn"], **own.get("dqn", {})},
+                  {**scratch["pqn"], **own.get("pqn", {})})
         if (game, run.name) not in seen:
             seen.add((game, run.name))
             runs.append(run)
@@ -156,23 +159,26 @@ def load_study(path: Path, budget: float = 1.0, device: str | None = None) -> St
         if device is not None:  # the device of the runs whose settings name none
             run.distill.setdefault("device", device)
             run.dqn.setdefault("device", device)
+            run.pqn.setdefault("device", device)
         check_run_config(path, run)
     if budget < 1:  # a smaller pass keeps its own runs and tables: the full study must not skip its runs
         name += f"_budget{budget:g}"
     return Study(name, path, runs, path.parent)
 
 
-def _check_settings(path: Path, extra: dict[str, Any], dqn: dict[str, Any], per_student: dict[str, Any]) -> None:
-    """Refuse settings that no config has (``distill``, ``dqn`` and each spec's own under ``per_student``)."""
-    sections = [("distill", extra, DistillConfig), ("dqn", dqn, TeacherConfig)]
+def _check_settings(path: Path, extra: dict[str, Any], scratch: dict[str, dict[str, Any]],
+                    per_student: dict[str, Any]) -> None:
+    """Refuse settings that no config has (``distill``, ``dqn``, ``pqn`` and each spec's own under
+    ``per_student``)."""
+    sections = [("distill", extra, DistillConfig), *((algo, scratch[algo], cls) for algo, cls in FROM_SCRATCH.items())]
     for spec, own in per_student.items():
         parse_spec(spec)
-        bad_own = not isinstance(own, dict) or any(k not in ("distill", "dqn") or not isinstance(v, dict)
+        bad_own = not isinstance(own, dict) or any(k not in ("distill", *FROM_SCRATCH) or not isinstance(v, dict)
                                                    for k, v in own.items())
         if bad_own:
-            raise UserError(f"{path}: per_student.{spec} maps distill and/or dqn to settings")
+            raise UserError(f"{path}: per_student.{spec} maps distill and/or dqn (or pqn) to settings")
         sections += [(f"per_student.{spec}.distill", own.get("distill", {}), DistillConfig),
-                     (f"per_student.{spec}.dqn", own.get("dqn", {}), TeacherConfig)]
+                     *((f"per_student.{spec}.{algo}", own.get(algo, {}), cls) for algo, cls in FROM_SCRATCH.items())]
     for section, settings, cls in sections:
         bad = [k for k in settings if k not in cls.__dataclass_fields__]
         if bad:
@@ -180,6 +186,7 @@ def _check_settings(path: Path, extra: dict[str, Any], dqn: dict[str, Any], per_
 
 
 VARY_KEYS = ("students", "losses", "actors")
+FROM_SCRATCH = {"dqn": TeacherConfig, "pqn": PQNConfig}  # a "loss" that trains the student itself
 
 
 STUDY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
@@ -208,7 +215,7 @@ def check_study_types(path: Path, doc: dict[str, Any]) -> None:
             raise UserError(f"{path}: {key} must be a positive integer, got {doc[key]!r}")
     if "name" in doc and not isinstance(doc["name"], str):
         raise UserError(f"{path}: name must be a string, got {doc['name']!r}")
-    for key in ("teachers", "distill", "dqn", "per_student"):
+    for key in ("teachers", "distill", "dqn", "pqn", "per_student"):
         if doc.get(key) is not None and not isinstance(doc[key], dict):
             raise UserError(f"{path}: {key} must be a mapping")
     for game, teacher in (doc.get("teachers") or {}).items():
@@ -216,13 +223,16 @@ def check_study_types(path: Path, doc: dict[str, Any]) -> None:
             raise UserError(f"{path}: teachers maps game names to agent directories, got {game!r}: {teacher!r}")
 
 
-def run_config(run: Run) -> TeacherConfig | DistillConfig:
-    """The exact config a run trains with: DQN from scratch for loss "dqn" (no periodic evaluation, no
-    saved replay memory), else distillation with five evaluations along the way (the report's learning
-    curves); the study's own settings override these."""
+def run_config(run: Run) -> TeacherRunConfig | DistillConfig:
+    """The exact config a run trains with: DQN from scratch for loss "dqn" (no periodic evaluation,
+    no saved replay memory), PQN from scratch for loss "pqn" (no periodic evaluation), else
+    distillation with five evaluations along the way (the report's learning curves); the study's own
+    settings override these."""
     if run.loss == "dqn":
         settings = {"eval_every": 0, "learning_starts": min(20_000, run.steps // 4), "save_replay": False, **run.dqn}
         return TeacherConfig(game=run.game, steps=run.steps, seed=run.seed, **settings)
+    if run.loss == "pqn":
+        return PQNConfig(game=run.game, steps=run.steps, seed=run.seed, **{"eval_every": 0, **run.pqn})
     settings = {"eval_every": max(run.steps // 5, 1000), "eval_episodes": 5, **run.distill}
     return DistillConfig(student=run.spec, steps=run.steps, loss=run.loss, actor=run.actor, seed=run.seed, **settings)
 
@@ -238,7 +248,7 @@ def check_run_config(path: Path, run: Run) -> None:
     """Check the config each run will train with (types, ranges), before any run starts."""
     try:
         cfg = run_config(run)
-        check_teacher(cfg) if isinstance(cfg, TeacherConfig) else check_distill(cfg)
+        check_teacher(cfg) if isinstance(cfg, TeacherRunConfig) else check_distill(cfg)
     except UserError as e:
         raise UserError(f"{path}: run {run.game}/{run.name}: {e}") from None
 
@@ -263,8 +273,8 @@ def _cells(path: Path, doc: dict[str, Any], actors: list[str]) -> list[tuple[str
         for v in values:
             if key == "students":
                 parse_spec(v)
-            elif key == "losses" and v not in LOSSES + ("dqn",):
-                raise UserError(f"{path}: unknown loss {v!r} (one of {', '.join(LOSSES + ('dqn',))})")
+            elif key == "losses" and v not in LOSSES + tuple(FROM_SCRATCH):
+                raise UserError(f"{path}: unknown loss {v!r} (one of {', '.join(LOSSES + tuple(FROM_SCRATCH))})")
             elif key == "actors" and v not in ACTORS:
                 raise UserError(f"{path}: unknown actor {v!r}")
             cell = {**base, key: v}

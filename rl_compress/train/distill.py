@@ -52,6 +52,7 @@ from rl_compress.core.rundir import load_checkpoint, note, own_run_dir, reconcil
 from rl_compress.core.signals import StopToken
 from rl_compress.models.agent import WEIGHTS, load_agent, make_card, read_card, save_agent, source_ref
 from rl_compress.models.networks import (
+    PRECISIONS,
     GMPStudent,
     bf16_autocast,
     bf16_enabled,
@@ -85,8 +86,9 @@ class DistillConfig:
     stop_at_retention: float = option("stop and save at the first periodic evaluation (--eval-every, "
                                       "--eval-episodes) whose retention of the teacher reaches this, e.g. 0.9 "
                                       "(0 = off); --resume goes on from there", default=0.0)
-    loss: str = option("actor-mimic | kl | mse | nll", default="actor-mimic")
-    actor: str = option("who acts: student (Actor-Mimic) or teacher (Policy Distillation)", default="student")
+    loss: str = option("the distillation loss", choices=LOSSES, default="actor-mimic")
+    actor: str = option("who acts: student (Actor-Mimic) or teacher (Policy Distillation)", choices=ACTORS,
+                        default="student")
     temperature: float = option("tau of softmax(Q/tau) (0 = the default: 0.01 for actor-mimic and kl; 1 for a "
                                 "teacher of policy logits)", default=0.0)
     feature_weight: float = option("weight of feature regression to the teacher's hidden layer (0 = off)", default=0.0)
@@ -104,7 +106,7 @@ class DistillConfig:
                         default=0.0)
     lr_schedule: str = option("constant | linear | cosine: the learning rate falls from --lr to 0 over the run's "
                               "budget (--steps, or --max-wall-time when that ends first; a resume with a larger budget "
-                              "stretches it)", default="constant")
+                              "stretches it)", choices=LR_SCHEDULES, default="constant")
     sticky: float = option("sticky-action probability while distilling", default=0.25)
     checkpoint_every: int = option("env steps between checkpoints", default=25_000)
     eval_every: int = option("env steps between evaluations of the student (0 = off)", default=50_000)
@@ -117,13 +119,13 @@ class DistillConfig:
     precision: str = option("precision of the student's forward pass in updates: fp32, bf16 (autocast; weights, "
                             "Adam, the loss and the teacher's labels stay fp32; faster on CPUs with AMX) or auto "
                             "(bf16 on devices with bfloat16 units: AMX CPUs, CUDA GPUs from Ampere on)",
-                            default="auto")
+                            choices=PRECISIONS, default="auto")
     recycle_every: int = option("updates between recycling the student's dead conv channels (ReDo; 0 = off; -1 = "
                                 f"auto: every {DEFAULT_RECYCLE_EVERY} updates for a gmp student, off for others)",
                                 default=-1)
     init: str = option("how a new student's convolutions start: teacher (a copy of the teacher's most useful "
                        "channels, for gmp / flat students of a Nature-DQN teacher; no one-action plateau) or "
-                       "random", default="teacher")
+                       "random", choices=INITS, default="teacher")
     init_from: str = option("student agent directory whose weights start the run, e.g. a pruned one "
                             "(its spec must be --student; overrides --init)", default="")
 

@@ -32,7 +32,7 @@ from rl_compress.atari.acting import epsilon_greedy
 from rl_compress.core.config import option
 from rl_compress.core.device import model_device, to_device
 from rl_compress.core.errors import first_line
-from rl_compress.models.networks import bf16_autocast, bf16_enabled
+from rl_compress.models.networks import PRECISIONS, bf16_autocast, bf16_enabled
 from rl_compress.train.run import RunState, rng_to_checkpoint
 from rl_compress.train.teacher_base import TeacherMethodBase, TeacherRunConfig, TeacherStart
 
@@ -56,7 +56,7 @@ class PQNConfig(TeacherRunConfig):
                               default=2)
     precision: str = option("precision of the forward passes: fp32, bf16 (autocast; weights, RAdam and the loss "
                             "stay fp32) or auto (bf16 on devices with bfloat16 units: AMX CPUs, CUDA GPUs from "
-                            "Ampere on)", default="auto")
+                            "Ampere on)", choices=PRECISIONS, default="auto")
 
 
 def q_lambda_returns(rewards: torch.Tensor, next_values: torch.Tensor, terminal: torch.Tensor,

@@ -20,7 +20,7 @@ from rl_compress.core.config import option
 from rl_compress.core.device import DEVICE_HELP, device_record, model_device
 from rl_compress.core.provenance import git_commit
 from rl_compress.models.agent import make_card
-from rl_compress.models.networks import build_network
+from rl_compress.models.networks import PRECISIONS, build_network
 from rl_compress.train.run import RunState
 
 
@@ -57,7 +57,7 @@ class TeacherRunConfig:
     precision: str = option("precision of the update's forward passes: fp32, bf16 (autocast; weights, Adam and "
                             "the loss stay fp32; ~1.6x faster updates on CPUs with AMX, slower on others) or auto "
                             "(bf16 on devices with bfloat16 units: AMX CPUs, CUDA GPUs from Ampere on)",
-                            default="fp32")
+                            choices=PRECISIONS, default="fp32")
     init_from: str = option("agent directory (same game and arch) whose weights start a new run, e.g. to go on "
                             "from a trained teacher with another --lr; the optimizer (and a replay memory) start "
                             "empty", default="")
