@@ -290,7 +290,7 @@ def teacher_directory(teacher: Any) -> Path:
         if str(path).startswith("hf:") or Path(path).is_file():
             raise UserError(f"{path}: distill reads its teacher from an agent directory; import it first: "
                             f"rl-compress teacher import {path} --out DIR")
-        raise UserError(f"{path}: not an agent directory")
+        raise UserError(f"{path}: not an agent directory (no such folder)")
     return Path(path)
 
 
