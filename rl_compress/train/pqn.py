@@ -34,7 +34,7 @@ from rl_compress.core.device import model_device, to_device
 from rl_compress.core.errors import first_line
 from rl_compress.models.networks import PRECISIONS, bf16_autocast, bf16_enabled
 from rl_compress.train.run import RunState, rng_to_checkpoint
-from rl_compress.train.teacher_base import TeacherMethodBase, TeacherRunConfig, TeacherStart
+from rl_compress.train.teacher_base import TeacherMethodBase, TeacherRunConfig, TeacherStart, gradient_step, taken_q
 
 
 @dataclass
@@ -87,15 +87,8 @@ def pqn_update(net: nn.Module, opt: torch.optim.Optimizer, obs: torch.Tensor, ac
                returns: torch.Tensor, max_grad_norm: float, bf16: bool = False) -> torch.Tensor:
     """One gradient step of the Q-value of the taken ``actions`` onto the ``returns`` (MSE), with
     the gradient norm clipped at ``max_grad_norm`` (0 = off); returns the loss (0-d, on device)."""
-    with bf16_autocast(bf16, obs.device):
-        q_all = net(obs)
-    q = q_all.float().gather(1, actions[:, None]).squeeze(1)
-    loss = F.mse_loss(q, returns)
-    opt.zero_grad(set_to_none=True)
-    loss.backward()
-    if max_grad_norm > 0:
-        nn.utils.clip_grad_norm_(net.parameters(), max_grad_norm)
-    opt.step()
+    loss = F.mse_loss(taken_q(net, obs, actions, bf16), returns)
+    gradient_step(loss, opt, net, max_grad_norm)
     return loss.detach()
 
 

@@ -44,7 +44,7 @@ from rl_compress.models.networks import bf16_autocast, bf16_enabled, build_netwo
 from rl_compress.train.pqn import PQNConfig, build_pqn
 from rl_compress.train.replay import FrameReplay
 from rl_compress.train.run import RunState, Schedule, open_run_dir, restore_rngs, rng_to_checkpoint, run_loop
-from rl_compress.train.teacher_base import TeacherMethodBase, TeacherRunConfig, TeacherStart
+from rl_compress.train.teacher_base import TeacherMethodBase, TeacherRunConfig, TeacherStart, gradient_step, taken_q
 
 
 @dataclass
@@ -99,15 +99,9 @@ def td_update(
         else:
             v_next = q_next.max(1).values
     y = returns + discounts * v_next
-    with bf16_autocast(bf16, device):
-        q_all = online(obs)
-    q = q_all.float().gather(1, actions[:, None]).squeeze(1)
+    q = taken_q(online, obs, actions, bf16)
     loss = F.smooth_l1_loss(q, y)
-    opt.zero_grad(set_to_none=True)
-    loss.backward()
-    if max_grad_norm > 0:
-        nn.utils.clip_grad_norm_(online.parameters(), max_grad_norm)
-    opt.step()
+    gradient_step(loss, opt, online, max_grad_norm)
     return loss.detach(), q.detach().mean()
 
 

@@ -17,7 +17,7 @@ from torch import nn
 from rl_compress.atari.evaluate import DEFAULT_PROTOCOL, evaluate
 from rl_compress.atari.games import num_actions
 from rl_compress.core.config import option
-from rl_compress.core.device import DEVICE_HELP, device_record, model_device
+from rl_compress.core.device import DEVICE_HELP, autocast, device_record, model_device
 from rl_compress.core.provenance import git_commit
 from rl_compress.models.agent import make_card
 from rl_compress.models.networks import PRECISIONS, build_network
@@ -61,6 +61,24 @@ class TeacherRunConfig:
     init_from: str = option("agent directory (same game and arch) whose weights start a new run, e.g. to go on "
                             "from a trained teacher with another --lr; the optimizer (and a replay memory) start "
                             "empty", default="")
+
+
+def taken_q(net: nn.Module, obs: torch.Tensor, actions: torch.Tensor, bf16: bool) -> torch.Tensor:
+    """The float32 Q-values [B] of the taken ``actions`` (the forward pass under bf16 autocast with
+    ``bf16``)."""
+    with autocast(obs.device, bf16):
+        q_all = net(obs)
+    return q_all.float().gather(1, actions[:, None]).squeeze(1)
+
+
+def gradient_step(loss: torch.Tensor, opt: torch.optim.Optimizer, net: nn.Module, max_grad_norm: float) -> None:
+    """Backpropagate ``loss`` and step ``opt``, the gradient norm of ``net`` clipped at ``max_grad_norm``
+    (0 = off)."""
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    if max_grad_norm > 0:
+        nn.utils.clip_grad_norm_(net.parameters(), max_grad_norm)
+    opt.step()
 
 
 class TeacherMethodBase:
