@@ -146,8 +146,12 @@ def agent_files(net: nn.Module, card: dict[str, Any]) -> list[tuple[str, Any]]:
     if step is not None:  # the weights say which generation they belong to (see ``check_generation``)
         metadata["steps"] = str(step)
     weights = save(tensors, metadata=metadata)
-    text = (json.dumps(card, indent=2, sort_keys=False) + "\n").encode()
-    return [(WEIGHTS, bytes_writer(weights)), (CARD, bytes_writer(text))]
+    return [(WEIGHTS, bytes_writer(weights)), (CARD, card_writer(card))]
+
+
+def card_writer(card: dict[str, Any]) -> Any:
+    """A writer of ``agent.json`` for ``write_generation``: the card as indented JSON."""
+    return bytes_writer((json.dumps(card, indent=2, sort_keys=False) + "\n").encode())
 
 
 def card_steps(card: dict[str, Any]) -> int | None:

@@ -7,7 +7,6 @@ the source reports beside ours."""
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,7 @@ from rl_compress.core.errors import UserError, first_line
 from rl_compress.core.files import bytes_writer, write_generation
 from rl_compress.core.outputs import check_not_inputs, check_output_dir
 from rl_compress.core.rundir import own_run_dir
-from rl_compress.models.agent import CARD, WEIGHTS, Agent, load_agent, save_agent
+from rl_compress.models.agent import CARD, WEIGHTS, Agent, card_writer, load_agent, save_agent
 from rl_compress.models.cleanrl_import import convert_cleanrl
 from rl_compress.models.sb3_import import convert_sb3
 
@@ -137,8 +136,7 @@ def import_teacher(source: str | Path, out: Path, game: str | None = None, force
     card["training"][key] = f"rl-compress teacher import {source} --game {card['game']} --out {out}"
     with own_run_dir(out, force=force):
         if path.is_dir():  # an rl-compress agent (as push publishes it): its weights file, byte for byte
-            write_generation(out, [(WEIGHTS, bytes_writer((path / WEIGHTS).read_bytes())),
-                                   (CARD, bytes_writer((json.dumps(card, indent=2) + "\n").encode()))])
+            write_generation(out, [(WEIGHTS, bytes_writer((path / WEIGHTS).read_bytes())), (CARD, card_writer(card))])
         else:
             save_agent(out, net, card)
     return card
