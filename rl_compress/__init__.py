@@ -3,7 +3,7 @@
 The Python API (the CLI calls the same functions):
 
     load_agent(source)               an agent directory, an SB3 zip, a CleanRL file or hf:ORG/NAME -> Agent
-    Agent.predict(obs)               actions for uint8 [4,84,84] observations
+    Agent.predict(obs)               (actions, state) for uint8 [4,84,84] observations, as SB3 gives them
     Agent.attention(obs, method)     attention maps and peaks over the screen
     make_env(game) / make_vector_env(game, n)   our preprocessing, as gymnasium envs
     AttentionWrapper(env, agent)     attention in ``info`` and drawn by ``render()``

@@ -6,7 +6,7 @@ evaluate it, and train or distill new ones. The CLI calls these same functions.
     agent = rlc.load_agent("agents/pong/gmp32-w5-1pct-tuned")
     env = rlc.make_env("pong")
     obs, info = env.reset(seed=0)
-    action = agent.predict(obs)                      # uint8 [4,84,84] -> int
+    action, _ = agent.predict(obs)                   # uint8 [4,84,84] -> int (SB3's (actions, state))
     maps, peaks = agent.attention(obs[None])         # [1,210,160] map, [1,K,(x, y, weight)] peaks
 """
 
@@ -23,10 +23,13 @@ from rl_compress.atari.envs import EnvConfig, make_gym_env
 from rl_compress.atari.evaluate import DEFAULT_PROTOCOL, Protocol
 from rl_compress.atari.evaluate import evaluate as evaluate_net
 from rl_compress.attention.video import render_overlay
+from rl_compress.core.config import MAX_SEED, check_int, check_number
 from rl_compress.core.device import resolve_device
 from rl_compress.core.errors import UserError
 from rl_compress.models.agent import Agent
 from rl_compress.models.sources import load_source
+
+MAX_NOOPS = 1000  # no-op starts at reset; the protocol uses 30
 
 
 def load_agent(source: str | Path, game: str | None = None, device: str | torch.device = "auto") -> Agent:
@@ -36,6 +39,10 @@ def load_agent(source: str | Path, game: str | None = None, device: str | torch.
     with its network on ``device`` (auto: CUDA when torch sees one; ``predict``, ``attention`` and
     ``evaluate`` run there). Nothing is unpickled; anything that does not fit is refused with one
     clear error (UserError)."""
+    if not isinstance(source, (str, Path)):
+        raise UserError(f"source must be a path or 'hf:ORG/NAME', got {type(source).__name__} {source!r}")
+    if game is not None and not isinstance(game, str):
+        raise UserError(f"game must be a game name such as 'pong', got {game!r}")
     torch_device = resolve_device(device, announce=False)
     agent = load_source(source, game)
     agent.net.to(torch_device)
@@ -48,6 +55,11 @@ def make_env(game: str, sticky: float = DEFAULT_PROTOCOL.sticky, noop_max: int =
     frames, 84x84 grey, a stack of 4 with zero frames at reset, up to ``noop_max`` no-ops), under
     the evaluation protocol by default: observations uint8 [4,84,84] for ``Agent.predict``, raw
     rewards, an episode is a whole game. Its vector twin is ``rl_compress.make_vector_env``."""
+    if not isinstance(game, str):
+        raise UserError(f"game must be a game name such as 'pong', got {game!r}")
+    check_number("sticky", sticky, 0.0, 1.0)
+    check_int("noop_max", noop_max, 0, MAX_NOOPS)
+    check_int("max_frames", max_frames, 1, 10**9)
     config = EnvConfig(sticky=sticky, noop_max=noop_max, max_frames=max_frames, clip_rewards=False)
     return make_gym_env(game, config, render_mode=render_mode)
 
@@ -65,7 +77,7 @@ class AttentionWrapper(gym.Wrapper):
     def _explain(self, obs: np.ndarray, info: dict[str, Any]) -> dict[str, Any]:
         maps, peaks = self.agent.attention(obs, self.method)
         self._last = (maps[0], peaks[0])
-        return {**info, "attention": maps[0], "peaks": peaks[0], "action": self.agent.predict(obs)}
+        return {**info, "attention": maps[0], "peaks": peaks[0], "action": self.agent.predict(obs)[0]}
 
     def reset(self, **kwargs: Any) -> tuple[np.ndarray, dict[str, Any]]:
         """Reset the env; ``info`` carries the attention on the first observation."""
@@ -92,6 +104,7 @@ def evaluate(agent: Agent | str | Path, episodes: int = 30, seed: int = 0, proto
     reads."""
     if isinstance(episodes, bool) or not isinstance(episodes, int) or episodes < 1:
         raise UserError(f"episodes must be a positive integer, got {episodes!r}")
+    check_int("seed", seed, 0, MAX_SEED)
     if not isinstance(agent, Agent):
         agent = load_agent(agent)
     return evaluate_net(agent.net, agent.game, episodes, seed=seed, protocol=protocol, show_progress=show_progress)

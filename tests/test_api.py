@@ -30,7 +30,9 @@ def test_a_gymnasium_loop_scores_what_evaluate_scores(student: rlc.Agent) -> Non
     obs, _ = env.reset(seed=3)
     score, steps, done = 0.0, 0, False
     while not done:
-        obs, reward, term, trunc, _ = env.step(student.predict(obs))
+        action, state = student.predict(obs)
+        assert state is None  # feed-forward: no recurrent state, as SB3 gives it for such policies
+        obs, reward, term, trunc, _ = env.step(action)
         score, steps, done = score + reward, steps + 1, term or trunc
     env.close()
     assert steps > 700 and -21 <= score <= 21
@@ -42,11 +44,12 @@ def test_a_gymnasium_loop_scores_what_evaluate_scores(student: rlc.Agent) -> Non
 def test_predict_single_batch_and_refusals(student: rlc.Agent) -> None:
     obs = np.stack([rlc.make_env("pong").reset(seed=s)[0] for s in range(3)])
     assert obs.shape == (3, 4, 84, 84) and obs.dtype == np.uint8
-    batch = student.predict(obs)
+    batch, _ = student.predict(obs)
     assert batch.dtype == np.int64 and batch.shape == (3,)
-    assert student.predict(obs[1]) == int(batch[1]) and isinstance(student.predict(obs[1]), int)
+    single, _ = student.predict(obs[1])
+    assert single == int(batch[1]) and isinstance(single, int)
     rng = np.random.default_rng(0)
-    random = student.predict(np.repeat(obs[:1], 600, 0), deterministic=False, epsilon=1.0, rng=rng)
+    random, _ = student.predict(np.repeat(obs[:1], 600, 0), deterministic=False, epsilon=1.0, rng=rng)
     assert set(random.tolist()) == set(range(6))  # epsilon 1: uniform over Pong's 6 actions
     for bad, msg in ((obs.astype(np.float32) / 255, "already scaled"), (np.zeros((210, 160, 3), np.uint8), "raw screen"),
                      (np.zeros((4, 80, 80), np.uint8), "must be uint8 [4,84,84]")):
@@ -74,7 +77,7 @@ def test_attention_wrapper_info_and_render(student: rlc.Agent) -> None:
     for _ in range(5):
         obs, _, _, _, info = env.step(info["action"])
     assert info["attention"].shape == (210, 160) and info["peaks"].shape[1] == 3
-    assert info["action"] == student.predict(obs)
+    assert info["action"] == student.predict(obs)[0]
     frame = env.render()
     assert frame.dtype == np.uint8 and frame.shape == ((210 + 14) * 2, 160 * 2, 3)
     env.close()
@@ -105,5 +108,20 @@ def test_load_agent_reads_an_sb3_zip(tmp_path: Path) -> None:
     agent = rlc.load_agent(tmp_path / "dqn.zip", game="PongNoFrameskip-v4")
     assert agent.kind == "teacher" and agent.game == "pong" and agent.num_actions == 6
     obs = np.stack([rlc.make_env("pong").reset(seed=s)[0] for s in range(4)])
-    assert np.array_equal(agent.predict(obs), model.predict(obs, deterministic=True)[0])
+    assert np.array_equal(agent.predict(obs)[0], model.predict(obs, deterministic=True)[0])
     assert not (tmp_path / "dqn").exists()  # nothing written: loaded in memory
+
+
+def test_sb3_evaluate_policy_takes_our_agent(student: rlc.Agent) -> None:
+    """stable-baselines3's own evaluate_policy plays a shipped student through a DummyVecEnv of our
+    gymnasium env (predict has SB3's signature) and scores the game our evaluate plays."""
+    from stable_baselines3.common.evaluation import evaluate_policy
+    from stable_baselines3.common.vec_env import DummyVecEnv
+
+    env = DummyVecEnv([lambda: rlc.make_env("pong", sticky=0.0, noop_max=0)])
+    env.seed(3)
+    with pytest.warns(UserWarning, match="Monitor"):  # SB3 notes the env has no Monitor; the scores are whole games
+        mean, std = evaluate_policy(student, env, n_eval_episodes=1, deterministic=True)
+    env.close()
+    ours = rlc.evaluate(student, episodes=1, seed=3, protocol=rlc.Protocol(sticky=0.0, noop_max=0, epsilon=0.0))
+    assert (mean, std) == (ours["scores"][0], 0.0) and mean > 0

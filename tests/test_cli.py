@@ -9,6 +9,10 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
+import yaml
+
+from rl_compress.cli.main import main
 
 SUBCOMMANDS = ["teacher", "distill", "evaluate", "record", "localize", "export", "info", "bench", "experiment", "table"]
 
@@ -101,3 +105,35 @@ def test_bad_inputs_one_line(random_teacher: Path, tmp_path: Path) -> None:
     _bad(rlc("teacher", "train", "--out", str(tmp_path / "fresh"), "--resume", "--steps", "10"), "nothing to resume")
     _bad(rlc("export", str(random_teacher), "--format", "onnx", "--out", str(tmp_path / "nodir" / "m.onnx")), "no such directory")
     _bad(rlc("teacher", "import", str(tmp_path / "none.zip"), "--game", "pong", "--out", str(tmp_path / "i")), "no such file")
+
+
+def test_config_file_then_flags(random_teacher: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """`--config FILE.yaml` sets what the flags do not (YAML's 1e-3, a string, is read as the number it
+    means); flags win; the run writes what it used to OUT/config.yml, which starts the same run again."""
+    cfg = tmp_path / "distill.yaml"
+    cfg.write_text("student: gmp4\nlr: 1e-3\nbuffer-size: 2000\nenvs: 2\nlearning_starts: 100\neval_every: 0\n"
+                   "tb_clip_steps: 0\nsteps: 400\ntemperature: 0.05\n")
+    out = tmp_path / "s"
+    assert main(["distill", "--teacher", str(random_teacher), "--out", str(out), "--config", str(cfg),
+                 "--temperature", "0.02", "--quiet"]) == 0
+    used = yaml.safe_load((out / "config.yml").read_text())
+    card = json.loads((out / "agent.json").read_text())["training"]["config"]
+    assert used == card and used["lr"] == 1e-3 and used["buffer_size"] == 2000 and used["steps"] == 400
+    assert used["temperature"] == 0.02  # the flag over the file
+    again = tmp_path / "again"
+    assert main(["distill", "--teacher", str(random_teacher), "--out", str(again), "--config", str(out / "config.yml"),
+                 "--quiet"]) == 0
+    assert yaml.safe_load((again / "config.yml").read_text()) == used
+    capsys.readouterr()
+    for text, message in (("lr: 1e-3\nlearning_rate: 3\n", "unknown settings learning_rate"),
+                          ("- lr\n", "is a YAML mapping"), ("lr: fast\n", "--lr must be a finite number, got 'fast'"),
+                          ("lr: [1\n", "not valid YAML")):
+        cfg.write_text(text)
+        assert main(["distill", "--teacher", str(random_teacher), "--out", str(tmp_path / "bad"), "--config",
+                     str(cfg)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("error: ") and message in err and len(err.splitlines()) == 1, err
+    cfg.write_text("algo: pqn\nrollout_steps: 8\n")
+    assert main(["teacher", "train", "--out", str(tmp_path / "t"), "--config", str(cfg), "--buffer-size", "100"]) == 2
+    assert "--buffer-size is not an option of --algo pqn" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists() and not (tmp_path / "t").exists()

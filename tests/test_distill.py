@@ -227,10 +227,11 @@ def test_distill_learns_the_teacher(sharp_teacher: Path, tmp_path: Path, loss: s
     assert agree > agree0 or agree == 1.0, (agree0, agree)
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    acc = EventAccumulator(str(tmp_path / "tb"))
+    acc = EventAccumulator(str(tmp_path / "tb" / "student"))  # one folder per run, named after it
     acc.Reload()
     tags = acc.Tags()["scalars"]
-    for tag in ("losses/distill", "charts/agreement", "charts/entropy", "charts/SPS", "charts/logit_std"):
+    for tag in ("losses/distill", "charts/agreement", "charts/entropy", "charts/SPS", "charts/logit_std",
+                "time/fps", "train/loss", "train/learning_rate"):
         assert tag in tags, tag
     if feature_weight:
         assert all(e.value > 0 for e in acc.Scalars("losses/feature"))
@@ -249,7 +250,7 @@ def test_a_collapsed_student_is_reported(sharp_teacher: Path, tmp_path: Path, ca
     assert err.count("warning:") == 1 and "same outputs" in err and "--lr" in err
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    acc = EventAccumulator(str(tmp_path / "tb"))
+    acc = EventAccumulator(str(tmp_path / "tb" / "student"))
     acc.Reload()
     assert acc.Scalars("charts/logit_std")[-1].value < 1e-6
     assert acc.Scalars("charts/dead_channels")[-1].value > 0.5
@@ -258,7 +259,7 @@ def test_a_collapsed_student_is_reported(sharp_teacher: Path, tmp_path: Path, ca
     cfg = DistillConfig(student="gmp8", lr=1.0, recycle_every=20, **TINY)
     card = distill(sharp_teacher, cfg, tmp_path / "recycled", tensorboard=tmp_path / "tb2", show_progress=False)
     assert card["training"]["config"]["recycle_every"] == 20 and card["training"]["recycle_every_used"] == 20
-    acc = EventAccumulator(str(tmp_path / "tb2"))
+    acc = EventAccumulator(str(tmp_path / "tb2" / "recycled"))
     acc.Reload()
     assert acc.Scalars("charts/recycled_channels")[-1].value > 0
 
@@ -269,7 +270,7 @@ def test_eval_resume_and_refusals(random_teacher: Path, tmp_path: Path) -> None:
     card = distill(random_teacher, cfg, out, show_progress=False, tensorboard=tmp_path / "tb")
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    acc = EventAccumulator(str(tmp_path / "tb"), size_guidance={"images": 0})
+    acc = EventAccumulator(str(tmp_path / "tb" / "s"), size_guidance={"images": 0})
     acc.Reload()
     assert "images/overlay" in acc.Tags()["images"] and "videos/overlay" in acc.Tags()["images"]
     clip = acc.Images("videos/overlay")[0]

@@ -35,7 +35,8 @@ def _study(tmp_path: Path, teacher: Path, name: str) -> Path:
     return path
 
 
-def test_local_and_ray_give_the_same_rows(random_teacher: Path, tmp_path: Path) -> None:
+def test_local_and_ray_give_the_same_rows(random_teacher: Path, tmp_path: Path,
+                                         capsys: pytest.CaptureFixture) -> None:
     threads = torch.get_num_threads()
     try:
         local = load_study(_study(tmp_path, random_teacher, "tiny"))
@@ -63,6 +64,12 @@ def test_local_and_ray_give_the_same_rows(random_teacher: Path, tmp_path: Path) 
         again = run_study(local, "local")
         assert [{k: r[k] for k in DETERMINISTIC} for r in again] == [{k: r[k] for k in DETERMINISTIC} for r in rows]
         assert (done / "returns.csv").read_text() == returns and (done / "result.json").exists()
+        # a damaged result.json is left out of the report with a note, then evaluated again by a run
+        (done / "result.json").write_bytes(b'{"game": "pong", "spec": "gmp4"')
+        assert len(report(local)) == 4  # the other run's row still makes the tables
+        assert "result.json: damaged, left out" in capsys.readouterr().err
+        assert run_study(local, "local")[0]["score_mean"] == rows[0]["score_mean"]
+        assert json.loads((done / "result.json").read_text())["spec"] == "gmp4"
         md_path.unlink()
         *pngs, csv_again, md_again = report(local)  # the plots, and the tables of the finished runs
         assert len(pngs) == 2 and all(p.stat().st_size > 5_000 for p in pngs)
@@ -115,7 +122,11 @@ def test_study_refusals(tmp_path: Path, random_teacher: Path) -> None:
                         ({"per_student": {"gmp4": {"distill": {"nope": 1}}}},
                          "unknown per_student.gmp4.distill settings"),
                         ({"per_student": {"gmp4": {"lr": 1e-3}}}, "maps distill and/or dqn"),
-                        ({"per_student": {"cnn": {}}}, "invalid student spec")):
+                        ({"per_student": {"cnn": {}}}, "invalid student spec"),
+                        ({"step": 5000}, "unknown study entries step"),
+                        ({"distill": {"seed": 3}}, "distill sets seed, which the study's grid sets"),
+                        ({"per_student": {"gmp4": {"dqn": {"steps": 10}}}}, "per_student.gmp4.dqn sets steps"),
+                        ({"students": [16]}, "students must be strings")):
         bad = tmp_path / "bad.yaml"
         bad.write_text(yaml.safe_dump({**doc, **change}))
         with pytest.raises(UserError, match=msg):
@@ -161,8 +172,9 @@ def test_vary_is_one_factor_at_a_time(tmp_path: Path, random_teacher: Path) -> N
 
 @pytest.mark.parametrize("jobs", [1, 2])
 def test_a_stopped_run_is_not_a_result(random_teacher: Path, tmp_path: Path, jobs: int) -> None:
-    """SIGTERM checkpoints the runs in progress (in worker processes too); the study then fails
-    with one line and writes no result for them (a later `experiment run` resumes them)."""
+    """SIGTERM checkpoints the runs in progress (in worker processes too); the study then exits with
+    128 + 15, says how to resume in one line and writes no result for them (a later `experiment run`
+    resumes them)."""
     import signal
     import subprocess
     import sys
@@ -181,8 +193,9 @@ def test_a_stopped_run_is_not_a_result(random_teacher: Path, tmp_path: Path, job
     time.sleep(1.0)
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=300)
-    assert proc.returncode == 2 and "Traceback" not in err
-    assert err.strip().splitlines()[-1].startswith("error: ") and "run the study again to resume it" in err
+    assert proc.returncode == 128 + signal.SIGTERM and "Traceback" not in err  # like a single run
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("stopped by SIGTERM: finished runs are kept") and "run the same `rl-compress experiment" in last
     # every run in progress got the signal: checkpointed long before its first periodic checkpoint
     for d in run_dirs:
         assert (d / "checkpoint.pt").exists() and not (d / "result.json").exists()

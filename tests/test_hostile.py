@@ -23,6 +23,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
+import rl_compress
 from rl_compress.cli.main import main
 from rl_compress.core.errors import UserError, first_line
 from rl_compress.core.rundir import RunLock
@@ -65,6 +66,15 @@ def refused(capsys: pytest.CaptureFixture, args: list[str], *fragments: str, cod
     err = capsys.readouterr().err
     assert got == code, (got, err)
     one_line(code, err, *fragments)
+
+
+def parser_refuses(capsys: pytest.CaptureFixture, args: list[str], *fragments: str) -> None:
+    """A value the command line's own types refuse: exit 2 and one line, before any work."""
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exc:
+        main(args)
+    assert exc.value.code == 2
+    one_line(2, capsys.readouterr().err, *fragments)
 
 
 def no_temp_files(d: Path) -> None:
@@ -121,7 +131,7 @@ def test_unwritable_outputs_refused_up_front(capsys: pytest.CaptureFixture, rand
 def test_record_numbers(capsys: pytest.CaptureFixture, random_teacher: Path, tmp_path: Path) -> None:
     for args, frag in ((["--scale", "0"], "--scale"), (["--scale", "100000"], "--scale"), (["--fps", "0"], "--fps")):
         for name in ("v.mp4", "v.gif"):
-            refused(capsys, ["record", str(random_teacher), "--out", str(tmp_path / name), *args], frag)
+            parser_refuses(capsys, ["record", str(random_teacher), "--out", str(tmp_path / name), *args], frag)
     assert list(tmp_path.iterdir()) == [random_teacher]
 
 
@@ -228,7 +238,7 @@ def test_outputs_never_overwritten(capsys: pytest.CaptureFixture, student: Path,
                 buffer_size=500, learning_starts=1000, seed=0, verbose=0)
     model.save(tmp_path / "dqn.zip")
     refused(capsys, ["teacher", "import", str(tmp_path / "dqn.zip"), "--game", "pong", "--out", str(student)],
-            "already holds a run")
+            "already holds a run; --force replaces it")  # import has no --resume to suggest
     assert snapshot(student) == before
     target = shutil.copytree(student, tmp_path / "replace-me")
     assert main(["teacher", "import", str(tmp_path / "dqn.zip"), "--game", "pong", "--out", str(target),
@@ -307,7 +317,7 @@ def test_resume_repairs_a_torn_generation(student: Path, random_teacher: Path, t
               "--quiet")
     assert res.returncode == 0, res.stderr
     assert "held step 400, checkpoint.pt step 600: rewriting them" in res.stderr
-    assert "dropped 1 episode(s) logged after the checkpoint's step 600" in res.stderr
+    assert "dropped 1 row(s) logged after the checkpoint's step 600" in res.stderr
     card = json.loads((student / "agent.json").read_text())
     assert card["training"]["steps"] == torch.load(student / "checkpoint.pt", weights_only=True)["step"] == 602
     assert "99999" not in (student / "returns.csv").read_text()
@@ -343,15 +353,25 @@ def test_sigterm_stops_distill_with_128_plus_signal(random_teacher: Path, tmp_pa
 
 
 # ------------------------------------------------------------------ a full disk
-@pytest.fixture()
-def small_disk(tmp_path: Path):
+def _tmpfs(tmp_path: Path, size: str):
     mnt = tmp_path / "disk"
     mnt.mkdir()
-    res = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mnt)], capture_output=True)
+    res = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mnt)], capture_output=True)
     if res.returncode != 0:
         pytest.skip("cannot mount a small tmpfs here (needs root)")
     yield mnt
     subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+@pytest.fixture()
+def small_disk(tmp_path: Path):
+    yield from _tmpfs(tmp_path, "2m")
+
+
+@pytest.fixture()
+def disk(tmp_path: Path):
+    """A 16 MB tmpfs: room for a teacher, then remounted read-only by the test."""
+    yield from _tmpfs(tmp_path, "16m")
 
 
 def test_full_disk_keeps_the_previous_checkpoint(small_disk: Path, random_teacher: Path) -> None:
@@ -372,6 +392,35 @@ def test_full_disk_keeps_the_previous_checkpoint(small_disk: Path, random_teache
     res = rlc(*args[:-2], "--resume", "--steps", "400", "--quiet")
     assert res.returncode == 0, res.stderr
     assert json.loads((out / "agent.json").read_text())["training"]["steps"] == 400
+
+
+def test_full_disk_during_export_and_record(small_disk: Path, random_teacher: Path) -> None:
+    """Exports and videos bigger than the disk's room: one line, exit 1, no part file."""
+    with open(small_disk / "filler", "wb") as f:  # leave 64 KB: less than any of these files
+        f.write(b"\0" * max(shutil.disk_usage(small_disk).free - 65536, 0))
+    for args in (["export", str(random_teacher), "--format", "onnx", "--out", str(small_disk / "t.onnx")],
+                 ["export", str(random_teacher), "--format", "torchscript", "--out", str(small_disk / "t.pt")],
+                 ["record", str(random_teacher), "--out", str(small_disk / "v.gif"), "--max-frames", "100",
+                  "--quiet", "--overlay", "none"]):
+        res = rlc(*args)
+        assert res.returncode == 1, res.stderr
+        one_line(1, res.stderr, "could not write", "No space left on device")
+    assert [p.name for p in small_disk.iterdir()] == ["filler"]
+
+
+def test_read_only_agent_and_broken_pipe(disk: Path, random_teacher: Path) -> None:
+    """An agent on a read-only disk: writing its card or taking its lock is one line (exit 1), reading it
+    works. `info A | head -1`: the reader going away ends the command quietly."""
+    agent = shutil.copytree(random_teacher, disk / "agent")
+    subprocess.run(["mount", "-o", "remount,ro", str(disk)], check=True)
+    for args in (["evaluate", str(agent), "--episodes", "1", "--write-card", "--quiet"], ["card", str(agent)]):
+        res = rlc(*args)
+        assert res.returncode == 1, res.stderr
+        one_line(1, res.stderr, "cannot write there", "Read-only file system")
+    assert rlc("info", str(agent)).returncode == 0
+    proc = subprocess.run(f"'{_exe()}' info '{agent}' | head -c 10", shell=True, capture_output=True, text=True,
+                          timeout=300)
+    assert len(proc.stdout) == 10 and proc.stderr == "", proc.stderr
 
 
 # ------------------------------------------------------------------ lost work: an output is never an input
@@ -434,3 +483,101 @@ def test_hub_revisions_stay_in_the_cache(capsys: pytest.CaptureFixture, tmp_path
         refused(capsys, ["teacher", "import", f"hf:sb3/dqn-PongNoFrameskip-v4@{rev}", "--out", str(tmp_path / "t")],
                 "a revision is a branch, tag or commit id")
     assert not (tmp_path / "t").exists()
+
+
+# ------------------------------------------------------------------ values past any range, damaged files, divergence
+def test_numbers_past_any_range_refused_up_front(capsys: pytest.CaptureFixture, random_teacher: Path,
+                                                 tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    train = ["teacher", "train", "--out", str(out), *TINY_TRAIN]
+    refused(capsys, [*train, "--seed", "99999999999999999999"], "--seed must be at most 1073741824")
+    refused(capsys, [*train, "--envs", "100000"], "--envs must be at most 1024")
+    refused(capsys, [*train, "--steps", str(10**22)], "--steps must be at most 10000000000")
+    refused(capsys, [*train, "--buffer-size", "1000000000"], "--buffer-size 1000000000 needs", "GiB of memory",
+            "available")
+    distill = ["distill", "--teacher", str(random_teacher), "--out", str(out), *TINY_DISTILL]
+    refused(capsys, [*distill, "--buffer-size", "1000000000"], "GiB of memory")
+    refused(capsys, [*distill, "--envs", "100000"], "--envs must be at most 1024")
+    refused(capsys, [*distill, "--eval-seed", str(2**40)], "--eval-seed must be at most")
+    refused(capsys, [*train, "--tensorboard", str(random_teacher / "agent.json" / "tb")], "--tensorboard cannot be made",
+            "is a file")
+    parser_refuses(capsys, ["localize", str(random_teacher), "--frames", "3", "--radius", "nan", "--score",
+                            "--out", str(tmp_path / "m.npz")], "--radius", "finite number")
+    parser_refuses(capsys, ["table", str(random_teacher), "--threshold", "nan"], "--threshold", "finite number")
+    parser_refuses(capsys, ["bench", "distill", "--steps", "-5"], "--steps", "must be in [1,")
+    parser_refuses(capsys, ["evaluate", str(random_teacher), "--episodes", "0"], "--episodes", "must be in [1,")
+    parser_refuses(capsys, ["evaluate", str(random_teacher), "--seed", "-1"], "--seed", "must be in [0,")
+    parser_refuses(capsys, ["record", str(random_teacher), "--out", str(tmp_path / "v.mp4"), "--max-frames", "x"],
+                   "--max-frames", "must be an integer")
+    parser_refuses(capsys, ["experiment", "run", "s.yaml", "--budget", "inf"], "--budget", "finite number")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["teacher"]  # nothing made, no run directory
+
+
+def test_card_numbers_of_the_wrong_type_or_size(capsys: pytest.CaptureFixture, random_teacher: Path,
+                                               tmp_path: Path) -> None:
+    arch = json.loads((random_teacher / "agent.json").read_text())["arch"]
+    cases = [({"params": "a"}, "params must be a non-negative integer, got 'a'"),
+             ({"params": -3}, "params must be a non-negative integer"),
+             ({"training": {"steps": "lots"}}, "training.steps must be a non-negative integer"),
+             ({"training": {"wall_time_s": float("nan")}}, "training.wall_time_s must be a finite number"),
+             ({"evaluation": {"mean": "high", "std": 0, "episodes": 1}}, "evaluation.mean must be a finite number"),
+             ({"arch": {**arch, "hidden": -5}}, "arch hidden must be an integer from 0 to 65536, got -5"),
+             ({"arch": {**arch, "hidden": 10**7}}, "arch hidden must be an integer from 0 to 65536"),  # 125 GB
+             ({"arch": {**arch, "channels": [10**6, 64, 64]}}, "arch channels must be a list of integers"),
+             ({"arch": {**arch, "channels": [32, 64.5, 64]}}, "arch channels must be a list of integers")]
+    for i, (entries, fragment) in enumerate(cases):
+        d = _edit_card(random_teacher, tmp_path / f"card{i}", **entries)
+        before = snapshot(d)
+        refused(capsys, ["info", str(d)], fragment)
+        refused(capsys, ["evaluate", str(d), "--episodes", "1"], fragment)
+        assert snapshot(d) == before
+        with pytest.raises(UserError, match=fragment.split(",")[0]):
+            rl_compress.load_agent(d)
+
+
+def test_resume_over_a_damaged_returns_log(capsys: pytest.CaptureFixture, student: Path,
+                                           random_teacher: Path) -> None:
+    """returns.csv with bytes that are not UTF-8 and rows that are not numbers: the resume drops those
+    rows with a note and goes on; the learning curve is drawn from the rows that can be read."""
+    log = student / "returns.csv"
+    good = log.read_bytes()
+    log.write_bytes(good + b"100,-21.0,90,1.0\n\xff\xfe,1.0,3,0.1\nabc,def\n200,-20.0,95,2.0\n")
+    capsys.readouterr()
+    assert main(["distill", "--teacher", str(random_teacher), "--out", str(student), "--resume", "--steps", "600",
+                 "--quiet"]) == 0
+    err = capsys.readouterr().err
+    assert "returns.csv: dropped 2 row(s)" in err and "Traceback" not in err
+    text = log.read_text(encoding="utf-8")  # valid UTF-8 again, the old rows kept
+    kept = [*good.decode().splitlines(), "100,-21.0,90,1.0", "200,-20.0,95,2.0"]
+    assert text.splitlines()[:len(kept)] == kept and "abc" not in text
+    assert json.loads((student / "agent.json").read_text())["training"]["steps"] == 600
+    assert (student / "learning_curve.png").stat().st_size > 1000
+
+
+def test_a_diverged_run_keeps_its_last_checkpoint(capsys: pytest.CaptureFixture, tmp_path: Path) -> None:
+    """An absurd learning rate makes the weights Inf/NaN within a few updates: the run stops at once with
+    exit 1 and one line, and the directory still holds the last finite checkpoint, which loads."""
+    out = tmp_path / "div"
+    args = ["teacher", "train", "--out", str(out), "--steps", "3000", "--lr", "1e30", "--checkpoint-every", "200",
+            *TINY_TRAIN]
+    refused(capsys, args, "training diverged", "NaN or Inf", "keeps its last checkpoint", code=1)
+    card = json.loads((out / "agent.json").read_text())
+    assert card["training"]["steps"] == 200 and not card["training"]["finished"]
+    agent = rl_compress.load_agent(out)  # finite weights: the NaN ones were never written
+    assert agent.predict(np.zeros((4, 84, 84), np.uint8))[0] in range(4)
+
+
+def test_python_api_errors_name_the_argument(random_teacher: Path) -> None:
+    agent = rl_compress.load_agent(random_teacher)
+    obs = np.zeros((4, 84, 84), np.uint8)
+    for call, fragment in ((lambda: rl_compress.load_agent(3), "source must be a path or 'hf:ORG/NAME', got int"),
+                           (lambda: rl_compress.load_agent(random_teacher, game=4), "game must be a game name"),
+                           (lambda: rl_compress.make_env("pong", noop_max=-1), "noop_max must be an integer from 0"),
+                           (lambda: rl_compress.make_env("pong", sticky=1.5), "sticky must be a number from 0"),
+                           (lambda: rl_compress.make_env(7), "game must be a game name"),
+                           (lambda: agent.attention(obs, "gradcam", k=0), "k must be an integer from 1 to 64"),
+                           (lambda: agent.attention(obs, "gradcam", k=2.5), "k must be an integer"),
+                           (lambda: rl_compress.evaluate(agent, episodes=1, seed=0.5), "seed must be an integer"),
+                           (lambda: rl_compress.evaluate(agent, episodes=1, seed=-1), "seed must be an integer from 0")):
+        with pytest.raises(UserError, match=fragment):
+            call()

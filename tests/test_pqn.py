@@ -91,9 +91,10 @@ def test_pqn_run_resume_and_card(tmp_path: Path) -> None:
 
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    acc = EventAccumulator(str(tb))
+    acc = EventAccumulator(str(tb / "pqn"))  # one folder per run, named after it
     acc.Reload()
-    assert {"charts/SPS", "charts/epsilon", "losses/td_loss"} <= set(acc.Tags()["scalars"])
+    assert {"charts/SPS", "charts/epsilon", "losses/td_loss", "time/fps", "train/loss",
+            "train/learning_rate"} <= set(acc.Tags()["scalars"])
 
 
 def test_pqn_refusals(tmp_path: Path) -> None:

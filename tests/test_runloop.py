@@ -3,6 +3,7 @@ whole loop on a real vector env with a minimal method plugged in (random actor, 
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,7 @@ import numpy as np
 import torch
 
 from rl_compress.atari.envs import EnvConfig, make_vector_env
+from rl_compress.core import progress
 from rl_compress.core.rundir import load_checkpoint
 from rl_compress.models.agent import load_agent, make_card
 from rl_compress.models.networks import build_network, parse_spec
@@ -128,3 +130,36 @@ def test_run_loop_on_a_real_env(tmp_path: Path) -> None:
     names = {p.name for p in out.iterdir()}
     assert {"agent.json", "checkpoint.pt", "model.safetensors", "returns.csv"} <= names
     assert not [n for n in names if n.startswith(".")]  # no temp file left
+
+
+def test_progress_outside_a_terminal_is_plain_lines(tmp_path: Path, capsys, monkeypatch) -> None:
+    """stderr is not a terminal here (captured): the loop logs plain lines (count, rate, ETA, info), and
+    a run that its wall-time budget ends closes at the steps it reached, not at its --steps."""
+    monkeypatch.setattr(progress.LogLines.__init__, "__defaults__", (0.0, None))  # a line at every update
+    out = tmp_path / "run"
+    out.mkdir()
+    env = make_vector_env("breakout", 4, EnvConfig(sticky=0.25), num_threads=1)
+    obs, _ = env.reset(seed=0)
+    state = RunState.restore(None)
+    run = open_run_dir(out, None, state, False, {"note": "test"})
+    capsys.readouterr()
+    card = run_loop(RandomActor(4), env, obs, state, run, Schedule(steps=10**7, checkpoint_every=10**6, eval_every=0,
+                                                                     max_wall_time=8.0), show_progress=True)
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert state.stopped == "max_wall_time" and not card["training"]["finished"] and 0 < state.step < 10**7
+    assert len(lines) >= 2 and all(line.startswith("random: ") for line in lines)
+    during = [line for line in lines if "ETA" in line]  # the periodic lines, every 1,000 steps
+    assert during and all(" | " in line and "sps" in line for line in during)  # with the method's info
+    assert lines[-1].startswith(f"random: {state.step:,}/{state.step:,} (100.0%)")
+
+
+def test_log_lines_count_rate_and_eta() -> None:
+    buf = io.StringIO()
+    with progress.LogLines(every=3600.0, file=buf) as bar:
+        task = bar.add_task("evaluate pong", total=30, info="")
+        for _ in range(10):
+            bar.advance(task)  # within the hour: no line yet
+        assert buf.getvalue() == ""
+        bar.update(task, info="mean -21.0")
+    (line,) = buf.getvalue().splitlines()  # the last line, at the end
+    assert line.startswith("evaluate pong: 10/30 (33.3%) ") and " ETA 0:00:" in line and line.endswith("| mean -21.0")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import zipfile
 from pathlib import Path
@@ -71,3 +72,48 @@ def test_import_refusals(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="no such file"):
         import_teacher(tmp_path / "missing.zip", tmp_path / "o", game="pong")
     assert not (tmp_path / "o").exists()
+
+
+def _rewrite(src: Path, dst: Path, data=None, policy=None, extra: dict[str, bytes] | None = None) -> Path:
+    """A copy of an SB3 zip with its 'data' JSON and/or policy state dict replaced."""
+    with zipfile.ZipFile(src) as z:
+        entries = {n: z.read(n) for n in z.namelist()}
+    if data is not None:
+        entries["data"] = json.dumps(data).encode()
+    if policy is not None:
+        buf = io.BytesIO()
+        torch.save(policy, buf)
+        entries["policy.pth"] = buf.getvalue()
+    entries.update(extra or {})
+    with zipfile.ZipFile(dst, "w", compression=zipfile.ZIP_DEFLATED) as z:
+        for name, raw in entries.items():
+            z.writestr(name, raw)
+    return dst
+
+
+def test_damaged_sb3_zips_refused_in_one_line(tmp_path: Path) -> None:
+    """A real SB3 DQN zip, damaged one way at a time: NaN weights, a scalar tensor, no Q head, metadata of
+    the wrong JSON type, an entry that expands to a gigabyte. Each is refused before anything is written."""
+    from stable_baselines3 import DQN
+
+    model = DQN("CnnPolicy", _sb3_env(), buffer_size=1000, learning_starts=1000, seed=0, verbose=0)
+    good = tmp_path / "dqn.zip"
+    model.save(good)
+    with zipfile.ZipFile(good) as z:
+        data, policy = json.loads(z.read("data")), torch.load(io.BytesIO(z.read("policy.pth")), weights_only=True)
+    nan = {**policy, "q_net.q_net.0.bias": torch.full_like(policy["q_net.q_net.0.bias"], float("nan"))}
+    scalar = {**policy, "q_net.features_extractor.linear.0.weight": torch.tensor(1.0)}
+    headless = {k: v for k, v in policy.items() if not k.startswith("q_net.q_net.")}
+    cases = [({"policy": nan}, "'head.bias' holds 6 NaN or Inf values"),
+             ({"policy": scalar}, "is a scalar, not a layer's weights"),
+             ({"policy": headless}, "the policy has no DQN head"),
+             ({"data": {**data, "policy_class": "DQNPolicy"}}, "'policy_class' is a str"),
+             ({"data": {**data, "observation_space": [4, 84, 84]}}, "'observation_space' is a list"),
+             ({"extra": {"data": b" " * 2**30}}, "'data' entry expands to 1,073,741,824 bytes")]
+    for i, (change, message) in enumerate(cases):
+        with pytest.raises(UserError, match=message):
+            import_teacher(_rewrite(good, tmp_path / f"bad{i}.zip", **change), tmp_path / "o", game="pong")
+    with zipfile.ZipFile(tmp_path / "bad5.zip") as z:
+        assert z.getinfo("data").compress_size < 2**21  # the bomb itself is small
+    assert not (tmp_path / "o").exists()
+    import_teacher(good, tmp_path / "o", game="pong")  # the undamaged zip still imports

@@ -76,10 +76,12 @@ def test_sigterm_then_resume(tmp_path: Path) -> None:
     agent = load_agent(out)
     assert agent.card["params"] == 1_686_180 and agent.game == "breakout"
 
-    scalars = _scalars(tb)
+    scalars = _scalars(tb / "teacher")  # one folder per run, named after it
     for tag in ("charts/episodic_return", "charts/episodic_length", "charts/epsilon", "charts/SPS",
-                "losses/td_loss", "losses/q_mean"):
+                "losses/td_loss", "losses/q_mean", "rollout/ep_rew_mean", "rollout/ep_len_mean", "time/fps",
+                "train/learning_rate", "train/loss"):
         assert tag in scalars, tag
+    assert list(tb.iterdir()) == [tb / "teacher"]
     returns = [v for _, v in scalars["charts/episodic_return"]]
     assert all(0 <= r <= 100 for r in returns) and len(returns) >= 4
     steps = [s for s, _ in scalars["charts/episodic_return"]]

@@ -7,16 +7,19 @@ a temp name in the same folder and renamed when complete.
 
 from __future__ import annotations
 
+import errno
 import io
 import os
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import cv2
 import imageio.v2 as imageio
 import numpy as np
 
-from rl_compress.core.errors import UserError
+from rl_compress.core.errors import StorageError, UserError, first_line
+from rl_compress.core.files import atomic_write_bytes
 
 VIDEO_EXTS = (".mp4", ".gif")
 HUD_H = 14  # HUD bar height in screen pixels (before scaling)
@@ -74,29 +77,41 @@ def check_video_path(path: Path) -> Path:
 
 
 def write_video(path: Path, frames: Iterable[np.ndarray], fps: int = 30) -> int:
-    """Write RGB frames to ``path`` (.mp4 H.264 or .gif), atomically; returns the frame count."""
-
+    """Write RGB frames to ``path`` (.mp4 H.264 or .gif), atomically; returns the frame count. A
+    write the disk refuses raises StorageError (one line) and leaves no part file."""
     path = check_video_path(path)
+    if path.suffix.lower() == ".gif":  # imageio's pillow writer holds every frame until it closes anyway
+        gif = io.BytesIO()
+        n = _append_all(imageio.get_writer(gif, format="GIF", mode="I", duration=1000 / fps, loop=0), frames, path)
+        atomic_write_bytes(path, gif.getvalue())
+        return n
     tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
-    n = 0
     try:
-        if path.suffix.lower() == ".mp4":
-            writer = imageio.get_writer(str(tmp), fps=fps, codec="libx264", macro_block_size=1, quality=7,
-                                        # quiet: ffmpeg shares our stderr, and a stop mid-frame makes it complain
-                                        # about the cut frame; a failed encode still raises in Python
-                                        pixelformat="yuv420p", ffmpeg_log_level="quiet")
-        else:
-            writer = imageio.get_writer(str(tmp), mode="I", duration=1000 / fps, loop=0)
-        with writer:
-            for f in frames:
-                writer.append_data(f)
-                n += 1
-        if n == 0:
-            raise UserError(f"{path}: no frames to write")
+        # quiet: ffmpeg shares our stderr, and a stop mid-frame makes it complain about the cut frame;
+        # a failed encode still raises in Python
+        writer = imageio.get_writer(str(tmp), fps=fps, codec="libx264", macro_block_size=1, quality=7,
+                                    pixelformat="yuv420p", ffmpeg_log_level="quiet")
+        n = _append_all(writer, frames, path)
         os.replace(tmp, path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        reason = e.strerror if e.errno not in (None, errno.EPIPE) else "the encoder stopped; is the disk full?"
+        raise StorageError(f"{path}: could not write ({reason or first_line(e)})") from None
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+    return n
+
+
+def _append_all(writer: Any, frames: Iterable[np.ndarray], path: Path) -> int:
+    """Feed ``frames`` to an imageio writer and close it; the count (UserError for none)."""
+    n = 0
+    with writer:
+        for f in frames:
+            writer.append_data(f)
+            n += 1
+    if n == 0:
+        raise UserError(f"{path}: no frames to write")
     return n
 
 

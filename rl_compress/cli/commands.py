@@ -27,7 +27,7 @@ from rl_compress.attention.score import objects_from_ram, score_npz
 from rl_compress.attention.video import check_video_path, render_overlay, side_by_side, write_video
 from rl_compress.bench import TeacherBenchConfig, bench_teacher, format_teacher
 from rl_compress.bench_score import TimeToScoreConfig, check_time_to_score, format_time_to_score, time_to_score
-from rl_compress.core.config import config_from_args, flag_name
+from rl_compress.core.config import apply_config_file, config_from_args, flag_name
 from rl_compress.core.device import announce_choice, model_device
 from rl_compress.core.errors import UserError
 from rl_compress.core.files import atomic_write_bytes, atomic_write_json, sha256_file
@@ -115,6 +115,7 @@ def _run_settings(args: argparse.Namespace, card: dict[str, Any] | None, keeps: 
 def cmd_teacher_train(args: argparse.Namespace) -> int:
     """Train (or resume) a DQN or PQN teacher."""
 
+    apply_config_file(args, list(TEACHER_CONFIGS.values()), extra=["algo", "arch"])
     # on --resume the game, arch and algorithm are the run's; with --init-from game and arch default to the source's
     source = Path(args.out) if args.resume else Path(args.init_from) if args.init_from else None
     source_card = read_card(source) if source is not None and (source / CARD).exists() else None
@@ -315,7 +316,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 def cmd_distill(args: argparse.Namespace) -> int:
     """Distill a student from a teacher."""
-
+    apply_config_file(args, [DistillConfig])
     fixed = {}
     if args.resume and (Path(args.out) / CARD).exists():
         card = read_card(Path(args.out))
@@ -357,10 +358,6 @@ def cmd_record(args: argparse.Namespace) -> int:
 
     out = check_video_path(Path(args.out))
     check_output_file(out)
-    if not 1 <= args.scale <= 16:
-        raise UserError(f"--scale must be from 1 to 16, got {args.scale}")
-    if not 1 <= args.fps <= 240:
-        raise UserError(f"--fps must be from 1 to 240, got {args.fps}")
     agent = _agent(args)
     overlay = args.overlay or ("gmp" if isinstance(agent.net, GMPStudent) else "gradcam")
     if overlay.startswith("gmp") and not isinstance(agent.net, GMPStudent):
@@ -401,9 +398,6 @@ def cmd_localize(args: argparse.Namespace) -> int:
     _json_path(args.json)
     agent = _agent(args)
     if args.score:
-
-        if args.radius <= 0:
-            raise UserError(f"--radius must be positive, got {args.radius}")
         objects_from_ram(agent.game, np.zeros((0, 128), dtype=np.uint8))  # fail early if OCAtari is missing
     frames = _positive("--frames", args.frames)
     _work_starts(args, agent)

@@ -25,10 +25,17 @@ from rl_compress.cli.commands import (
     cmd_teacher_import,
     cmd_teacher_train,
 )
-from rl_compress.core.config import add_config_flags
+from rl_compress.core.config import MAX_ENVS, MAX_SEED, MAX_STEPS, add_config_flags, int_in, number_in
 from rl_compress.core.device import DEVICE_HELP
 from rl_compress.train.distill import DistillConfig
 from rl_compress.train.teacher import PQNConfig, TeacherConfig
+
+MAX_EPISODES = 10**6
+MAX_FRAMES = 10**7  # agent steps one command plays and keeps (record, localize, push)
+MAX_STATES = 10**6
+SEED = int_in(0, MAX_SEED)
+CONFIG_HELP = ("settings from a YAML file, names as in --help without the dashes (lr: 2.5e-4, buffer_size: 100000); "
+               "flags given here override it; the run writes what it used to OUT/config.yml")
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -79,6 +86,7 @@ def _add_teacher(sub: Any) -> None:
                     "on many envs without replay or target network (LayerNorm Nature DQN), ~an order of magnitude "
                     "less compute per env step. PQN's own defaults: --envs 64 --lr 2.5e-4 (RAdam) --eps-decay 250000 "
                     "--env-threads 2")
+    tr.add_argument("--config", type=Path, default=None, metavar="FILE.yaml", help=CONFIG_HELP)
     add_config_flags(tr, TeacherConfig)
     add_config_flags(tr, PQNConfig, skip=[f.name for f in dataclasses.fields(TeacherConfig)])
     tr.set_defaults(func=cmd_teacher_train)
@@ -100,6 +108,7 @@ def _add_distill_and_prune(sub: Any) -> None:
     d.add_argument("--force", action="store_true", help="replace the run that --out holds (its files are deleted)")
     d.add_argument("--tensorboard", type=Path, default=None, help="TensorBoard log directory")
     d.add_argument("--quiet", action="store_true", help="no progress bar")
+    d.add_argument("--config", type=Path, default=None, metavar="FILE.yaml", help=CONFIG_HELP)
     add_config_flags(d, DistillConfig)
     d.set_defaults(func=cmd_distill)
 
@@ -107,12 +116,12 @@ def _add_distill_and_prune(sub: Any) -> None:
     pr.add_argument("agent", help="gmp student agent directory")
     pr.add_argument("--out", required=True, help="agent directory to write (new or empty)")
     pr.add_argument("--force", action="store_true", help="replace the agent that --out holds")
-    pr.add_argument("--states", type=int, default=4000,
+    pr.add_argument("--states", type=int_in(1, MAX_STATES), default=4000,
                     help="states the agent plays (epsilon 0.1) on which channels are judged (default: 4000)")
-    pr.add_argument("--max-params", type=int, default=None,
+    pr.add_argument("--max-params", type=int_in(1, 10**9), default=None,
                     help="then remove the live channels whose loss changes the agent's actions least until "
                          "it has at most this many parameters (default: dead channels only)")
-    pr.add_argument("--seed", type=int, default=0, help="seed of the states' games (default: 0)")
+    pr.add_argument("--seed", type=SEED, default=0, help="seed of the states' games (default: 0)")
     _add_device(pr)
     pr.set_defaults(func=cmd_prune)
 
@@ -122,8 +131,8 @@ def _add_evaluate_and_record(sub: Any) -> None:
     ev = sub.add_parser("evaluate", help="evaluate an agent under the default protocol")
     ev.add_argument("agent", help="agent directory, SB3 / RL Zoo zip, CleanRL .cleanrl_model or hf:ORG/NAME[@REVISION]")
     ev.add_argument("--game", default=None, help="the game of a zip or Hub source whose name does not say it")
-    ev.add_argument("--episodes", type=int, default=30, help="whole games to play (default: 30)")
-    ev.add_argument("--seed", type=int, default=0, help="seed of the envs and of epsilon (default: 0)")
+    ev.add_argument("--episodes", type=int_in(1, MAX_EPISODES), default=30, help="whole games to play (default: 30)")
+    ev.add_argument("--seed", type=SEED, default=0, help="seed of the envs and of epsilon (default: 0)")
     ev.add_argument("--json", default=None, help="write the result (per-episode scores) to this JSON file")
     ev.add_argument("--write-card", action="store_true", help="store the result as the card's evaluation")
     ev.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -134,16 +143,16 @@ def _add_evaluate_and_record(sub: Any) -> None:
     rec.add_argument("agent", help="agent directory, SB3 / RL Zoo zip, CleanRL .cleanrl_model or hf:ORG/NAME[@REVISION]")
     rec.add_argument("--game", default=None, help="the game of a zip or Hub source whose name does not say it")
     rec.add_argument("--out", required=True, help="video file, .mp4 or .gif")
-    rec.add_argument("--episodes", type=int, default=1, help="episodes to play at most (default: 1)")
-    rec.add_argument("--max-frames", type=int, default=2000, help="agent steps to record at most (default: 2000)")
+    rec.add_argument("--episodes", type=int_in(1, MAX_EPISODES), default=1, help="episodes to play at most (default: 1)")
+    rec.add_argument("--max-frames", type=int_in(1, MAX_FRAMES), default=2000, help="agent steps to record at most (default: 2000)")
     rec.add_argument("--overlay", choices=["gmp", "gmp-cell", "gradcam", "none"], default=None,
                      help="attention shown (default: gmp for a gmp student, else gradcam; gmp-cell: "
                           "GMP at the 7x7 cell centres, without the trace to the pixel)")
     rec.add_argument("--side-by-side", default=None, metavar="TEACHER_DIR",
                      help="also show this agent's Grad-CAM on the same frames, on the right (any source, like AGENT)")
-    rec.add_argument("--seed", type=int, default=0, help="seed of the episode (default: 0)")
-    rec.add_argument("--scale", type=int, default=3, help="screen upscaling (default: 3)")
-    rec.add_argument("--fps", type=int, default=30, help="frames per second of the video (default: 30)")
+    rec.add_argument("--seed", type=SEED, default=0, help="seed of the episode (default: 0)")
+    rec.add_argument("--scale", type=int_in(1, 16), default=3, help="screen upscaling (default: 3)")
+    rec.add_argument("--fps", type=int_in(1, 240), default=30, help="frames per second of the video (default: 30)")
     rec.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_device(rec)
     rec.set_defaults(func=cmd_record)
@@ -154,14 +163,15 @@ def _add_localize_export_info(sub: Any) -> None:
     loc = sub.add_parser("localize", help="attention maps and peaks of played frames to a .npz")
     loc.add_argument("agent", help="agent directory, SB3 / RL Zoo zip, CleanRL .cleanrl_model or hf:ORG/NAME[@REVISION]")
     loc.add_argument("--game", default=None, help="the game of a zip or Hub source whose name does not say it")
-    loc.add_argument("--frames", type=int, required=True, help="agent steps to play and explain")
+    loc.add_argument("--frames", type=int_in(1, MAX_FRAMES), required=True, help="agent steps to play and explain")
     loc.add_argument("--out", required=True, help=".npz file (keys: frames, ram, maps, peaks, actions)")
     loc.add_argument("--method", choices=["gmp", "gmp-cell", "gradcam", "perturbation"], default="gmp",
                      help="attention method (default: gmp)")
-    loc.add_argument("--seed", type=int, default=0, help="seed of the first episode (default: 0)")
+    loc.add_argument("--seed", type=SEED, default=0, help="seed of the first episode (default: 0)")
     loc.add_argument("--score", action="store_true",
                      help="score the top peaks against OCAtari's RAM objects (needs ocatari) and print JSON")
-    loc.add_argument("--radius", type=float, default=10.0, help="hit radius in screen pixels for --score (default: 10)")
+    loc.add_argument("--radius", type=number_in(0, 210, low_open=True), default=10.0,
+                     help="hit radius in screen pixels for --score (default: 10)")
     loc.add_argument("--json", default=None, help="with --score: write the score JSON to this file")
     _add_device(loc)
     loc.set_defaults(func=cmd_localize)
@@ -179,7 +189,7 @@ def _add_localize_export_info(sub: Any) -> None:
     push.add_argument("--repo-id", required=True, help="Hub model repository, ORG/NAME")
     push.add_argument("--private", action="store_true", help="create the repository private")
     push.add_argument("--dry-run", default=None, metavar="DIR", help="write exactly that folder here, upload nothing")
-    push.add_argument("--frames", type=int, default=300, help="agent steps of the replay video (default: 300)")
+    push.add_argument("--frames", type=int_in(1, MAX_FRAMES), default=300, help="agent steps of the replay video (default: 300)")
     push.set_defaults(func=cmd_push)
 
     card = sub.add_parser("card", help="write the agent's README.md model card (Hub metadata, score, size, usage)")
@@ -201,17 +211,17 @@ def _add_bench_and_studies(sub: Any) -> None:
                        help="time-to-score: env steps and wall-clock from scratch to --target for our PQN, our DQN "
                        "and SB3's DQN at RL Zoo's settings, one after another (hours; runs kept in --out)")
     bench.add_argument("--json", default=None, help="write results to this JSON file")
-    bench.add_argument("--steps", type=int, default=None, help="timed env steps (teacher: default 4000)")
-    bench.add_argument("--warmup", type=int, default=None, help="untimed warm-up env steps (teacher: default 2000)")
+    bench.add_argument("--steps", type=int_in(1, MAX_STEPS), default=None, help="timed env steps (teacher: default 4000)")
+    bench.add_argument("--warmup", type=int_in(0, MAX_STEPS), default=None, help="untimed warm-up env steps (teacher: default 2000)")
     bench.add_argument("--student", default="gmp16", help="student spec for inference / distill (default: gmp16)")
-    bench.add_argument("--envs", type=int, default=None, help="teacher: environments stepped together (default: 8)")
-    bench.add_argument("--env-threads", type=int, default=None,
+    bench.add_argument("--envs", type=int_in(1, MAX_ENVS), default=None, help="teacher: environments stepped together (default: 8)")
+    bench.add_argument("--env-threads", type=int_in(0, MAX_ENVS), default=None,
                        help="teacher: emulator threads (0 = one per env; default: 1)")
     bench.add_argument("--game", default="pong", help="time-to-score: the game (default: pong)")
-    bench.add_argument("--target", type=float, default=18.0, help="time-to-score: the score to reach (default: 18)")
-    bench.add_argument("--budget", type=float, default=2700.0,
+    bench.add_argument("--target", type=number_in(-1e9, 1e9), default=18.0, help="time-to-score: the score to reach (default: 18)")
+    bench.add_argument("--budget", type=number_in(0, 1e7, low_open=True), default=2700.0,
                        help="time-to-score: seconds of training each trainer may take (default: 2700)")
-    bench.add_argument("--eval-every", type=int, default=100_000,
+    bench.add_argument("--eval-every", type=int_in(1, MAX_STEPS), default=100_000,
                        help="time-to-score: env steps between 5-game evaluations (default: 100000)")
     bench.add_argument("--trainers", default="pqn,dqn,sb3", help="time-to-score: which trainers (default: pqn,dqn,sb3)")
     bench.add_argument("--out", default="runs/time_to_score", help="time-to-score: where the runs go")
@@ -224,9 +234,9 @@ def _add_bench_and_studies(sub: Any) -> None:
     exp.add_argument("study", help="study YAML file")
     exp.add_argument("--backend", choices=["local", "ray"], default="local", help="where runs execute (default: local)")
     exp.add_argument("--address", default=None, help="Ray cluster address (default: a local Ray)")
-    exp.add_argument("--jobs", type=int, default=1,
+    exp.add_argument("--jobs", type=int_in(1, 256), default=1,
                      help="local backend: runs at once, each in its own process on one thread (default: 1)")
-    exp.add_argument("--budget", type=float, default=1.0,
+    exp.add_argument("--budget", type=number_in(0, 1000, low_open=True), default=1.0,
                      help="scale every run's steps and episodes by this factor, e.g. 0.01 for a quick pass")
     _add_device(exp, default=None, help_extra="; the device of every run whose YAML sets none (default: each "
                 "run's own, else auto); a Ray task on cuda asks for one GPU")
@@ -234,7 +244,7 @@ def _add_bench_and_studies(sub: Any) -> None:
 
     tab = sub.add_parser("table", help="results table of distilled students, read from their cards")
     tab.add_argument("agents", nargs="+", help="student agent directories (each evaluated with --write-card)")
-    tab.add_argument("--threshold", type=float, default=0.9,
+    tab.add_argument("--threshold", type=number_in(0, 10, low_open=True), default=0.9,
                      help="retention whose first periodic evaluation gives the steps/time-to columns (default 0.9)")
     tab.add_argument("--md", default=None, help="also write the markdown table here")
     tab.add_argument("--csv", default=None, help="also write the rows as CSV here")

@@ -17,8 +17,10 @@ helpers every hot path uses to honour it.
 
 from __future__ import annotations
 
+import os
 import re
 import sys
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -138,3 +140,23 @@ def model_device(net: nn.Module) -> torch.device:
 def autocast(device: torch.device, enabled: bool) -> Any:
     """bfloat16 autocast (convolutions and matmuls) on ``device``'s type, or a no-op context."""
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled)
+
+
+def available_memory() -> int:
+    """Bytes of memory this machine can still give: ``MemAvailable`` of /proc/meminfo (the whole
+    physical memory where that is unknown)."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def check_memory(need: int, what: str) -> None:
+    """Refuse, before allocating, a setting whose memory (``need`` bytes) this machine does not have."""
+    have = available_memory()
+    if need > have:
+        raise UserError(f"{what} needs {need / 2**30:.1f} GiB of memory; this machine has {have / 2**30:.1f} GiB "
+                        "available")

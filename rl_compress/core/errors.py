@@ -18,6 +18,22 @@ class StorageError(UserError):
     exit_code = 1
 
 
+class Diverged(UserError):
+    """A training run whose weights became NaN or Inf: stopped before they are saved, exit code 1."""
+
+    exit_code = 1
+
+
+class StoppedRun(UserError):
+    """A study (or a run in it) that SIGINT / SIGTERM stopped after its runs checkpointed: the CLI
+    prints the message (how to resume it) and exits with 128 + the signal number."""
+
+    def __init__(self, message: str, signum: int) -> None:
+        super().__init__(message)
+        self.signum = signum
+        self.exit_code = 128 + signum
+
+
 class Stopped(BaseException):
     """SIGTERM / SIGINT outside a training loop: unwinds (temp files removed) to the CLI, which exits
     with 128 + the signal number."""

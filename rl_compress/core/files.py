@@ -56,11 +56,11 @@ def _nbytes_text(n: int) -> str:
     return f"{n / 2**20:.1f} MiB" if n >= 2**20 else f"{n} bytes"
 
 
-def write_generation(out: Path, files: list[tuple[str, Callable[[BinaryIO], None]]]) -> None:
-    """Write several files of a run as one generation: each is staged in full to a hidden temp
-    file first; only when all are staged are they renamed into place, in the order given. A
-    failure while staging removes every temp file and leaves the previous generation as it was,
-    raising StorageError with the path and the bytes it needed."""
+def write_generation(out: Path, files: list[tuple[str, Callable[[BinaryIO], None]]], what: str = "checkpoint") -> None:
+    """Write several files of a run as one generation (``what``: a checkpoint, an agent): each is
+    staged in full to a hidden temp file first; only when all are staged are they renamed into
+    place, in the order given. A failure while staging removes every temp file and leaves the
+    previous generation as it was, raising StorageError with the path and the bytes it needed."""
     staged: list[tuple[Path, Path]] = []
     try:
         for name, write in files:
@@ -74,9 +74,10 @@ def write_generation(out: Path, files: list[tuple[str, Callable[[BinaryIO], None
         for tmp, _ in staged:
             tmp.unlink(missing_ok=True)
         needed = sum(_staged_size(fn) for _, fn in files)
-        what = "no space left on the device" if e.errno == errno.ENOSPC else (e.strerror or str(e))
-        raise StorageError(f"{staged[-1][1]}: could not write ({what}); this checkpoint needs about "
-                           f"{_nbytes_text(needed)}; the previous checkpoint is intact") from None
+        reason = "no space left on the device" if e.errno == errno.ENOSPC else (e.strerror or str(e))
+        kept = "the previous checkpoint is intact" if what == "checkpoint" else "no file there was changed"
+        raise StorageError(f"{staged[-1][1]}: could not write ({reason}); this {what} needs about "
+                           f"{_nbytes_text(needed)}; {kept}") from None
     except BaseException:
         for tmp, _ in staged:
             tmp.unlink(missing_ok=True)

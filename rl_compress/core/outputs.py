@@ -64,14 +64,14 @@ def check_not_inputs(out: Path | str, inputs: Sequence[Path | str | None], flag:
             raise UserError(f"{out}: {flag} would overwrite its own input {given}; choose another {flag}")
 
 
-def check_output_dir(out: Path | str) -> Path:
+def check_output_dir(out: Path | str, flag: str = "--out") -> Path:
     """Refuse an output directory that cannot be made or written (a file in its place, a path
     under a file, a read-only disk); returns it as a Path. Creates nothing."""
     out = Path(out)
     if out.exists() and not out.is_dir():
-        raise UserError(f"{out}: exists and is not a directory")
+        raise UserError(f"{out}: {flag} exists and is not a directory")
     base = _nearest_existing(out)
     if not base.is_dir():
-        raise UserError(f"{out}: {base} is a file, not a directory")
+        raise UserError(f"{out}: {flag} cannot be made: {base} is a file, not a directory")
     probe_writable(base, out)
     return out

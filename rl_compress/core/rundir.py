@@ -42,9 +42,10 @@ LOCK = ".lock"
 MODEL_CARD = "README.md"
 RESULT = "result.json"
 STILL = "attention.png"
+CONFIG = "config.yml"  # the settings a run trains with, as `--config` reads them
 
 # what a run or agent directory of ours holds; --force removes exactly these
-RUN_FILES = (CARD, WEIGHTS, CHECKPOINT, REPLAY, RETURNS, CURVE, MODEL_CARD, RESULT, STILL)
+RUN_FILES = (CARD, WEIGHTS, CHECKPOINT, REPLAY, RETURNS, CURVE, MODEL_CARD, RESULT, STILL, CONFIG)
 
 
 def is_temp_file(name: str) -> bool:
@@ -80,10 +81,13 @@ class RunLock:
 
     def __enter__(self) -> RunLock:
         self.created = not self.directory.exists()
-        self.directory.mkdir(parents=True, exist_ok=True)
         path = self.directory / LOCK
         for _ in range(20):
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                self.directory.mkdir(parents=True, exist_ok=True)
+                fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            except OSError as e:  # a read-only disk or folder: nothing can be written there
+                raise StorageError(f"{self.directory}: cannot write there ({e.strerror or e})") from None
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
@@ -116,7 +120,7 @@ class RunLock:
 
 
 @contextlib.contextmanager
-def own_run_dir(out: Path, resume: bool = False, force: bool = False) -> Iterator[None]:
+def own_run_dir(out: Path, resume: bool = False, force: bool = False, can_resume: bool = True) -> Iterator[None]:
     """Hold ``out`` for one writer (``RunLock``), sweep the temp files a killed writer left and check
     that it may be written (new or empty, the run resumed, or ``force``), for the whole block. A new
     run that ends in an exception (an interrupt during its setup) before its first save leaves no
@@ -125,7 +129,7 @@ def own_run_dir(out: Path, resume: bool = False, force: bool = False) -> Iterato
         swept = sweep_temp_files(out)
         if swept:
             note(f"{out}: removed temp files of a stopped writer: {', '.join(swept)}")
-        claim_output_dir(out, resume, force)
+        claim_output_dir(out, resume, force, can_resume)
         try:
             yield
         except BaseException:
@@ -173,7 +177,7 @@ def reconcile_resume(out: Path, step: int) -> bool:
     checkpoint. Each repair is said in one line."""
     dropped = truncate_returns(out, step)
     if dropped:
-        note(f"{out / RETURNS}: dropped {dropped} episode(s) logged after the checkpoint's step {step}")
+        note(f"{out / RETURNS}: dropped {dropped} row(s) logged after the checkpoint's step {step} or unreadable")
     held, weights = card_step(out), weights_steps(out / WEIGHTS)
     if weights not in (None, held):
         note(f"{out}: {WEIGHTS} held step {weights}, {CARD} step {held}, {CHECKPOINT} step {step}: "
@@ -201,11 +205,12 @@ def load_checkpoint(out: Path) -> dict[str, Any]:
 
 def truncate_returns(out: Path, step: int) -> int:
     """Drop the rows of out/returns.csv logged after ``step`` (episodes of steps that a resume
-    discards, after a kill between checkpoints); returns how many were dropped."""
+    discards, after a kill between checkpoints) and rows that cannot be read (damaged bytes);
+    returns how many were dropped."""
     path = out / RETURNS
     if not path.exists():
         return 0
-    lines = path.read_text().splitlines()
+    lines = path.read_bytes().decode("utf-8", errors="replace").splitlines()
     keep = lines[:1] + [r for r in lines[1:] if r and _row_step(r) <= step]
     dropped = len(lines) - len(keep)
     if dropped:
@@ -250,10 +255,11 @@ def holds_run(out: Path) -> bool:
     return any((out / name).exists() for name in (CARD, WEIGHTS, CHECKPOINT))
 
 
-def claim_output_dir(out: Path, resume: bool = False, force: bool = False) -> list[str]:
+def claim_output_dir(out: Path, resume: bool = False, force: bool = False, can_resume: bool = True) -> list[str]:
     """Check that ``out`` may be written by a new run (or resumed with ``resume``); with ``force``
     remove the run files of ours it holds (``RUN_FILES``) and return their names. Call it while
-    holding the directory's ``RunLock``, so that nobody writes between the check and the run."""
+    holding the directory's ``RunLock``, so that nobody writes between the check and the run.
+    ``can_resume``: whether the command has a ``--resume`` to suggest."""
     out = Path(out)
     if resume or not out.exists():
         return []
@@ -262,8 +268,8 @@ def claim_output_dir(out: Path, resume: bool = False, force: bool = False) -> li
         return []
     if not force:
         if holds_run(out):
-            raise UserError(f"{out}: already holds a run; pass --resume to continue it, --force to replace it, "
-                            "or choose another --out")
+            how = "pass --resume to continue it, --force to replace it" if can_resume else "--force replaces it"
+            raise UserError(f"{out}: already holds a run; {how}, or choose another --out")
         raise UserError(f"{out}: not empty; choose another --out (or --force to write into it)")
     removed = [p.name for p in entries if p.name in RUN_FILES and p.is_file()]
     for name in removed:

@@ -8,6 +8,7 @@ refused with a UserError that names the file and what is wrong. Writes are atomi
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from rl_compress.atari.acting import epsilon_greedy
 from rl_compress.atari.envs import OBS_SHAPE, SCREEN_SHAPE
 from rl_compress.atari.evaluate import DEFAULT_PROTOCOL
 from rl_compress.atari.games import game_info, num_actions, resolve_game
+from rl_compress.core.config import check_int
 from rl_compress.core.device import model_device, to_device
 from rl_compress.core.errors import UserError, first_line
 from rl_compress.core.files import atomic_write_json, bytes_writer, sha256_file, write_generation
@@ -38,6 +40,7 @@ KINDS = ("teacher", "student")
 
 
 MAX_ACTIONS = 18  # the full Atari action set
+MAX_PEAKS = 64  # attention peaks returned per frame
 OUTPUTS = ("q_values", "policy_logits")  # what a teacher's outputs are (a student's are always logits)
 
 
@@ -67,11 +70,14 @@ class Agent:
     card: dict[str, Any]
     net: nn.Module
 
-    def predict(self, obs: Any, deterministic: bool = True, epsilon: float = DEFAULT_PROTOCOL.epsilon,
-                rng: np.random.Generator | None = None) -> Any:
-        """Actions for one observation (uint8 [4,84,84], gives an int) or a batch ([B,4,84,84],
-        gives int64 [B]): the argmax of the network's outputs; with ``deterministic=False`` a
-        uniformly random action with probability ``epsilon`` (the evaluation protocol's 0.001)."""
+    def predict(self, obs: Any, state: Any = None, episode_start: Any = None, deterministic: bool = True,
+                epsilon: float = DEFAULT_PROTOCOL.epsilon, rng: np.random.Generator | None = None) -> tuple[Any, Any]:
+        """``(actions, state)`` as stable-baselines3's ``predict`` gives them, so SB3's
+        ``evaluate_policy`` and RL Zoo-style loops take our agents: actions for one observation
+        (uint8 [4,84,84], an int) or a batch ([B,4,84,84], int64 [B]), the argmax of the network's
+        outputs; with ``deterministic=False`` a uniformly random action with probability ``epsilon``
+        (the evaluation protocol's 0.001). The agents are feed-forward: ``state`` and
+        ``episode_start`` are accepted for SB3's recurrent interface, and ``state`` comes back as given."""
         batch, single = check_observations(obs)
 
         def greedy() -> np.ndarray:
@@ -83,7 +89,7 @@ class Agent:
         else:
             rng = rng if rng is not None else np.random.default_rng()
             actions = epsilon_greedy(len(batch), epsilon, rng, self.num_actions, greedy)
-        return int(actions[0]) if single else actions
+        return (int(actions[0]) if single else actions), state
 
     def attention(self, obs: Any, method: str = "gmp", k: int = 5) -> tuple[np.ndarray, np.ndarray]:
         """Where the agent looks, for the action it takes: ``maps`` float32 [B,210,160] (>= 0) over
@@ -92,6 +98,7 @@ class Agent:
         max pool), gradcam, perturbation. One observation gives a batch of one."""
         if method not in METHODS:
             raise UserError(f"unknown attention method {method!r}; choose one of {', '.join(METHODS)}")
+        check_int("k", k, 1, MAX_PEAKS)
         batch, _ = check_observations(obs)
         att = attention(method, self.net, batch, k=k)
         return att.maps, att.peaks
@@ -173,7 +180,7 @@ def save_agent(directory: Path, net: nn.Module, card: dict[str, Any]) -> Path:
     a failed write leaves the previous pair intact); returns the directory."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    write_generation(directory, agent_files(net, card))
+    write_generation(directory, agent_files(net, card), what="agent")
     return directory
 
 
@@ -221,6 +228,30 @@ def check_card(card: dict[str, Any], path: Path) -> None:
     for key in ("training", "teacher", "evaluation"):
         if card.get(key) is not None and not isinstance(card[key], dict):
             raise UserError(f"{path}: {key} must be a JSON object")
+    _check_card_numbers(card, path)
+
+
+# numbers a card's readers do arithmetic on: (path in the card, integer?); each absent or null is fine
+CARD_NUMBERS = [(("params",), True), (("teacher", "params"), True), (("teacher", "evaluation"), False),
+                (("evaluation", "mean"), False), (("evaluation", "std"), False), (("evaluation", "episodes"), True),
+                (("training", "steps"), True), (("training", "wall_time_s"), False),
+                (("training", "init_from", "env_steps"), True), (("training", "init_from", "wall_time_s"), False),
+                (("training", "pruned_from", "params"), True)]
+
+
+def _check_card_numbers(card: dict[str, Any], path: Path) -> None:
+    """Refuse a card whose numbers are of the wrong type, negative counts or not finite."""
+    for keys, integer in CARD_NUMBERS:
+        value: Any = card
+        for key in keys:
+            value = value.get(key) if isinstance(value, dict) else None
+        if value is None:
+            continue
+        ok = (isinstance(value, int) and value >= 0) if integer else (isinstance(value, (int, float))
+                                                                          and math.isfinite(value))
+        if isinstance(value, bool) or not ok:
+            what = "a non-negative integer" if integer else "a finite number"
+            raise UserError(f"{path}: {'.'.join(keys)} must be {what}, got {value!r}")
 
 
 def source_ref(path: Path, card: dict[str, Any]) -> dict[str, Any]:
@@ -271,6 +302,14 @@ def load_agent(directory: Path, game: str | None = None) -> Agent:
     net.load_state_dict(state)
     net.eval()
     return Agent(directory, card, net)
+
+
+def check_imported_tensors(state: dict[str, torch.Tensor], path: Path) -> None:
+    """Layer tensors read from another library's file: each at least 1-D and without NaN or Inf."""
+    for name, tensor in state.items():
+        if tensor.dim() == 0:
+            raise UserError(f"{path}: tensor {name!r} is a scalar, not a layer's weights")
+    check_finite(state, path)
 
 
 def check_finite(state: dict[str, torch.Tensor], path: Path) -> None:

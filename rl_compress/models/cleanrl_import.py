@@ -21,7 +21,7 @@ from rl_compress.atari.games import num_actions as game_actions
 from rl_compress.atari.games import resolve_game
 from rl_compress.core.errors import UserError, first_line
 from rl_compress.core.files import sha256_file
-from rl_compress.models.agent import make_card
+from rl_compress.models.agent import check_imported_tensors, make_card
 from rl_compress.models.networks import build_network
 
 # CleanRL QNetwork.network index -> our NatureDQN
@@ -55,6 +55,7 @@ def convert_cleanrl(path: Path, game: str) -> tuple[Any, dict[str, Any]]:
         missing, extra = sorted(expected - set(state)), sorted(set(state) - expected)
         what = "ppo_atari Agent" if ppo else "dqn_atari QNetwork"
         raise UserError(f"{path}: not CleanRL's {what} (missing {missing[:3]}, unexpected {extra[:3]})")
+    check_imported_tensors(state, path)
     n_act = int(state["actor.weight" if ppo else "network.9.weight"].shape[0])
     if n_act != game_actions(game):
         raise UserError(f"{path}: model has {n_act} actions, {game} has {game_actions(game)} (minimal action set)")

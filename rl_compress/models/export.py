@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
+import io
 import warnings
 from pathlib import Path
 
@@ -12,13 +11,15 @@ from torch import nn
 
 from rl_compress.atari.envs import OBS_SHAPE
 from rl_compress.core.errors import UserError
+from rl_compress.core.files import atomic_write_bytes
 
 FORMATS = ("onnx", "torchscript")
 ONNX_OPSET = 17
 
 
 def export(net: nn.Module, fmt: str, out: Path) -> Path:
-    """Write ``net`` as ``fmt`` to ``out`` (temp file, then rename); dynamic batch size."""
+    """Write ``net`` as ``fmt`` to ``out`` (built in memory, then written atomically: a full disk
+    leaves no part file); dynamic batch size."""
     if fmt not in FORMATS:
         raise UserError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
     out = Path(out)
@@ -26,31 +27,22 @@ def export(net: nn.Module, fmt: str, out: Path) -> Path:
         raise UserError(f"{out}: is a directory; give a file name")
     if not out.parent.exists():
         raise UserError(f"{out.parent}: no such directory")
+    atomic_write_bytes(out, exported_bytes(net, fmt))
+    return out
+
+
+def exported_bytes(net: nn.Module, fmt: str) -> bytes:
+    """The ONNX or TorchScript file of ``net`` as bytes."""
     net = net.eval()
     example = torch.zeros((2, *OBS_SHAPE), dtype=torch.uint8)
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            if fmt == "onnx":
-                torch.onnx.export(
-                    net,
-                    (example,),
-                    tmp,
-                    dynamo=False,
-                    input_names=["obs"],
-                    output_names=["out"],
-                    dynamic_axes={"obs": {0: "batch"}, "out": {0: "batch"}},
-                    opset_version=ONNX_OPSET,
-                )
-            else:
-                with torch.no_grad():
-                    traced = torch.jit.trace(net, example)
-                traced.save(tmp)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return out
+    buf = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if fmt == "onnx":
+            torch.onnx.export(net, (example,), buf, dynamo=False, input_names=["obs"], output_names=["out"],
+                              dynamic_axes={"obs": {0: "batch"}, "out": {0: "batch"}}, opset_version=ONNX_OPSET)
+        else:
+            with torch.no_grad():
+                traced = torch.jit.trace(net, example)
+            torch.jit.save(traced, buf)
+    return buf.getvalue()

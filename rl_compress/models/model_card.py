@@ -48,7 +48,7 @@ def _uses(path: Path, card: dict[str, Any], repo_id: str | None) -> list[str]:
             f'agent = rlc.load_agent("{path if repo_id is None else "hf:" + repo_id}")',
             f'env = rlc.make_env("{card["game"]}")',
             "obs, info = env.reset(seed=0)",
-            "action = agent.predict(obs)                    # uint8 [4,84,84] -> int",
+            "action, _ = agent.predict(obs)                 # uint8 [4,84,84] -> int, as SB3's predict",
             "maps, peaks = agent.attention(obs[None])       # where it looks, in screen pixels",
             "```"]
 

@@ -288,13 +288,34 @@ def teacher_arch(layer_norm: bool = False) -> ArchSpec:
     return arch | ({"norm": "layernorm"} if layer_norm else {})
 
 
+ARCH_BOUNDS = {"channels": 4096, "hidden": 65536, "quantiles": 1024, "wide": 7, "wide_channels": 4096}
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def check_arch_sizes(arch: ArchSpec) -> None:
+    """Refuse an arch entry whose sizes are not integers in their range (a card asking torch for
+    terabytes, or for a negative width) before a single tensor is made."""
+    channels = arch.get("channels", [])
+    if not isinstance(channels, list) or not all(_is_int(c) and 1 <= c <= ARCH_BOUNDS["channels"] for c in channels):
+        raise UserError(f"arch channels must be a list of integers from 1 to {ARCH_BOUNDS['channels']}, "
+                        f"got {channels!r}")
+    for key, high in ARCH_BOUNDS.items():
+        if key != "channels" and key in arch and not (_is_int(arch[key]) and 0 <= arch[key] <= high):
+            raise UserError(f"arch {key} must be an integer from 0 to {high}, got {arch[key]!r}")
+
+
 def build_network(arch: ArchSpec, num_actions: int) -> nn.Module:
-    """Rebuild a network from an agent card's "arch" entry; UserError for unknown names."""
+    """Rebuild a network from an agent card's "arch" entry; UserError for unknown names and for
+    sizes out of range."""
     name = arch.get("name") if isinstance(arch, dict) else None
     if name not in BUILDERS:
         raise UserError(f"unknown network arch {name!r}; known: {', '.join(sorted(BUILDERS))}")
     if num_actions < 1:
         raise UserError(f"num_actions must be >= 1, got {num_actions}")
+    check_arch_sizes(arch)
     return BUILDERS[name](arch, num_actions)
 
 

@@ -139,7 +139,7 @@ def agent_states(agent: Agent, n: int, seed: int, epsilon: float = 0.1, every: i
                 out[got:got + take] = obs[:take]
                 got += take
             t += 1
-            actions = epsilon_greedy(k, epsilon, rng, agent.num_actions, lambda obs=obs: agent.predict(obs))
+            actions = epsilon_greedy(k, epsilon, rng, agent.num_actions, lambda obs=obs: agent.predict(obs)[0])
             obs, *_ = env.step(actions)
     finally:
         env.close()
@@ -154,7 +154,7 @@ def _check_prune_args(src: Path, out: Path | str, states: int, max_params: int |
         raise UserError(f"{out}: --out is the source agent; choose another directory")
     check_not_inputs(out, [src])
     if out.exists() and any(not p.name.startswith(".") for p in out.iterdir()) and not force:
-        claim_output_dir(out)  # refuses with the reason
+        claim_output_dir(out, can_resume=False)  # refuses with the reason
     if states < 64:
         raise UserError(f"--states must be at least 64, got {states}")
     if max_params is not None and max_params < 1:
@@ -212,6 +212,6 @@ def prune_agent(
     training["eval_history"] = []
     card = make_card("student", agent.game, parse_spec(spec_for(pruned)), pruned, training=training,
                      teacher=agent.card.get("teacher"))
-    with own_run_dir(out, force=force):
+    with own_run_dir(out, force=force, can_resume=False):
         save_agent(out, pruned, card)
     return card

@@ -21,7 +21,7 @@ from rl_compress.atari.games import num_actions as game_actions
 from rl_compress.atari.games import resolve_game
 from rl_compress.core.errors import UserError, first_line
 from rl_compress.core.files import sha256_file
-from rl_compress.models.agent import make_card
+from rl_compress.models.agent import check_imported_tensors, make_card
 from rl_compress.models.networks import build_network
 
 # SB3 NatureCNN + head -> our NatureDQN
@@ -33,12 +33,29 @@ _LAYERS = {
 }
 
 
+MAX_ENTRY_BYTES = {"data": 16 * 2**20, "policy.pth": 1024 * 2**20}  # far above any Atari DQN's
+
+
+def _read_entry(z: zipfile.ZipFile, name: str, path: Path) -> bytes:
+    """One entry of the zip, refused once it expands past ``MAX_ENTRY_BYTES`` (a zip bomb costs
+    nothing: the stated size is checked first, then at most one byte past the limit is read)."""
+    limit = MAX_ENTRY_BYTES[name]
+    if z.getinfo(name).file_size > limit:
+        raise UserError(f"{path}: its {name!r} entry expands to {z.getinfo(name).file_size:,} bytes, more than "
+                        f"an SB3 model holds ({limit:,} at most)")
+    with z.open(name) as f:
+        raw = f.read(limit + 1)
+    if len(raw) > limit:
+        raise UserError(f"{path}: its {name!r} entry expands past {limit:,} bytes")
+    return raw
+
+
 def _read_zip(path: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     if not path.is_file():
         raise UserError(f"{path}: no such file")
     try:
         with zipfile.ZipFile(path) as z:
-            raw_data, raw_policy = z.read("data"), z.read("policy.pth")
+            raw_data, raw_policy = _read_entry(z, "data", path), _read_entry(z, "policy.pth", path)
     except zipfile.BadZipFile:
         raise UserError(f"{path}: not a zip file") from None
     except KeyError as e:
@@ -67,6 +84,9 @@ def convert_sb3(path: Path, game: str) -> tuple[Any, dict[str, Any]]:
     path = Path(path)
     game = resolve_game(game)
     data, state = _read_zip(path)
+    for key in ("policy_class", "observation_space", "action_space", "policy_kwargs"):
+        if data.get(key) is not None and not isinstance(data[key], dict):
+            raise UserError(f"{path}: its data's {key!r} is a {type(data[key]).__name__}, not the object SB3 writes")
     module = str((data.get("policy_class") or {}).get("__module__", ""))
     if module.startswith("stable_baselines3.dqn"):
         prefix, head_key, algo = "q_net.", "q_net.q_net", "DQN"
@@ -102,7 +122,11 @@ def convert_sb3(path: Path, game: str) -> tuple[Any, dict[str, Any]]:
                 raise UserError(f"{path}: no {key!r}: not a NatureCNN policy")
             mapped[f"{dst}.{p}"] = state[key]
     for p in ("weight", "bias"):
-        mapped[f"head.{p}"] = state[f"{head_key}.{p}" if algo.startswith("actor-critic") else f"{head_key}.0.{p}"]
+        key = f"{head_key}.{p}" if algo.startswith("actor-critic") else f"{head_key}.0.{p}"
+        if key not in state:
+            raise UserError(f"{path}: no {key!r}: the policy has no {algo} head")
+        mapped[f"head.{p}"] = state[key]
+    check_imported_tensors(mapped, path)
     channels = [int(mapped[f"conv.{i}.weight"].shape[0]) for i in (0, 2, 4)]
     hidden = int(mapped["fc.1.weight"].shape[0])
     quantiles = int(mapped["head.weight"].shape[0]) // n_act

@@ -134,9 +134,10 @@ def import_teacher(source: str | Path, out: Path, game: str | None = None, force
     check_not_inputs(out, [path])
     key = "import_command" if card["training"].get("command") else "command"  # an rl-compress agent keeps its own
     card["training"][key] = f"rl-compress teacher import {source} --game {card['game']} --out {out}"
-    with own_run_dir(out, force=force):
+    with own_run_dir(out, force=force, can_resume=False):
         if path.is_dir():  # an rl-compress agent (as push publishes it): its weights file, byte for byte
-            write_generation(out, [(WEIGHTS, bytes_writer((path / WEIGHTS).read_bytes())), (CARD, card_writer(card))])
+            write_generation(out, [(WEIGHTS, bytes_writer((path / WEIGHTS).read_bytes())), (CARD, card_writer(card))],
+                             what="agent")
         else:
             save_agent(out, net, card)
     return card

@@ -3,7 +3,6 @@ run resumes where it stopped and writes its result row when complete."""
 
 from __future__ import annotations
 
-import json
 import multiprocessing
 import signal
 import time
@@ -17,14 +16,14 @@ import torch
 
 from rl_compress.atari.evaluate import DEFAULT_PROTOCOL, evaluate, retention
 from rl_compress.core.device import resolve_device
-from rl_compress.core.errors import UserError
+from rl_compress.core.errors import StoppedRun, UserError
 from rl_compress.core.files import atomic_write_json, sha256_file
 from rl_compress.core.provenance import git_commit
 from rl_compress.core.rundir import CHECKPOINT, RESULT
 from rl_compress.core.signals import StopToken, signals_to, watch_stop_event
 from rl_compress.models.agent import WEIGHTS, load_agent, read_card
 from rl_compress.models.networks import parse_spec
-from rl_compress.studies.spec import Run, Study, run_config, wants_gpu
+from rl_compress.studies.spec import Run, Study, read_result, run_config, wants_gpu
 from rl_compress.train.distill import distill
 from rl_compress.train.teacher import TeacherRunConfig, train_teacher
 
@@ -34,8 +33,9 @@ def execute(run: Run, out: Path, stop: StopToken | None = None) -> dict[str, Any
     its training loop at the next step (checkpointed; the study says how to resume)."""
 
     out = Path(out)
-    if (out / RESULT).exists():
-        return json.loads((out / RESULT).read_text())
+    row = read_result(out)
+    if row is not None:
+        return row
     teacher = load_agent(Path(run.teacher), game=run.game)
     resume = (out / CHECKPOINT).exists()
     t0 = time.time()
@@ -47,8 +47,8 @@ def execute(run: Run, out: Path, stop: StopToken | None = None) -> dict[str, Any
     else:
         card = distill(Path(run.teacher), cfg, out, resume=resume, show_progress=False, stop=stop)
     if not (card["training"].get("finished") or _ended_by_budget(card["training"])):  # SIGINT / SIGTERM: checkpointed
-        raise UserError(f"{out}: stopped at {card['training']['steps']} of {run.steps} env steps; "
-                        "run the study again to resume it")
+        raise StoppedRun(f"{out}: stopped at {card['training']['steps']} of {run.steps} env steps; "
+                         "run the study again to resume it", (stop.signum if stop else 0) or signal.SIGINT)
     student = load_agent(out)
     student.net.to(resolve_device(run_config(run).device, announce=False))
     res = evaluate(student.net, run.game, run.eval_episodes, seed=0)
@@ -138,9 +138,19 @@ def _run_here(study: Study) -> list[dict]:
     with signals_to(stop):
         for r in study.runs:
             if stop.requested:
-                raise UserError("stopped; run the study again to resume it")
-            rows.append(execute(r, study.run_dir(r), stop))
+                raise study_stopped(stop.signum)
+            try:
+                rows.append(execute(r, study.run_dir(r), stop))
+            except StoppedRun:
+                raise study_stopped(stop.signum) from None
     return rows
+
+
+def study_stopped(signum: int) -> StoppedRun:
+    """What a study stopped by a signal says (how to resume) and exits with (128 + the signal)."""
+    signum = signum or signal.SIGINT
+    return StoppedRun(f"stopped by {signal.Signals(signum).name}: finished runs are kept, stopped ones "
+                      "checkpointed; run the same `rl-compress experiment run` command again to resume", signum)
 
 
 _WORKER_STOP = StopToken()  # in a local worker process (one study): set by a signal or the pool's stop event
@@ -168,11 +178,13 @@ def _run_in_processes(study: Study, jobs: int) -> list[dict]:
     ctx = multiprocessing.get_context("spawn")
     stop = ctx.Event()
     failures: list[str] = []
+    got_signal: list[int] = []
     rows = []
     with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_init_worker, initargs=(stop,)) as pool:
         futures = [pool.submit(_execute_worker, r, str(study.run_dir(r).resolve())) for r in study.runs]
 
         def forward(signum: int, frame: Any) -> None:
+            got_signal.append(signum)
             stop.set()
             for f in futures:
                 f.cancel()
@@ -195,8 +207,8 @@ def _run_in_processes(study: Study, jobs: int) -> list[dict]:
         finally:
             for sig, handler in old.items():
                 signal.signal(sig, handler)
+    if stop.is_set():
+        raise study_stopped(got_signal[0] if got_signal else signal.SIGINT)
     if failures:
         raise UserError(failures[0])
-    if stop.is_set():
-        raise UserError("stopped; run the study again to resume it")
     return rows

@@ -3,7 +3,6 @@ method-by-method table and the learning-curve plots."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -11,10 +10,9 @@ import numpy as np
 
 from rl_compress.core.errors import UserError
 from rl_compress.core.files import atomic_write_bytes
-from rl_compress.core.rundir import RESULT
 from rl_compress.core.tables import rows_csv, rows_markdown
 from rl_compress.models.agent import load_agent
-from rl_compress.studies.spec import COLUMNS, Study
+from rl_compress.studies.spec import COLUMNS, Study, read_result
 
 SUMMARY_COLUMNS = ["game", "spec", "params", "ratio_to_teacher", "loss", "actor", "steps", "seeds", "score",
                    "teacher_mean", "retention"]  # the markdown summary; its csv has the numbers
@@ -105,8 +103,7 @@ def report(study: Study) -> list[Path]:
     env steps, from each card's evaluation history; one panel per game, one line per spec, loss and
     actor: the mean over its seeds, with a min-max band). Returns the plots' paths, then the
     tables'."""
-    rows = [json.loads((study.run_dir(r) / RESULT).read_text()) for r in study.runs
-            if (study.run_dir(r) / RESULT).exists()]
+    rows = [row for r in study.runs if (row := read_result(study.run_dir(r))) is not None]
     if not rows:
         raise UserError(f"{study.path}: no finished runs yet; run `rl-compress experiment run {study.path}` first")
     out_dir = study.root / "results"
@@ -166,7 +163,7 @@ def _eval_curves(study: Study) -> dict[tuple[str, str, str, str], list[list[tupl
     curves: dict[tuple[str, str, str, str], list[list[tuple[int, float]]]] = {}
     for r in study.runs:
         d = study.run_dir(r)
-        if not (d / RESULT).exists():
+        if read_result(d) is None:
             continue
         hist = (load_agent(d).card.get("training") or {}).get("eval_history") or []
         pts = [(h["step"], h["retention"]) for h in hist if h.get("retention") is not None]

@@ -34,15 +34,16 @@ directory); its result row is written to result.json there when it is complete.
 from __future__ import annotations
 
 import itertools
+import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from rl_compress.atari.games import resolve_game
-from rl_compress.core.errors import UserError, first_line
+from rl_compress.core.config import read_yaml_mapping
+from rl_compress.core.errors import UserError
+from rl_compress.core.rundir import RESULT, note
 from rl_compress.models.networks import parse_spec
 from rl_compress.train.distill import ACTORS, LOSSES, DistillConfig
 from rl_compress.train.distill import check_config as check_distill
@@ -93,15 +94,7 @@ def _read_study_yaml(path: Path) -> dict[str, Any]:
     """The study file's YAML mapping (safe_load: no tags run), or one line saying what is wrong."""
     if not path.is_file():
         raise UserError(f"{path}: no such study file")
-    try:
-        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except UnicodeDecodeError:
-        raise UserError(f"{path}: not UTF-8 text") from None
-    except yaml.YAMLError as e:
-        raise UserError(f"{path}: not valid YAML ({first_line(e)})") from None
-    if not isinstance(doc, dict):
-        raise UserError(f"{path}: a study is a YAML mapping")
-    return doc
+    return read_yaml_mapping(path, "a study")
 
 
 def load_study(path: Path, budget: float = 1.0, device: str | None = None) -> Study:
@@ -183,9 +176,16 @@ def _check_settings(path: Path, extra: dict[str, Any], scratch: dict[str, dict[s
         bad = [k for k in settings if k not in cls.__dataclass_fields__]
         if bad:
             raise UserError(f"{path}: unknown {section} settings {bad}")
+        from_grid = [k for k in settings if k in GRID_SET]
+        if from_grid:
+            raise UserError(f"{path}: {section} sets {', '.join(from_grid)}, which the study's grid sets for each run "
+                            "(games, students, losses, actors, seeds, steps)")
 
 
 VARY_KEYS = ("students", "losses", "actors")
+STUDY_KEYS = ("name", "games", "teachers", "students", "losses", "actors", "seeds", "steps", "eval_episodes",
+              "distill", "dqn", "pqn", "per_student", "vary")
+GRID_SET = ("game", "student", "loss", "actor", "seed", "steps")  # config fields each run gets from the grid
 FROM_SCRATCH = {"dqn": TeacherConfig, "pqn": PQNConfig}  # a "loss" that trains the student itself
 
 
@@ -197,8 +197,11 @@ def _is_int(value: Any) -> bool:
 
 
 def check_study_types(path: Path, doc: dict[str, Any]) -> None:
-    """Refuse study entries of the wrong type with one line (``steps: abc``, ``seeds: 1``,
-    ``games: pong`` as a bare string, a negative step count...)."""
+    """Refuse unknown study entries and entries of the wrong type with one line (``steps: abc``,
+    ``seeds: 1``, ``games: pong`` as a bare string, a negative step count...)."""
+    unknown = [str(k) for k in doc if k not in STUDY_KEYS]
+    if unknown:
+        raise UserError(f"{path}: unknown study entries {', '.join(unknown)} (known: {', '.join(STUDY_KEYS)})")
     for key in ("games", "students", "losses", "actors", "seeds"):
         if key not in doc:
             continue
@@ -280,3 +283,27 @@ def _cells(path: Path, doc: dict[str, Any], actors: list[str]) -> list[tuple[str
             cell = {**base, key: v}
             cells.append((cell["students"], cell["losses"], cell["actors"]))
     return cells
+
+
+# what a finished run's result.json must hold for the tables (numbers checked by type)
+RESULT_NUMBERS = ("params", "ratio_to_teacher", "seed", "steps", "score_mean", "teacher_mean")
+RESULT_TEXTS = ("game", "spec", "loss", "actor")
+
+
+def read_result(out: Path) -> dict[str, Any] | None:
+    """A finished run's row (its result.json), None when it has none. A damaged one (not JSON, or
+    lacking what the tables need) is noted in one line and counts as none: ``experiment run``
+    evaluates that run again and rewrites it, ``report`` leaves it out."""
+    path = Path(out) / RESULT
+    if not path.exists():
+        return None
+    try:
+        row = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        row = None
+    ok = isinstance(row, dict) and all(isinstance(row.get(k), str) for k in RESULT_TEXTS) and all(
+        isinstance(row.get(k), (int, float)) and not isinstance(row.get(k), bool) for k in RESULT_NUMBERS)
+    if not ok:
+        note(f"{path}: damaged, left out (`rl-compress experiment run` evaluates the run again and rewrites it)")
+        return None
+    return row

@@ -12,9 +12,18 @@ from rl_compress.core.rundir import CURVE, RETURNS
 
 
 def _read_returns(path: Path) -> np.ndarray:
-    """(step, return) rows of a returns.csv; empty when the file is missing."""
-    rows = path.read_text().splitlines()[1:] if path.exists() else []
-    return np.array([[float(x) for x in r.split(",")[:2]] for r in rows]).reshape(-1, 2)
+    """(step, return) rows of a returns.csv (rows that cannot be read skipped); empty when the file
+    is missing."""
+    rows = path.read_bytes().decode("utf-8", errors="replace").splitlines()[1:] if path.exists() else []
+    return np.array([pair for r in rows if (pair := _pair(r)) is not None]).reshape(-1, 2)
+
+
+def _pair(row: str) -> tuple[float, float] | None:
+    try:
+        step, ret = (float(x) for x in row.split(",")[:2])
+    except ValueError:
+        return None
+    return (step, ret) if np.isfinite(step) and np.isfinite(ret) else None
 
 
 def plot_curve(

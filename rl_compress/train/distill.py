@@ -38,6 +38,7 @@ from rl_compress.core.config import check_ranges, option, resumed_config
 from rl_compress.core.device import (
     DEVICE_HELP,
     announce_choice,
+    check_memory,
     config_device,
     device_record,
     model_device,
@@ -50,7 +51,7 @@ from rl_compress.core.outputs import check_not_inputs, check_output_dir
 from rl_compress.core.provenance import git_commit
 from rl_compress.core.rundir import load_checkpoint, note, own_run_dir, reconcile_resume
 from rl_compress.core.signals import StopToken
-from rl_compress.models.agent import WEIGHTS, load_agent, make_card, read_card, save_agent, source_ref
+from rl_compress.models.agent import MAX_ACTIONS, WEIGHTS, load_agent, make_card, read_card, save_agent, source_ref
 from rl_compress.models.networks import (
     PRECISIONS,
     GMPStudent,
@@ -64,7 +65,7 @@ from rl_compress.models.networks import (
     parse_spec,
 )
 from rl_compress.models.transplant import can_start_from, start_from_teacher
-from rl_compress.train.replay import FrameReplay
+from rl_compress.train.replay import SLOT_BYTES, STACK, FrameReplay
 from rl_compress.train.run import RunState, Schedule, open_run_dir, restore_rngs, rng_to_checkpoint, run_loop
 
 LOSSES = ("actor-mimic", "kl", "mse", "nll")
@@ -174,6 +175,9 @@ def check_config(cfg: DistillConfig) -> DistillConfig:
     check_precision(cfg.precision)
     if cfg.stop_at_retention > 0 and cfg.eval_every == 0:
         raise UserError("--stop-at-retention needs periodic evaluations: --eval-every > 0")
+    if cfg.buffer_size < cfg.envs * (STACK + 3):
+        raise UserError(f"--buffer-size {cfg.buffer_size} is too small for {cfg.envs} envs")
+    check_memory(cfg.buffer_size * (SLOT_BYTES + 4 * MAX_ACTIONS), f"--buffer-size {cfg.buffer_size}")
     arch = parse_spec(cfg.student)
     if cfg.recycle_every < -1:
         raise UserError(f"--recycle-every must be >= 0 (or -1 = auto), got {cfg.recycle_every}")
@@ -323,6 +327,8 @@ def distill(
     cfg = check_config(cfg)
     teacher_dir, out = teacher_directory(teacher_dir), check_output_dir(out)
     check_not_inputs(out, [teacher_dir, cfg.init_from])
+    if tensorboard is not None:
+        check_output_dir(tensorboard, flag="--tensorboard")
     teacher = load_agent(teacher_dir)
     with own_run_dir(out, resume, force):
         return _distill(teacher_dir, teacher, cfg, out, resume, tensorboard, show_progress, command, stop)
@@ -514,6 +520,8 @@ class DistillMethod:
                              ("charts/agreement", "agreement"), ("charts/entropy", "entropy"),
                              ("charts/logit_std", "logit_std")):
                 writer.add_scalar(tag, stats[key], state.step)
+            writer.add_scalar("train/loss", stats["loss"], state.step)
+            writer.add_scalar("train/learning_rate", scheduled_lr(self.cfg, state.step, state.wall_time()), state.step)
             if self.dead_share == self.dead_share:  # not NaN: a gmp student, checked
                 writer.add_scalar("charts/dead_channels", self.dead_share, state.step)
                 writer.add_scalar("charts/recycled_channels", self.recycled, state.step)

@@ -239,9 +239,12 @@ class PQNMethod(TeacherMethodBase):
         if writer is None:
             return
         writer.add_scalar("charts/epsilon", self.eps, state.step)
-        writer.add_scalar("charts/learning_rate", learning_rate(self.cfg, state.step), state.step)
+        lr = learning_rate(self.cfg, state.step)
+        writer.add_scalar("charts/learning_rate", lr, state.step)
+        writer.add_scalar("train/learning_rate", lr, state.step)
         if state.updates:
             writer.add_scalar("losses/td_loss", float(self.loss_v), state.step)
+            writer.add_scalar("train/loss", float(self.loss_v), state.step)
             writer.add_scalar("losses/q_mean", float(self.q_v), state.step)
 
     def checkpoint_state(self, state: RunState) -> dict[str, Any]:

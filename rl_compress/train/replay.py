@@ -20,6 +20,7 @@ import numpy as np
 
 FRAME = (84, 84)
 STACK = 4
+SLOT_BYTES = FRAME[0] * FRAME[1] + 8 + 4 + 3  # frame, action (int64), reward (float32), three flags
 
 
 @dataclass

@@ -30,12 +30,14 @@ from typing import Any, Protocol
 
 import numpy as np
 import torch
+import yaml
 from torch import nn
 
-from rl_compress.core.files import write_generation
+from rl_compress.core.errors import Diverged
+from rl_compress.core.files import bytes_writer, write_generation
 from rl_compress.core.progress import progress_bar
 from rl_compress.core.provenance import machines_after
-from rl_compress.core.rundir import CHECKPOINT, ReturnsLog, checkpoint_writer
+from rl_compress.core.rundir import CHECKPOINT, CONFIG, ReturnsLog, checkpoint_writer
 from rl_compress.core.signals import StopToken, signals_to
 from rl_compress.models.agent import agent_files
 from rl_compress.train.curve import plot_curve
@@ -95,6 +97,7 @@ class Episodes:
         self.len = np.zeros(k, dtype=np.int64)
         self.just_done = np.zeros(k, dtype=bool)
         self.recent: deque[float] = deque(maxlen=20)
+        self.window: deque[tuple[float, int]] = deque(maxlen=100)  # (return, length): SB3's rollout/ means
 
     def step(self, reward: np.ndarray, term: np.ndarray, trunc: np.ndarray) -> list[tuple[float, int]]:
         """Account one env step; returns (return, length) of each episode that ended in it."""
@@ -104,6 +107,7 @@ class Episodes:
         done = (term | trunc) & live
         ended = [(float(self.ret[i]), int(self.len[i])) for i in np.flatnonzero(done)]
         self.recent.extend(r for r, _ in ended)
+        self.window.extend(ended)
         self.ret[done] = 0.0
         self.len[done] = 0
         self.just_done = done
@@ -199,24 +203,39 @@ class RunDir:
 
 def open_run_dir(out: Path, tensorboard: Path | None, state: RunState, resumed: bool, config: dict[str, Any],
                  **curve: Any) -> RunDir:
-    """The returns log and TensorBoard writer of a run (a resumed run's log continues at its step)."""
+    """The returns log and TensorBoard writer of a run: its events go to ``tensorboard/<name of out>``,
+    one folder per run as SB3's ``tb_log_name`` does (a resumed run's log continues at its step).
+    """
     writer = None
     if tensorboard:
         from torch.utils.tensorboard import SummaryWriter  # heavy: only when asked for
 
-        writer = SummaryWriter(str(tensorboard), purge_step=state.step if resumed else None)
+        writer = SummaryWriter(str(Path(tensorboard) / Path(out).resolve().name),
+                               purge_step=state.step if resumed else None)
         if not resumed:
             writer.add_text("config", "```\n" + json.dumps(config, indent=2) + "\n```", 0)
     return RunDir(out, ReturnsLog(out), writer, **curve)
 
 
+def check_finite(net: nn.Module, step: int) -> None:
+    """Stop a run whose weights hold NaN or Inf (a diverged update) before any of them is saved: the
+    run directory keeps its last checkpoint."""
+    for name, tensor in net.state_dict().items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise Diverged(f"training diverged: {name} holds NaN or Inf at env step {step:,}; nothing of it was "
+                           "saved, the run keeps its last checkpoint (a lower --lr may help)")
+
+
 def save_run(method: Method, state: RunState, run: RunDir, final: bool = False) -> dict[str, Any]:
-    """Write one generation (the method's extra files, weights, card, the checkpoint last: it names
-    the step the others hold), then the learning curve; returns the card."""
+    """Write one generation (the method's extra files, weights, card, ``config.yml`` (the settings,
+    as ``--config`` reads them), the checkpoint last: it names the step the others hold), then the
+    learning curve; returns the card. Weights that hold NaN or Inf are never written (``Diverged``)."""
+    check_finite(method.net, state.step)
     card = method.build_card(state, final)
     ckpt = {**method.checkpoint_state(state), **state.to_checkpoint()}
+    config = yaml.safe_dump(card["training"].get("config") or {}, sort_keys=False).encode()
     write_generation(run.out, [*method.extra_files(state), *agent_files(method.net, card),
-                               (CHECKPOINT, checkpoint_writer(ckpt))])
+                               (CONFIG, bytes_writer(config)), (CHECKPOINT, checkpoint_writer(ckpt))])
     plot_curve(run.out, ylabel=run.curve_ylabel, before=run.curve_before)
     return card
 
@@ -291,6 +310,7 @@ def run_loop(method: Method, env: Any, obs: np.ndarray, state: RunState, run: Ru
                 for ret, length in episodes.step(reward, term, trunc):
                     run.log_episode(state, method, ret, length)
                 _periodic(method, state, run, triggers, bar, task, episodes)
+            bar.update(task, completed=state.step, total=max(state.step, _expected_steps(schedule, state)))
             if state.step < schedule.steps and token.requested and state.stopped is None:
                 state.stopped = "signal"
             elif state.step < schedule.steps:  # a budget or the target ended it: say how far it got
@@ -305,15 +325,37 @@ def run_loop(method: Method, env: Any, obs: np.ndarray, state: RunState, run: Ru
         run.close()
 
 
+def _sb3_scalars(writer: Any, step: int, sps: float, episodes: Episodes) -> None:
+    """The tags stable-baselines3 users look for, beside ours: ``time/fps`` and the means of the last
+    100 episodes' returns and lengths (``rollout/ep_rew_mean``, ``rollout/ep_len_mean``)."""
+    writer.add_scalar("time/fps", sps, step)
+    if episodes.window:
+        writer.add_scalar("rollout/ep_rew_mean", float(np.mean([r for r, _ in episodes.window])), step)
+        writer.add_scalar("rollout/ep_len_mean", float(np.mean([n for _, n in episodes.window])), step)
+
+
+def _expected_steps(schedule: Schedule, state: RunState, sps: float = 0.0) -> int:
+    """The env steps a run will reach: its ``steps``, or fewer where its wall-time budget ends it
+    first (projected at ``sps``; at the end of the loop, where it stopped)."""
+    if schedule.max_wall_time <= 0:
+        return schedule.steps
+    if sps <= 0:
+        return state.step if schedule.out_of_time(state) else schedule.steps
+    left = max(schedule.max_wall_time - state.wall_time(), 0.0)
+    return min(schedule.steps, state.step + int(sps * left))
+
+
 def _periodic(method: Method, state: RunState, run: RunDir, triggers: _Triggers, bar: Any, task: Any,
               episodes: Episodes) -> None:
     """What the loop does between steps when its time comes: SPS and scalars, evaluation, checkpoint."""
     sps = triggers.sps(state.step)
     if sps is not None:
+        check_finite(method.net, state.step)
         if run.writer is not None:
             run.writer.add_scalar("charts/SPS", sps, state.step)
+            _sb3_scalars(run.writer, state.step, sps, episodes)
         method.report(run.writer, state)
-        bar.update(task, completed=state.step,
+        bar.update(task, completed=state.step, total=_expected_steps(triggers.schedule, state, sps),
                    info=f"{sps:.0f} sps  {method.progress_info()}  return(20) {episodes.mean_recent()}")
     if triggers.evaluate_now(state.step):
         state.last_eval = method.evaluate(state, run.writer)

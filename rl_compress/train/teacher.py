@@ -27,7 +27,7 @@ from rl_compress.atari.acting import epsilon_greedy
 from rl_compress.atari.envs import EnvConfig, make_vector_env
 from rl_compress.atari.games import resolve_game
 from rl_compress.core.config import check_ranges, option, resumed_config
-from rl_compress.core.device import announce_choice, config_device, resolve_device, to_device
+from rl_compress.core.device import announce_choice, check_memory, config_device, resolve_device, to_device
 from rl_compress.core.errors import UserError, first_line
 from rl_compress.core.outputs import check_not_inputs, check_output_dir
 from rl_compress.core.rundir import (
@@ -42,7 +42,7 @@ from rl_compress.core.signals import StopToken
 from rl_compress.models.agent import load_agent, read_card, save_agent, source_ref
 from rl_compress.models.networks import bf16_autocast, bf16_enabled, build_network, check_precision, teacher_arch
 from rl_compress.train.pqn import PQNConfig, build_pqn
-from rl_compress.train.replay import FrameReplay
+from rl_compress.train.replay import SLOT_BYTES, FrameReplay
 from rl_compress.train.run import RunState, Schedule, open_run_dir, restore_rngs, rng_to_checkpoint, run_loop
 from rl_compress.train.teacher_base import TeacherMethodBase, TeacherRunConfig, TeacherStart, gradient_step, taken_q
 
@@ -169,6 +169,8 @@ def check_config(cfg: TeacherRunConfig) -> TeacherRunConfig:
         raise UserError("--stop-at-score needs periodic evaluations: --eval-every > 0")
     if isinstance(cfg, TeacherConfig) and cfg.buffer_size < cfg.envs * (cfg.n_step + 8):
         raise UserError(f"--buffer-size {cfg.buffer_size} is too small for {cfg.envs} envs")
+    if isinstance(cfg, TeacherConfig):
+        check_memory(cfg.buffer_size * SLOT_BYTES, f"--buffer-size {cfg.buffer_size}")
     if isinstance(cfg, PQNConfig) and cfg.minibatch_size > cfg.envs * cfg.rollout_steps:
         raise UserError(f"--minibatch-size {cfg.minibatch_size} is larger than a rollout ({cfg.envs} envs x "
                         f"{cfg.rollout_steps} steps)")
@@ -228,6 +230,8 @@ def train_teacher(
     cfg = check_config(cfg)
     out = check_output_dir(out)
     check_not_inputs(out, [cfg.init_from])
+    if tensorboard is not None:
+        check_output_dir(tensorboard, flag="--tensorboard")
     with own_run_dir(out, resume, force):
         arch = arch or teacher_arch(layer_norm=algo_of(cfg) == "pqn")
         return _train_teacher(cfg, out, resume, tensorboard, arch, show_progress, command, stop)
@@ -305,8 +309,10 @@ class DQNMethod(TeacherMethodBase):
         if writer is None:
             return
         writer.add_scalar("charts/epsilon", self.eps, state.step)
+        writer.add_scalar("train/learning_rate", self.cfg.lr, state.step)
         if state.updates:
             writer.add_scalar("losses/td_loss", float(self.loss_v), state.step)
+            writer.add_scalar("train/loss", float(self.loss_v), state.step)
             writer.add_scalar("losses/q_mean", float(self.q_v), state.step)
 
     def checkpoint_state(self, state: RunState) -> dict[str, Any]:
