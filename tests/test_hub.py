@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from huggingface_hub import ModelCard
 from torch import nn
 
 from rl_compress.atari.envs import sample_observations
@@ -46,6 +47,9 @@ class QNetwork(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.network(x / 255.0)
+
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def lay_out(hf_home: Path, repo: str, files: dict[str, bytes]) -> Path:
@@ -151,13 +155,19 @@ def test_push_dry_run_then_load_it_from_the_hub(tmp_path: Path) -> None:
     res = rlc(hf, "push", str(student), "--repo-id", "me/pong-student", "--dry-run", str(folder), "--frames", "40")
     assert res.returncode == 0, res.stderr
     names = sorted(p.name for p in folder.iterdir())
-    assert names == ["README.md", "agent.json", "attention.png", "learning_curve.png", "model.onnx",
-                     "model.safetensors", "replay.mp4"]
+    assert names == ["LICENSE", "README.md", "agent.json", "attention.png", "config.yml", "learning_curve.png",
+                     "model.onnx", "model.safetensors", "replay.mp4", "results.json"]
     readme = (folder / "README.md").read_text()
     import yaml
 
     meta = yaml.safe_load(readme.split("---\n")[1])
     assert meta["model-index"][0]["results"][0]["metrics"][0]["value"] == "17.13 +/- 2.25"
+    assert meta["license"] == "mit" and (folder / "LICENSE").read_text() == (ROOT / "LICENSE").read_text()
+    results = json.loads((folder / "results.json").read_text())  # huggingface_sb3's keys: the card's own evaluation
+    assert (results["mean_reward"], results["n_eval_episodes"], results["env_id"]) == (
+        pytest.approx(17.1333, abs=1e-3), 30, "ALE/Pong-v5")
+    config = yaml.safe_load((folder / "config.yml").read_text())
+    assert config == json.loads((student / "agent.json").read_text())["training"]["config"]
     assert 'rlc.load_agent("hf:me/pong-student")' in readme and "](attention.png)" in readme and "](learning_curve.png)" in readme
     res = rlc(hf, "push", str(student), "--repo-id", "me/pong-student", "--dry-run", str(folder))
     assert res.returncode == 2 and "not empty" in res.stderr  # never written over
@@ -211,13 +221,12 @@ def test_ppo_zip_from_the_hub_and_refusals(tmp_path: Path) -> None:
 
 
 def test_push_card_reads_as_a_hub_model_card_and_upload_calls(tmp_path: Path, monkeypatch) -> None:
-    from huggingface_hub import ModelCard
-
     from rl_compress.attention import publish
 
     student = Path(__file__).resolve().parents[1] / "agents" / "pong" / "gmp32-w5-1pct-tuned"
     agent = load_agent(student)
-    names = publish.stage(agent, tmp_path / "repo", "me/pong-student", frames=20)
+    names = publish.stage(agent, tmp_path / "repo", "me/pong-student", publish.evaluation_to_publish(agent, None, False),
+                          frames=20)
     assert "README.md" in names and "replay.mp4" in names
     card = ModelCard.load(tmp_path / "repo" / "README.md")
     (result,) = card.data.eval_results
@@ -255,7 +264,8 @@ def test_unsupported_sb3_algorithm_is_named(tmp_path: Path) -> None:
 def test_every_agent_command_takes_every_source(tmp_path: Path) -> None:
     """info of an SB3 zip, evaluate of hf:ORG/NAME (offline cache), record and localize of a zip, export
     of a Hub source; the commands that write into an agent directory refuse the others in one line;
-    a student distilled from a Hub teacher keeps the teacher's origin; rlc.evaluate takes a path."""
+    a student distilled from a Hub teacher keeps the teacher's origin, and its pushed model card names
+    the teacher as its base_model; rlc.evaluate takes a path."""
     import ale_py
     import gymnasium as gym
     from stable_baselines3 import DQN
@@ -302,3 +312,55 @@ def test_every_agent_command_takes_every_source(tmp_path: Path) -> None:
     with pytest.raises(rlc_api.UserError, match="import it first"):
         rlc_api.distill(str(zip_path), rlc_api.DistillConfig(steps=400), tmp_path / "s2", show_progress=False)
     assert rlc_api.evaluate(str(teacher), episodes=1)["episodes"] == 1
+
+    res = rlc(hf, "push", str(tmp_path / "student"), "--repo-id", "me/student", "--unevaluated", "--frames", "5",
+              "--dry-run", str(tmp_path / "pushed"))
+    assert res.returncode == 0, res.stderr
+    meta = ModelCard.load(tmp_path / "pushed" / "README.md").data
+    assert meta.base_model == "sb3/dqn-PongNoFrameskip-v4" and meta.eval_results is None  # unevaluated: no score
+    assert not (tmp_path / "pushed" / "results.json").exists()
+
+
+def test_push_evaluates_first(random_teacher: Path, tmp_path: Path) -> None:
+    """An agent without an evaluation of its current weights is not published unless told; --evaluate
+    plays the games first and publishes that score (the user's directory is left as it was);
+    --tensorboard sends the run's event files along."""
+    from safetensors.torch import save_file
+    from torch.utils.tensorboard import SummaryWriter
+
+    hf = tmp_path / "hf"
+    dry = tmp_path / "dry"
+    res = rlc(hf, "push", str(random_teacher), "--repo-id", "me/t", "--dry-run", str(dry))
+    assert res.returncode == 2 and "no evaluation of these weights to publish; add --evaluate 30" in res.stderr
+    assert not dry.exists()
+    for extra, message in ((["--evaluate", "1", "--unevaluated"], "contradict"),
+                           (["--tensorboard", str(tmp_path / "none")], "no such folder"),
+                           (["--evaluate", "0"], "--evaluate")):
+        res = rlc(hf, "push", str(random_teacher), "--repo-id", "me/t", "--dry-run", str(dry), *extra)
+        assert res.returncode == 2 and message in res.stderr and not dry.exists(), extra
+    with SummaryWriter(str(tmp_path / "tb" / "teacher")) as writer:
+        writer.add_scalar("rollout/ep_rew_mean", -21.0, 100)
+    card_before = (random_teacher / "agent.json").read_bytes()
+    res = rlc(hf, "push", str(random_teacher), "--repo-id", "me/t", "--dry-run", str(dry), "--evaluate", "2",
+              "--tensorboard", str(tmp_path / "tb"), "--frames", "5")
+    assert res.returncode == 0, res.stderr
+    results = json.loads((dry / "results.json").read_text())
+    assert results["n_eval_episodes"] == 2 and len(results["scores"]) == 2 and results["env_id"] == "ALE/Pong-v5"
+    (metric,) = ModelCard.load(dry / "README.md").data.eval_results
+    assert metric.metric_value == f"{results['mean_reward']:.2f} +/- {results['std_reward']:.2f}"
+    assert json.loads((dry / "agent.json").read_text())["evaluation"]["episodes"] == 2
+    events = list((dry / "runs" / "tb" / "teacher").glob("events.out.tfevents.*"))
+    assert len(events) == 1 and events[0].stat().st_size > 0
+    assert (random_teacher / "agent.json").read_bytes() == card_before
+    # an evaluation of other weights does not count
+    assert rlc(hf, "evaluate", str(random_teacher), "--episodes", "1", "--write-card", "--quiet").returncode == 0
+    weights = load_agent(random_teacher).net.state_dict()
+    save_file({k: v + 1 if v.is_floating_point() else v for k, v in weights.items()}, random_teacher / "model.safetensors",
+              metadata={"format": "1"})
+    res = rlc(hf, "push", str(random_teacher), "--repo-id", "me/t", "--dry-run", str(tmp_path / "dry2"))
+    assert res.returncode == 2 and "no evaluation of these weights" in res.stderr
+    res = rlc(hf, "push", str(random_teacher), "--repo-id", "me/t", "--dry-run", str(tmp_path / "dry2"), "--unevaluated",
+              "--frames", "5")
+    assert res.returncode == 0, res.stderr  # published without a score: the stale one is not carried along
+    assert ModelCard.load(tmp_path / "dry2" / "README.md").data.eval_results is None
+    assert "evaluation" not in json.loads((tmp_path / "dry2" / "agent.json").read_text())

@@ -1,27 +1,56 @@
 """What ``rl-compress push`` publishes: a folder with the agent's weights and card, an ONNX export, a
-short replay with the agent's attention overlay and a still of it, and a README.md model card with
-Hugging Face Hub metadata; then, unless it is a dry run, the folder uploaded with ``huggingface_hub``."""
+short replay with the agent's attention overlay and a still of it, its evaluation (``results.json``,
+as huggingface_sb3 writes it), its training settings (``config.yml``), its TensorBoard events where
+given, a licence, and a README.md model card built with huggingface_hub's model-card classes; then,
+unless it is a dry run, the folder uploaded with ``huggingface_hub``. An agent is evaluated before it
+is published: its card's evaluation of these very weights, one run now, or an explicit opt-out."""
 
 from __future__ import annotations
 
+import datetime
+import json
 import shutil
 from pathlib import Path
 from typing import Any
 
 import cv2
 import huggingface_hub
+import yaml
 
+from rl_compress.atari.evaluate import evaluate
 from rl_compress.attention.playback import play
 from rl_compress.attention.video import render_overlay, write_video
 from rl_compress.core.errors import UserError, first_line
-from rl_compress.core.files import atomic_write_bytes
-from rl_compress.core.rundir import CURVE, MODEL_CARD, STILL
-from rl_compress.models.agent import CARD, WEIGHTS, Agent
+from rl_compress.core.files import atomic_write_bytes, sha256_file
+from rl_compress.core.rundir import CONFIG, CURVE, MODEL_CARD, STILL
+from rl_compress.models.agent import CARD, WEIGHTS, Agent, card_bytes
 from rl_compress.models.export import export
-from rl_compress.models.model_card import model_card
+from rl_compress.models.model_card import hub_env_id, model_card
 from rl_compress.models.networks import GMPStudent
 
-VIDEO, ONNX = "replay.mp4", "model.onnx"
+VIDEO, ONNX, RESULTS, LICENSE_FILE, EVENTS = "replay.mp4", "model.onnx", "results.json", "LICENSE", "runs"
+MIT_LICENSE = """MIT License
+
+Copyright (c) 2026 the rl-compress authors
+
+Permission is hereby granted, free of charge, to any person obtaining a copy
+of this software and associated documentation files (the "Software"), to deal
+in the Software without restriction, including without limitation the rights
+to use, copy, modify, merge, publish, distribute, sublicense, and/or sell
+copies of the Software, and to permit persons to whom the Software is
+furnished to do so, subject to the following conditions:
+
+The above copyright notice and this permission notice shall be included in all
+copies or substantial portions of the Software.
+
+THE SOFTWARE IS PROVIDED "AS IS", WITHOUT WARRANTY OF ANY KIND, EXPRESS OR
+IMPLIED, INCLUDING BUT NOT LIMITED TO THE WARRANTIES OF MERCHANTABILITY,
+FITNESS FOR A PARTICULAR PURPOSE AND NONINFRINGEMENT. IN NO EVENT SHALL THE
+AUTHORS OR COPYRIGHT HOLDERS BE LIABLE FOR ANY CLAIM, DAMAGES OR OTHER
+LIABILITY, WHETHER IN AN ACTION OF CONTRACT, TORT OR OTHERWISE, ARISING FROM,
+OUT OF OR IN CONNECTION WITH THE SOFTWARE OR THE USE OR OTHER DEALINGS IN THE
+SOFTWARE.
+"""
 
 
 def _overlay_frames(agent: Agent, frames: int, seed: int) -> list[Any]:
@@ -55,17 +84,70 @@ def record_replay(agent: Agent, out: Path, frames: int = 300, seed: int = 0) -> 
     return write_video(out / VIDEO, iter(images), fps=30)
 
 
-def stage(agent: Agent, folder: Path, repo_id: str, frames: int = 300) -> list[str]:
-    """Write the folder ``push`` uploads (``folder`` must be new or empty); returns its file names."""
+def evaluation_to_publish(agent: Agent, episodes: int | None, unevaluated: bool) -> dict[str, Any] | None:
+    """The evaluation a push publishes: ``episodes`` games played now (seed 0), else the card's own
+    evaluation of these very weights; an agent with neither is refused unless ``unevaluated``."""
+    if episodes:
+        res = evaluate(agent.net, agent.game, episodes, seed=0)
+        return {**res, "game": agent.game}
+    ev = agent.card.get("evaluation") or {}
+    weights = agent.path / WEIGHTS
+    current = ev.get("mean") is not None and (
+        ev.get("weights_sha256") is None or (weights.is_file() and ev["weights_sha256"] == sha256_file(weights)))
+    if current:
+        return ev
+    if unevaluated:
+        return None
+    raise UserError(f"{agent.path}: no evaluation of these weights to publish; add --evaluate 30 (plays 30 games "
+                    "first), or --unevaluated to publish it without a score")
+
+
+def results_json(evaluation: dict[str, Any], game_id: str) -> bytes:
+    """``results.json`` as huggingface_sb3 writes it, plus the games' scores and the protocol."""
+    return json.dumps({
+        "env_id": game_id, "mean_reward": evaluation["mean"], "std_reward": evaluation["std"],
+        "is_deterministic": False, "n_eval_episodes": evaluation["episodes"],
+        "eval_datetime": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "scores": evaluation.get("scores"), "seed": evaluation.get("seed"), "protocol": evaluation.get("protocol"),
+    }, indent=2).encode()
+
+
+def copy_events(tensorboard: Path, folder: Path) -> list[str]:
+    """The TensorBoard event files under ``tensorboard`` copied into ``folder/runs/`` (subfolders kept)."""
+    events = sorted(p for p in tensorboard.rglob("events.out.tfevents.*") if p.is_file())
+    if not events:
+        raise UserError(f"{tensorboard}: no TensorBoard event files (events.out.tfevents.*) in it")
+    for path in events:
+        target = folder / EVENTS / tensorboard.name / path.relative_to(tensorboard)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(path, target)
+    return [str(p.relative_to(folder)) for p in sorted((folder / EVENTS).rglob("*")) if p.is_file()]
+
+
+def stage(agent: Agent, folder: Path, repo_id: str, evaluation: dict[str, Any] | None, frames: int = 300,
+          tensorboard: Path | None = None) -> list[str]:
+    """Write the folder ``push`` uploads (``folder`` must be new or empty), with ``evaluation`` (see
+    ``evaluation_to_publish``) in its cards; returns its file names."""
     folder.mkdir(parents=True, exist_ok=True)
-    for name in (WEIGHTS, CARD, CURVE):
+    card = {k: v for k, v in agent.card.items() if k != "evaluation"} | ({"evaluation": evaluation} if evaluation else {})
+    for name in (WEIGHTS, CURVE):
         if (agent.path / name).is_file():
             shutil.copy2(agent.path / name, folder / name)
+    atomic_write_bytes(folder / CARD, card_bytes(card))
+    config = (card.get("training") or {}).get("config")
+    if config:
+        atomic_write_bytes(folder / CONFIG, yaml.safe_dump(config, sort_keys=False).encode())
+    if evaluation:
+        atomic_write_bytes(folder / RESULTS, results_json(evaluation, hub_env_id(agent.game)))
+    atomic_write_bytes(folder / LICENSE_FILE, MIT_LICENSE.encode())
+    events = copy_events(tensorboard, folder) if tensorboard else []
     export(agent.net, "onnx", folder / ONNX)
     record_replay(agent, folder, frames)
-    text = model_card(agent.card, agent.path, repo_id, assets=folder)
-    text += (f"\n`{VIDEO}`: one game (at most {frames} agent "
-             f"steps) with its attention overlay. `{ONNX}`: input uint8 [B,4,84,84], output float32 [B,A].\n")
+    text = model_card(card, agent.path, repo_id, assets=folder)
+    text += (f"\n`{VIDEO}`: one game (at most {frames} agent steps) with its attention overlay. `{ONNX}`: input "
+             f"uint8 [B,4,84,84], output float32 [B,A]. `{CONFIG}`: its training settings (`--config` reads them)."
+             + (f" `{RESULTS}`: its evaluation." if evaluation else " It was published without an evaluation.")
+             + (f" `{EVENTS}/`: its TensorBoard events ({len(events)} files)." if events else "") + "\n")
     atomic_write_bytes(folder / MODEL_CARD, text.encode())
     return sorted(p.name for p in folder.iterdir())
 

@@ -22,7 +22,7 @@ from rl_compress.atari.evaluate import evaluate
 from rl_compress.atari.games import action_names
 from rl_compress.attention.localize import localize_to_npz
 from rl_compress.attention.playback import play
-from rl_compress.attention.publish import STILL, attention_still, stage, upload
+from rl_compress.attention.publish import STILL, attention_still, evaluation_to_publish, stage, upload
 from rl_compress.attention.score import objects_from_ram, score_npz
 from rl_compress.attention.video import check_video_path, render_overlay, side_by_side, write_video
 from rl_compress.bench import TeacherBenchConfig, bench_teacher, format_teacher
@@ -226,16 +226,21 @@ def cmd_push(args: argparse.Namespace) -> int:
     """Publish an agent to the Hugging Face Hub (or, with --dry-run DIR, write the folder only)."""
     if not re.fullmatch(r"[A-Za-z0-9][\w.-]*/[\w.-]+", args.repo_id):
         raise UserError(f"--repo-id must be ORG/NAME, got {args.repo_id!r}")
+    if args.evaluate and args.unevaluated:
+        raise UserError("--evaluate and --unevaluated contradict each other; give one")
+    tensorboard = Path(args.tensorboard) if args.tensorboard else None
+    if tensorboard is not None and not tensorboard.is_dir():
+        raise UserError(f"--tensorboard {tensorboard}: no such folder")
     folder = check_output_dir(args.dry_run) if args.dry_run else None
     if folder is not None:
         if folder.exists() and any(folder.iterdir()):
             raise UserError(f"{folder}: not empty; --dry-run writes a new folder")
         folder.parent.mkdir(parents=True, exist_ok=True)
     agent = _agent(args, "push")
-    frames = _positive("--frames", args.frames)
+    evaluation = evaluation_to_publish(agent, args.evaluate, args.unevaluated)
     with tempfile.TemporaryDirectory(prefix=".push.", dir=folder.parent if folder else None) as tmp:
         staged = Path(tmp) / "repo"
-        names = stage(agent, staged, args.repo_id, frames)
+        names = stage(agent, staged, args.repo_id, evaluation, args.frames, tensorboard)
         if folder is not None:
             with RunLock(folder):
                 claim_output_dir(folder)

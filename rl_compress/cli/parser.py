@@ -190,6 +190,12 @@ def _add_localize_export_info(sub: Any) -> None:
     push.add_argument("--private", action="store_true", help="create the repository private")
     push.add_argument("--dry-run", default=None, metavar="DIR", help="write exactly that folder here, upload nothing")
     push.add_argument("--frames", type=int_in(1, MAX_FRAMES), default=300, help="agent steps of the replay video (default: 300)")
+    push.add_argument("--evaluate", type=int_in(1, MAX_EPISODES), default=None, metavar="EPISODES",
+                      help="play EPISODES games (seed 0) now and publish that score (default: the card's own "
+                           "evaluation of these weights; without one the push is refused)")
+    push.add_argument("--unevaluated", action="store_true", help="publish an agent that has no evaluation")
+    push.add_argument("--tensorboard", default=None, metavar="DIR",
+                      help="the run's TensorBoard folder: its event files go up under runs/")
     push.set_defaults(func=cmd_push)
 
     card = sub.add_parser("card", help="write the agent's README.md model card (Hub metadata, score, size, usage)")

@@ -156,9 +156,14 @@ def agent_files(net: nn.Module, card: dict[str, Any]) -> list[tuple[str, Any]]:
     return [(WEIGHTS, bytes_writer(weights)), (CARD, card_writer(card))]
 
 
+def card_bytes(card: dict[str, Any]) -> bytes:
+    """``agent.json``'s bytes: the card as indented JSON (its one serialization)."""
+    return (json.dumps(card, indent=2, sort_keys=False) + "\n").encode()
+
+
 def card_writer(card: dict[str, Any]) -> Any:
-    """A writer of ``agent.json`` for ``write_generation``: the card as indented JSON."""
-    return bytes_writer((json.dumps(card, indent=2, sort_keys=False) + "\n").encode())
+    """A writer of ``agent.json`` for ``write_generation``."""
+    return bytes_writer(card_bytes(card))
 
 
 def card_steps(card: dict[str, Any]) -> int | None:

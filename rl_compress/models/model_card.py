@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import yaml
+from huggingface_hub import EvalResult, ModelCardData
 
 from rl_compress.atari.games import _env_id_name, game_info
 from rl_compress.models.agent import agent_summary
@@ -18,23 +18,40 @@ PROTOCOL_TEXT = ("ALE v5 rules: sticky actions p = 0.25, minimal action set, an 
                  "epsilon 0.001")
 
 
-def card_metadata(card: dict[str, Any], name: str) -> dict[str, Any]:
-    """The YAML front matter: library, tags and the evaluation as a Hub ``model-index`` result."""
-    env_id = f"ALE/{_env_id_name(game_info(card['game']).id)}-v5"
-    meta: dict[str, Any] = {
-        "library_name": "rl-compress",
-        "tags": [env_id, "atari", "reinforcement-learning", "deep-reinforcement-learning", "rl-compress",
-                 "knowledge-distillation" if card["kind"] == "student" else "dqn"],
-    }
+LICENSE = "mit"  # the licence pushed agents carry, as rl-compress itself (LICENSE)
+
+
+def base_model(card: dict[str, Any]) -> str | None:
+    """The Hub repository this agent derives from: a student's teacher, or an imported agent's own
+    source, where it came from the Hub; None otherwise."""
+    for origin in ((card.get("teacher") or {}).get("hub"), (card.get("training") or {}).get("hub")):
+        if isinstance(origin, dict) and origin.get("repo"):
+            return str(origin["repo"])
+    return None
+
+
+def hub_env_id(game: str) -> str:
+    """The gymnasium id of ``game`` as the Hub's Atari models name their dataset: ``ALE/Pong-v5``."""
+    return f"ALE/{_env_id_name(game_info(game).id)}-v5"
+
+
+def card_metadata(card: dict[str, Any], name: str) -> ModelCardData:
+    """The YAML front matter as huggingface_hub's ``ModelCardData``: library, licence, tags, the
+    teacher's Hub id as ``base_model`` and the evaluation as a ``model-index`` result."""
+    env_id = hub_env_id(card["game"])
     ev = card.get("evaluation") or {}
+    results = None
     if ev.get("mean") is not None:
-        meta["model-index"] = [{"name": name, "results": [{
-            "task": {"type": "reinforcement-learning", "name": "reinforcement-learning"},
-            "dataset": {"name": env_id, "type": env_id},
-            "metrics": [{"type": "mean_reward", "value": f"{ev['mean']:.2f} +/- {ev['std']:.2f}",
-                         "name": f"mean_reward ({ev['episodes']} games, sticky actions 0.25)", "verified": False}],
-        }]}]
-    return meta
+        results = [EvalResult(task_type="reinforcement-learning", task_name="reinforcement-learning",
+                              dataset_type=env_id, dataset_name=env_id, metric_type="mean_reward",
+                              metric_value=f"{ev['mean']:.2f} +/- {ev['std']:.2f}",
+                              metric_name=f"mean_reward ({ev['episodes']} games, sticky actions 0.25)",
+                              verified=False)]
+    return ModelCardData(
+        library_name="rl-compress", license=LICENSE, base_model=base_model(card), model_name=name,
+        tags=[env_id, "atari", "reinforcement-learning", "deep-reinforcement-learning", "rl-compress",
+              "knowledge-distillation" if card["kind"] == "student" else "dqn"],
+        eval_results=results)
 
 
 def _uses(path: Path, card: dict[str, Any], repo_id: str | None) -> list[str]:
@@ -59,7 +76,7 @@ def model_card(card: dict[str, Any], path: Path, repo_id: str | None = None, ass
     agent's directory) holds them."""
     path = Path(path)
     assets = Path(assets) if assets is not None else path
-    meta = yaml.safe_dump(card_metadata(card, repo_id or path.name), sort_keys=False).strip()
+    meta = card_metadata(card, repo_id or path.name).to_yaml()
     arch = card["arch"].get("spec") or card["arch"].get("name")
     kind = "a student distilled by rl-compress" if card["kind"] == "student" else "a DQN teacher"
     lines = [f"---\n{meta}\n---", "", f"# {repo_id or path.name}: {arch}, {kind}", "",
