@@ -14,9 +14,8 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.13.0 $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
 	$(BIN)/pip install -q -e ".[test]"
-	# OCAtari (localization score) pins numpy<2 but runs with numpy 2 in RAM mode: its imports first,
-	# then OCAtari itself last and without deps, so that pip has no pin to report
-	$(BIN)/pip install -q termcolor scikit-image pygame
+	# OCAtari (localization score) pins numpy<2 but runs with numpy 2 in RAM mode: its imports come
+	# with the [score] extra (in [test]), OCAtari itself last and without deps, so that pip has no pin to report
 	$(BIN)/pip install -q --no-deps ocatari==2.2.1
 	touch $(STAMP)
 

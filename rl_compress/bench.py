@@ -27,6 +27,7 @@ from rl_compress.atari.envs import sample_observations
 from rl_compress.atari.games import _env_id_name, quiet_ale, resolve_game
 from rl_compress.core.device import device_record, resolve_device, to_device
 from rl_compress.core.errors import UserError
+from rl_compress.core.optional import require
 from rl_compress.core.provenance import cpu_model
 from rl_compress.models.agent import make_card, save_agent
 from rl_compress.models.export import export
@@ -142,6 +143,7 @@ def run_pqn(cfg: TeacherBenchConfig) -> dict[str, Any]:
 
 def run_sb3(cfg: TeacherBenchConfig) -> dict[str, Any]:
     """stable-baselines3 DQN (RL Zoo's Atari setup: AtariWrapper, VecFrameStack 4) for the same steps."""
+    require("stable_baselines3")  # an extra: one line when it is missing
     from stable_baselines3 import DQN
     from stable_baselines3.common.callbacks import BaseCallback
     from stable_baselines3.common.env_util import make_atari_env
@@ -261,7 +263,7 @@ def bench_inference(student_spec: str = "gmp16", batches: tuple[int, ...] = (1, 
                     device: str = "cpu") -> dict[str, Any]:
     """Frames/s of a student and the teacher at each batch size, in PyTorch (on ``device``, the
     input copied there each call) and ONNX Runtime (on the CPU)."""
-    import onnxruntime as ort
+    ort = require("onnxruntime")
 
     dev = resolve_device(device)
     nets = {"teacher": build_network(teacher_arch(), 6).eval(), student_spec: build_network(parse_spec(student_spec), 6).eval()}

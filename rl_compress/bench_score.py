@@ -26,6 +26,7 @@ import gymnasium as gym
 from rl_compress.atari.evaluate import DEFAULT_PROTOCOL, evaluate
 from rl_compress.atari.games import _env_id_name, quiet_ale, resolve_game
 from rl_compress.core.errors import UserError
+from rl_compress.core.optional import require
 from rl_compress.core.provenance import cpu_model
 from rl_compress.core.rundir import CHECKPOINT
 from rl_compress.models.agent import load_agent
@@ -64,6 +65,8 @@ def check_time_to_score(cfg: TimeToScoreConfig) -> TimeToScoreConfig:
         raise UserError(f"--trainers must name some of {', '.join(TRAINERS)}, got {','.join(cfg.trainers)}")
     if cfg.budget <= 0 or cfg.eval_every <= 0 or cfg.confirm_episodes <= 0:
         raise UserError("bench time-to-score needs --budget, --eval-every and --confirm-episodes > 0")
+    if "sb3" in cfg.trainers:
+        require("stable_baselines3")
     return TimeToScoreConfig(**{**asdict(cfg), "game": resolve_game(cfg.game)})
 
 
@@ -100,6 +103,7 @@ def _result(trainer: str, steps: int, wall: float, reached: dict[str, Any] | Non
 def run_sb3(cfg: TimeToScoreConfig, out: Path) -> dict[str, Any]:
     """stable-baselines3 DQN at RL Zoo's Atari settings (AtariWrapper, VecFrameStack 4, one env), its
     Q-network evaluated by our protocol through our SB3 importer, until a confirmed target or the budget."""
+    require("stable_baselines3")  # an extra: one line when it is missing
     from stable_baselines3 import DQN
     from stable_baselines3.common.callbacks import BaseCallback
     from stable_baselines3.common.env_util import make_atari_env

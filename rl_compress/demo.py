@@ -19,7 +19,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import onnxruntime
 import torch
 from rich.console import Console
 from rich.table import Table
@@ -27,6 +26,7 @@ from rich.table import Table
 from rl_compress.atari.envs import sample_observations
 from rl_compress.atari.games import game_info
 from rl_compress.cli.main import main as cli
+from rl_compress.core.optional import require
 from rl_compress.core.rundir import CARD
 from rl_compress.models.agent import load_agent
 
@@ -59,7 +59,7 @@ def onnx_matches(onnx_path: Path, agent_dir: Path) -> float:
     """Share of real Pong observations on which the ONNX export picks PyTorch's action."""
     agent = load_agent(agent_dir)
     obs = sample_observations("pong", 64, seed=1)
-    sess = onnxruntime.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    sess = require("onnxruntime").InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     ours = sess.run(None, {sess.get_inputs()[0].name: obs})[0].argmax(1)
     with torch.no_grad():
         theirs = agent.net(torch.from_numpy(obs)).argmax(1).numpy()

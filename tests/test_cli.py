@@ -14,6 +14,8 @@ import yaml
 
 from rl_compress.cli.main import main
 
+ROOT = Path(__file__).resolve().parents[1]
+
 SUBCOMMANDS = ["teacher", "distill", "evaluate", "record", "localize", "export", "info", "bench", "experiment", "table"]
 
 
@@ -137,3 +139,20 @@ def test_config_file_then_flags(random_teacher: Path, tmp_path: Path, capsys: py
     assert main(["teacher", "train", "--out", str(tmp_path / "t"), "--config", str(cfg), "--buffer-size", "100"]) == 2
     assert "--buffer-size is not an option of --algo pqn" in capsys.readouterr().err
     assert not (tmp_path / "bad").exists() and not (tmp_path / "t").exists()
+
+
+@pytest.mark.parametrize(("blocked", "args", "extra"), [
+    ("stable_baselines3", ["bench", "teacher", "--steps", "10"], "bench"),
+    ("stable_baselines3", ["bench", "time-to-score", "--trainers", "sb3", "--out", "unused"], "bench"),
+    ("onnxruntime", ["bench", "inference"], "onnx"),
+    ("ocatari", ["localize", str(ROOT / "agents/pong/gmp15-w5-15min"), "--frames", "2", "--out", "unused.npz", "--score"], "score"),
+])
+def test_a_missing_extra_is_named(blocked: str, args: list[str], extra: str, tmp_path: Path) -> None:
+    """A command whose optional dependency is not installed says which extra installs it, before any work."""
+    code = (f"import sys; sys.modules[{blocked!r}] = None\n"  # as if not installed: import raises ImportError
+            "from rl_compress.cli.main import main\n"
+            f"sys.exit(main({args!r}))")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path,
+                         env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"}, timeout=300)
+    assert res.returncode == 2 and f"pip install 'rl-compress[{extra}]'" in res.stderr, res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1 and not any(tmp_path.iterdir())

@@ -37,7 +37,7 @@ from rl_compress.core.errors import UserError
 from rl_compress.core.tables import rows_markdown
 
 DEFAULT_RADIUS = 10.0
-INSTALL_HINT = "pip install --no-deps ocatari==2.2.1 termcolor scikit-image pygame"
+INSTALL_HINT = "pip install 'rl-compress[score]' && pip install --no-deps ocatari==2.2.1 (OCAtari pins numpy<2 but runs with numpy 2)"
 Box = tuple[str, float, float, float, float]  # category, x, y, w, h
 
 

@@ -31,6 +31,7 @@ from rl_compress.core.config import apply_config_file, config_from_args, flag_na
 from rl_compress.core.device import announce_choice, model_device
 from rl_compress.core.errors import UserError
 from rl_compress.core.files import atomic_write_bytes, atomic_write_json, sha256_file
+from rl_compress.core.optional import require
 from rl_compress.core.outputs import check_output_dir, check_output_file
 from rl_compress.core.progress import progress_bar
 from rl_compress.core.rundir import CARD, RunLock, claim_output_dir
@@ -263,10 +264,15 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+BENCH_NEEDS = {"teacher": "stable_baselines3", "inference": "onnxruntime"}
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     """Speed benchmarks."""
 
     _json_path(args.json)
+    if args.what in BENCH_NEEDS:
+        require(BENCH_NEEDS[args.what])  # an optional extra: say which before any work
     if args.what == "time-to-score":
         cfg = TimeToScoreConfig(game=args.game, target=args.target, budget=args.budget, eval_every=args.eval_every,
                                 trainers=tuple(t.strip() for t in args.trainers.split(",") if t.strip()))

@@ -18,6 +18,7 @@ from rl_compress.atari.evaluate import DEFAULT_PROTOCOL, evaluate, retention
 from rl_compress.core.device import resolve_device
 from rl_compress.core.errors import StoppedRun, UserError
 from rl_compress.core.files import atomic_write_json, sha256_file
+from rl_compress.core.optional import require
 from rl_compress.core.provenance import git_commit
 from rl_compress.core.rundir import CHECKPOINT, RESULT
 from rl_compress.core.signals import StopToken, signals_to, watch_stop_event
@@ -116,10 +117,7 @@ def run_study(study: Study, backend: str = "local", address: str | None = None, 
         return _run_in_processes(study, jobs)
     if backend != "ray":
         raise UserError(f"unknown backend {backend!r}; choose local or ray")
-    try:
-        import ray
-    except ImportError:
-        raise UserError("the ray backend needs Ray: pip install 'rl-compress[ray]'") from None
+    ray = require("ray")
     if not ray.is_initialized():
         ray.init(address=address, include_dashboard=False, log_to_driver=False)
     task = ray.remote(num_cpus=cpus_per_run)(_execute_remote)
