@@ -8,10 +8,11 @@ The Python API (the CLI calls the same functions):
     make_env(game) / make_vector_env(game, n)   our preprocessing, as gymnasium envs
     AttentionWrapper(env, agent)     attention in ``info`` and drawn by ``render()``
     evaluate(agent, episodes, seed)  the evaluation protocol
+    record / localize / export / prune / push    what the commands of the same names do
     train_teacher(TeacherConfig(...) | PQNConfig(...), out) / distill(teacher, DistillConfig(...), out)
 """
 
-from rl_compress.api import AttentionWrapper, evaluate, load_agent, make_env
+from rl_compress.api import AttentionWrapper, evaluate, export, load_agent, localize, make_env, prune, push, record
 from rl_compress.atari.envs import make_vector_env
 from rl_compress.atari.evaluate import DEFAULT_PROTOCOL, Protocol
 from rl_compress.core.errors import StorageError, UserError
@@ -25,6 +26,6 @@ __version__ = "0.1.0"
 __all__ = [
     "DEFAULT_PROTOCOL", "Agent", "AttentionWrapper", "DistillConfig", "PQNConfig", "Protocol", "StopToken",
     "StorageError", "TeacherConfig",
-    "UserError", "check_observations", "distill", "evaluate", "load_agent", "make_env", "make_vector_env",
-    "train_teacher",
+    "UserError", "check_observations", "distill", "evaluate", "export", "load_agent", "localize", "make_env",
+    "make_vector_env", "prune", "push", "record", "train_teacher",
 ]

@@ -12,6 +12,7 @@ evaluate it, and train or distill new ones. The CLI calls these same functions.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,14 +23,28 @@ import torch
 from rl_compress.atari.envs import EnvConfig, make_gym_env
 from rl_compress.atari.evaluate import DEFAULT_PROTOCOL, Protocol
 from rl_compress.atari.evaluate import evaluate as evaluate_net
-from rl_compress.attention.video import render_overlay
-from rl_compress.core.config import MAX_SEED, check_int, check_number
+from rl_compress.atari.games import action_names
+from rl_compress.attention.localize import localize_to_npz
+from rl_compress.attention.playback import play
+from rl_compress.attention.publish import PushRequest, publish_agent
+from rl_compress.attention.score import objects_from_ram, score_npz
+from rl_compress.attention.video import check_video_path, render_overlay, write_video
+from rl_compress.attention.video import side_by_side as side_by_side_images
+from rl_compress.core.config import MAX_FRAMES, MAX_SEED, check_int, check_number
 from rl_compress.core.device import resolve_device
 from rl_compress.core.errors import UserError
+from rl_compress.core.outputs import check_output_file
+from rl_compress.core.progress import progress_bar
 from rl_compress.models.agent import Agent
+from rl_compress.models.export import FORMATS as EXPORT_FORMATS
+from rl_compress.models.export import export as export_net
+from rl_compress.models.maps import attention as map_attention
+from rl_compress.models.networks import GMPStudent
+from rl_compress.models.prune import prune_agent
 from rl_compress.models.sources import load_source
 
 MAX_NOOPS = 1000  # no-op starts at reset; the protocol uses 30
+OVERLAYS = ("gmp", "gmp-cell", "gradcam")  # what record draws (perturbation: too slow for a video)
 
 
 def load_agent(source: str | Path, game: str | None = None, device: str | torch.device = "auto") -> Agent:
@@ -108,3 +123,100 @@ def evaluate(agent: Agent | str | Path, episodes: int = 30, seed: int = 0, proto
     if not isinstance(agent, Agent):
         agent = load_agent(agent)
     return evaluate_net(agent.net, agent.game, episodes, seed=seed, protocol=protocol, show_progress=show_progress)
+
+
+def _agent_of(agent: Agent | str | Path) -> Agent:
+    """An Agent as given, or the one ``load_agent`` reads from a source."""
+    return agent if isinstance(agent, Agent) else load_agent(agent)
+
+
+def record(agent: Agent | str | Path, out: str | Path, frames: int = 600, overlay: str | None = None,
+           side_by_side: Agent | str | Path | None = None, episodes: int = 1, seed: int = 0, scale: int = 2,
+           fps: int = 30, show_progress: bool = False) -> int:
+    """Write a video (``.mp4`` H.264 or ``.gif``) of ``agent`` playing up to ``frames`` agent steps
+    (at most ``episodes`` games), its attention drawn over the screen: ``overlay`` gmp, gmp-cell,
+    gradcam, perturbation or none (default: gmp for a global-max-pool student, else gradcam); with
+    ``side_by_side``, that agent's Grad-CAM on the same frames beside it. Returns the frames written."""
+    out = check_video_path(check_output_file(out, flag="out"))
+    for name, value, high in (("frames", frames, MAX_FRAMES), ("episodes", episodes, MAX_FRAMES),
+                              ("scale", scale, 16), ("fps", fps, 240)):
+        check_int(name, value, 1, high)
+    check_int("seed", seed, 0, MAX_SEED)
+    agent = _agent_of(agent)
+    overlay = overlay or ("gmp" if isinstance(agent.net, GMPStudent) else "gradcam")
+    if overlay not in (*OVERLAYS, "none"):
+        raise UserError(f"overlay must be one of {', '.join(OVERLAYS)}, none; got {overlay!r}")
+    if overlay.startswith("gmp") and not isinstance(agent.net, GMPStudent):
+        raise UserError(f"{agent.path}: this agent has no global max pool; use overlay gradcam")
+    other = None if side_by_side is None else (
+        side_by_side if isinstance(side_by_side, Agent) else load_source(side_by_side, game=agent.game))
+    return write_video(out, overlay_frames(agent, overlay, other, frames, episodes, seed, scale, show_progress), fps=fps)
+
+
+def overlay_frames(agent: Agent, overlay: str, other: Agent | None, frames: int, episodes: int, seed: int,
+                   scale: int, show_progress: bool) -> Iterator[np.ndarray]:
+    """The RGB images ``record`` writes: each played frame with its HUD and attention overlay."""
+    names = action_names(agent.game)
+    label = agent.path.name if agent.path.name not in ("", ".") else agent.kind
+    method = None if overlay == "none" else overlay
+    with progress_bar(show_progress) as bar:
+        task = bar.add_task(f"record {label}", total=frames, info="")
+        for st in play(agent.net, agent.game, method, frames, episodes, seed):
+            hud = f"{agent.game} | {label} {overlay} | ep {st.episode} t {st.t} | score {st.score:.0f} | {names[st.action]}"
+            img = render_overlay(st.frame, st.map, st.peaks, hud, scale=scale)
+            if other is not None:
+                att = map_attention("gradcam", other.net, st.obs[None])
+                hud2 = f"{other.path.name} gradcam | acts {names[int(att.actions[0])]}"
+                img = side_by_side_images(img, render_overlay(st.frame, att.maps[0], att.peaks[0], hud2, scale=scale))
+            bar.advance(task)
+            yield img
+
+
+def localize(agent: Agent | str | Path, out: str | Path, frames: int = 1000, method: str = "gmp", seed: int = 0,
+             score: bool = False, radius: float = 10.0) -> dict[str, Any]:
+    """Play ``frames`` agent steps and write each frame's attention map and peaks (``method``: gmp,
+    gmp-cell, gradcam or perturbation) with the screen and RAM to the ``.npz`` ``out`` (format: docs,
+    Formats); returns frames, episodes and method, and with ``score`` the localization score
+    (the top peak within ``radius`` screen pixels of an OCAtari object, against a random point)."""
+    out = check_output_file(out, suffixes=(".npz",), flag="out")
+    check_int("frames", frames, 1, MAX_FRAMES)
+    check_int("seed", seed, 0, MAX_SEED)
+    check_number("radius", radius, 0, 1000)
+    agent = _agent_of(agent)
+    if score:
+        objects_from_ram(agent.game, np.zeros((0, 128), dtype=np.uint8))  # fail early if OCAtari is missing
+    res = localize_to_npz(agent.net, agent.game, frames, out, method, seed)
+    if score:
+        res["score"] = score_npz(out, agent.game, radius)
+    return res
+
+
+def export(agent: Agent | str | Path, out: str | Path, format: str = "onnx") -> Path:
+    """Export ``agent``'s network to ONNX (``format="onnx"``) or TorchScript: input uint8
+    [B,4,84,84], output float32 [B,A]; written in one piece (never half a file). Returns ``out``."""
+    if format not in EXPORT_FORMATS:
+        raise UserError(f"format must be one of {', '.join(EXPORT_FORMATS)}, got {format!r}")
+    out = check_output_file(out, flag="out")
+    export_net(_agent_of(agent).net, format, out)
+    return out
+
+
+def prune(agent: str | Path, out: str | Path, states: int = 4000, max_params: int | None = None, seed: int = 0,
+          force: bool = False, device: str | torch.device = "cpu") -> dict[str, Any]:
+    """Prune the gmp student in the directory ``agent`` into the new directory ``out``: its dead conv
+    channels, then (``max_params``) the least needed live ones, judged on ``states`` states it plays.
+    Returns the new card (``training.pruned_from`` holds the agreement with the original)."""
+    return prune_agent(Path(agent), Path(out), states=states, seed=seed, max_params=max_params, force=force,
+                       device=device)
+
+
+def push(agent: str | Path, repo_id: str, dry_run: str | Path | None = None, evaluate_episodes: int | None = None,
+         unevaluated: bool = False, tensorboard: str | Path | None = None, private: bool = False,
+         frames: int = 300) -> list[str]:
+    """Publish the agent directory ``agent`` as the Hugging Face Hub model ``repo_id`` (ORG/NAME), or
+    with ``dry_run`` write exactly that folder there (new or empty) and upload nothing. It publishes a
+    score: the card's evaluation of these weights, or ``evaluate_episodes`` games played first; with
+    neither it is refused unless ``unevaluated``. Returns the names of the files published."""
+    return publish_agent(PushRequest(Path(agent), repo_id, None if dry_run is None else Path(dry_run),
+                                     evaluate_episodes, unevaluated,
+                                     None if tensorboard is None else Path(tensorboard), private, frames))

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 import rl_compress as rlc
 from rl_compress.attention.localize import localize_to_npz
@@ -125,3 +126,39 @@ def test_sb3_evaluate_policy_takes_our_agent(student: rlc.Agent) -> None:
     env.close()
     ours = rlc.evaluate(student, episodes=1, seed=3, protocol=rlc.Protocol(sticky=0.0, noop_max=0, epsilon=0.0))
     assert (mean, std) == (ours["scores"][0], 0.0) and mean > 0
+
+
+@pytest.mark.parametrize(("cls", "kwargs", "message"), [
+    (rlc.DistillConfig, {"steps": -5}, "--steps must be positive, got -5"),
+    (rlc.DistillConfig, {"lr": "1e-3"}, "--lr must be a finite number, got '1e-3'"),
+    (rlc.DistillConfig, {"loss": "l2"}, "--loss must be one of"),
+    (rlc.TeacherConfig, {"gamma": 1.5}, "--gamma must be in (0, 1]"),
+    (rlc.TeacherConfig, {"n_step": 0}, "--n-step must be positive"),
+    (rlc.PQNConfig, {"q_lambda": 2.0}, "--q-lambda must be in [0, 1]"),
+    (rlc.PQNConfig, {"eps_end": float("nan")}, "--eps-end must be a finite number"),
+])
+def test_configs_refuse_bad_values_when_built(cls: type, kwargs: dict, message: str) -> None:
+    """A config is checked where it is made, not when a run starts: one UserError line."""
+    with pytest.raises(rlc.UserError, match=re.escape(message)):
+        cls(**kwargs)
+    assert cls(device=torch.device("cpu")).device == torch.device("cpu")  # a torch.device is a device too
+
+
+def test_record_localize_export_push_in_python(student: rlc.Agent, tmp_path: Path) -> None:
+    """The commands as functions: real files written, arguments checked by their Python names."""
+    assert rlc.record(student, tmp_path / "s.gif", frames=8, side_by_side=ROOT / "agents/pong/teacher-base") == 8
+    assert (tmp_path / "s.gif").read_bytes()[:6] == b"GIF89a"
+    res = rlc.localize(student, tmp_path / "m.npz", frames=3, method="gmp")
+    assert res["frames"] == 3 and np.load(tmp_path / "m.npz")["maps"].shape == (3, 210, 160)
+    out = rlc.export(student, tmp_path / "s.onnx")
+    assert out.read_bytes()[:2] and out.stat().st_size > 10_000
+    names = rlc.push(student.path, "me/student", dry_run=tmp_path / "hub", frames=5)
+    assert {"README.md", "results.json", "LICENSE", "model.onnx"} <= set(names)
+    for call, message in ((lambda: rlc.record(student, tmp_path / "s.avi"), "video must end in"),
+                          (lambda: rlc.record(student, tmp_path / "t.gif", frames=0), "frames"),
+                          (lambda: rlc.localize(student, tmp_path / "m.txt"), "must end in .npz"),
+                          (lambda: rlc.export(student, tmp_path / "x.onnx", format="tflite"), "format must be one of"),
+                          (lambda: rlc.push(student.path, "not a repo", dry_run=tmp_path / "h2"), "ORG/NAME")):
+        with pytest.raises(rlc.UserError, match=message):
+            call()
+    assert not (tmp_path / "s.avi").exists() and not (tmp_path / "h2").exists()

@@ -47,6 +47,7 @@ class Protocol:
 
 
 DEFAULT_PROTOCOL = Protocol()
+"""The evaluation protocol of every score rl-compress reports (ALE v5 rules, see ``Protocol``)."""
 
 def human_normalized(game: str, score: float) -> float | None:
     """(score - random) / (human - random) from the DQN Zoo table; None for a game not in it."""

@@ -9,7 +9,11 @@ from __future__ import annotations
 
 import datetime
 import json
+import os
+import re
 import shutil
+import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,10 +24,12 @@ import yaml
 from rl_compress.atari.evaluate import evaluate
 from rl_compress.attention.playback import play
 from rl_compress.attention.video import render_overlay, write_video
+from rl_compress.core.config import MAX_FRAMES, check_int
 from rl_compress.core.errors import UserError, first_line
 from rl_compress.core.files import atomic_write_bytes, sha256_file
-from rl_compress.core.rundir import CONFIG, CURVE, MODEL_CARD, STILL
-from rl_compress.models.agent import CARD, WEIGHTS, Agent, card_bytes
+from rl_compress.core.outputs import check_output_dir
+from rl_compress.core.rundir import CONFIG, CURVE, MODEL_CARD, STILL, RunLock, claim_output_dir
+from rl_compress.models.agent import CARD, WEIGHTS, Agent, card_bytes, load_agent
 from rl_compress.models.export import export
 from rl_compress.models.model_card import hub_env_id, model_card
 from rl_compress.models.networks import GMPStudent
@@ -150,6 +156,63 @@ def stage(agent: Agent, folder: Path, repo_id: str, evaluation: dict[str, Any] |
              + (f" `{EVENTS}/`: its TensorBoard events ({len(events)} files)." if events else "") + "\n")
     atomic_write_bytes(folder / MODEL_CARD, text.encode())
     return sorted(p.name for p in folder.iterdir())
+
+
+@dataclass(frozen=True)
+class PushRequest:
+    """What to publish and how: the agent directory, the Hub repository (ORG/NAME), a dry-run folder
+    (None: upload), the evaluation to publish (games to play now, or none on purpose), the run's
+    TensorBoard folder, a private repository, and the replay's agent steps."""
+
+    agent: Path
+    repo_id: str
+    dry_run: Path | None = None
+    evaluate_episodes: int | None = None
+    unevaluated: bool = False
+    tensorboard: Path | None = None
+    private: bool = False
+    frames: int = 300
+
+
+def check_push(req: PushRequest) -> Path | None:
+    """Refuse a push that cannot be done with one line, before any work; returns the dry-run folder."""
+    if not re.fullmatch(r"[A-Za-z0-9][\w.-]*/[\w.-]+", str(req.repo_id)):
+        raise UserError(f"--repo-id must be ORG/NAME, got {req.repo_id!r}")
+    if req.evaluate_episodes and req.unevaluated:
+        raise UserError("--evaluate and --unevaluated contradict each other; give one")
+    if req.evaluate_episodes is not None:
+        check_int("evaluate_episodes", req.evaluate_episodes, 1, MAX_FRAMES)
+    check_int("frames", req.frames, 1, MAX_FRAMES)
+    if req.tensorboard is not None and not req.tensorboard.is_dir():
+        raise UserError(f"--tensorboard {req.tensorboard}: no such folder")
+    if str(req.agent).startswith("hf:") or req.agent.is_file():
+        raise UserError(f"{req.agent}: push needs an agent directory; import it first: "
+                        f"rl-compress teacher import {req.agent} --out DIR")
+    folder = check_output_dir(req.dry_run, flag="--dry-run") if req.dry_run else None
+    if folder is not None and folder.exists() and any(folder.iterdir()):
+        raise UserError(f"{folder}: not empty; --dry-run writes a new folder")
+    return folder
+
+
+def publish_agent(req: PushRequest) -> list[str]:
+    """Stage the folder of ``req.agent`` (see ``stage``) and upload it as ``req.repo_id``, or move it
+    into the dry-run folder; returns the names published."""
+    folder = check_push(req)
+    agent = load_agent(req.agent)
+    evaluation = evaluation_to_publish(agent, req.evaluate_episodes, req.unevaluated)
+    if folder is not None:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".push.", dir=folder.parent if folder else None) as tmp:
+        staged = Path(tmp) / "repo"
+        names = stage(agent, staged, req.repo_id, evaluation, req.frames, req.tensorboard)
+        if folder is None:
+            upload(staged, req.repo_id, req.private)
+            return names
+        with RunLock(folder):
+            claim_output_dir(folder)
+            for name in names:
+                os.replace(staged / name, folder / name)
+    return names
 
 
 def upload(folder: Path, repo_id: str, private: bool) -> Any:

@@ -6,25 +6,24 @@ import argparse
 import contextlib
 import dataclasses
 import json
-import os
-import re
 import signal
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from rl_compress import bench
+from rl_compress.api import export as api_export
 from rl_compress.api import load_agent as api_load_agent
+from rl_compress.api import localize as api_localize
+from rl_compress.api import push as api_push
+from rl_compress.api import record as api_record
 from rl_compress.atari.evaluate import evaluate
-from rl_compress.atari.games import action_names
-from rl_compress.attention.localize import localize_to_npz
-from rl_compress.attention.playback import play
-from rl_compress.attention.publish import STILL, attention_still, evaluation_to_publish, stage, upload
-from rl_compress.attention.score import objects_from_ram, score_npz
-from rl_compress.attention.video import check_video_path, render_overlay, side_by_side, write_video
+from rl_compress.attention.benchmark import LocalizationBenchConfig, localization_benchmark, localization_table
+from rl_compress.attention.publish import STILL, attention_still
+from rl_compress.attention.score import objects_from_ram
+from rl_compress.attention.video import check_video_path
 from rl_compress.bench import TeacherBenchConfig, bench_teacher, format_teacher
 from rl_compress.bench_score import TimeToScoreConfig, check_time_to_score, format_time_to_score, time_to_score
 from rl_compress.core.config import apply_config_file, config_from_args, flag_name
@@ -32,14 +31,11 @@ from rl_compress.core.device import announce_choice, model_device
 from rl_compress.core.errors import UserError
 from rl_compress.core.files import atomic_write_bytes, atomic_write_json, sha256_file
 from rl_compress.core.optional import require
-from rl_compress.core.outputs import check_output_dir, check_output_file
-from rl_compress.core.progress import progress_bar
-from rl_compress.core.rundir import CARD, RunLock, claim_output_dir
+from rl_compress.core.outputs import check_output_file
+from rl_compress.core.rundir import CARD, RunLock
 from rl_compress.core.signals import StopToken
 from rl_compress.core.tables import rows_csv
 from rl_compress.models.agent import WEIGHTS, agent_summary, read_card, update_card
-from rl_compress.models.export import export
-from rl_compress.models.maps import attention
 from rl_compress.models.model_card import model_card
 from rl_compress.models.networks import GMPStudent, count_params, parse_spec
 from rl_compress.models.prune import prune_agent
@@ -225,42 +221,38 @@ def cmd_card(args: argparse.Namespace) -> int:
 
 def cmd_push(args: argparse.Namespace) -> int:
     """Publish an agent to the Hugging Face Hub (or, with --dry-run DIR, write the folder only)."""
-    if not re.fullmatch(r"[A-Za-z0-9][\w.-]*/[\w.-]+", args.repo_id):
-        raise UserError(f"--repo-id must be ORG/NAME, got {args.repo_id!r}")
-    if args.evaluate and args.unevaluated:
-        raise UserError("--evaluate and --unevaluated contradict each other; give one")
-    tensorboard = Path(args.tensorboard) if args.tensorboard else None
-    if tensorboard is not None and not tensorboard.is_dir():
-        raise UserError(f"--tensorboard {tensorboard}: no such folder")
-    folder = check_output_dir(args.dry_run) if args.dry_run else None
-    if folder is not None:
-        if folder.exists() and any(folder.iterdir()):
-            raise UserError(f"{folder}: not empty; --dry-run writes a new folder")
-        folder.parent.mkdir(parents=True, exist_ok=True)
-    agent = _agent(args, "push")
-    evaluation = evaluation_to_publish(agent, args.evaluate, args.unevaluated)
-    with tempfile.TemporaryDirectory(prefix=".push.", dir=folder.parent if folder else None) as tmp:
-        staged = Path(tmp) / "repo"
-        names = stage(agent, staged, args.repo_id, evaluation, args.frames, tensorboard)
-        if folder is not None:
-            with RunLock(folder):
-                claim_output_dir(folder)
-                for name in names:
-                    os.replace(staged / name, folder / name)
-            print(f"{folder}: {', '.join(names)} (dry run: nothing uploaded)", file=sys.stderr)
-            return 0
-        upload(staged, args.repo_id, args.private)
-    print(f"hf:{args.repo_id}: uploaded {', '.join(names)}", file=sys.stderr)
+    names = api_push(args.agent, args.repo_id, dry_run=args.dry_run, evaluate_episodes=args.evaluate,
+                     unevaluated=args.unevaluated, tensorboard=args.tensorboard, private=args.private,
+                     frames=args.frames)
+    where = f"{args.dry_run}: " if args.dry_run else f"hf:{args.repo_id}: uploaded "
+    print(f"{where}{', '.join(names)}" + (" (dry run: nothing uploaded)" if args.dry_run else ""), file=sys.stderr)
     return 0
 
 
 def cmd_export(args: argparse.Namespace) -> int:
     """Export to ONNX or TorchScript."""
-
-    out = check_output_file(args.out)
+    check_output_file(args.out)
     agent = _agent(args)
-    export(agent.net, args.format, out)
+    api_export(agent, args.out, args.format)
     print(f"{args.out}: {args.format} model, uint8 [B,4,84,84] -> float32 [B,{agent.num_actions}]", file=sys.stderr)
+    return 0
+
+
+def _bench_localization(args: argparse.Namespace) -> int:
+    """``bench localization``: the table on stderr, JSON and markdown where asked."""
+    if not args.agents:
+        raise UserError("bench localization needs --agents A[,B...]")
+    md = check_output_file(args.md, flag="--md") if args.md else None
+    methods = tuple(m.strip() for m in args.methods.split(",") if m.strip())
+    cfg = LocalizationBenchConfig(frames=args.frames, methods=methods, sanity_frames=args.sanity_frames)
+    agents = [api_load_agent(a.strip(), device=args.device) for a in args.agents.split(",") if a.strip()]
+    res = localization_benchmark(agents, cfg)
+    table = localization_table(res)
+    print(table, file=sys.stderr)
+    if md:
+        atomic_write_bytes(md, (table + "\n").encode())
+    if args.json:
+        _emit_json(res, args.json)
     return 0
 
 
@@ -281,6 +273,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
         if args.json:
             _emit_json(res, args.json)
         return 0
+    if args.what == "localization":
+        return _bench_localization(args)
     if args.what == "inference":
         res = bench.bench_inference(args.student, device=args.device)
         for name, row in res["frames_per_s"].items():
@@ -366,42 +360,19 @@ def cmd_prune(args: argparse.Namespace) -> int:
 
 def cmd_record(args: argparse.Namespace) -> int:
     """Record a video of an agent with its attention overlay."""
-
-    out = check_video_path(Path(args.out))
-    check_output_file(out)
+    check_output_file(check_video_path(Path(args.out)))
     agent = _agent(args)
-    overlay = args.overlay or ("gmp" if isinstance(agent.net, GMPStudent) else "gradcam")
-    if overlay.startswith("gmp") and not isinstance(agent.net, GMPStudent):
-        raise UserError(f"{args.agent}: this agent has no global max pool; use --overlay gradcam")
     other = api_load_agent(args.side_by_side, game=agent.game, device=args.device) if args.side_by_side else None
-    names = action_names(agent.game)
-    label = agent.path.name if agent.path.name not in ("", ".") else agent.kind
-    max_steps = _positive("--max-frames", args.max_frames)
-    method = None if overlay == "none" else overlay
-
     _work_starts(args, agent)
-
-    def frames():
-        with progress_bar(not args.quiet) as bar:
-            task = bar.add_task(f"record {label}", total=max_steps, info="")
-            for st in play(agent.net, agent.game, method, max_steps, _positive("--episodes", args.episodes), args.seed):
-                hud = f"{agent.game} | {label} {overlay} | ep {st.episode} t {st.t} | score {st.score:.0f} | {names[st.action]}"
-                img = render_overlay(st.frame, st.map, st.peaks, hud, scale=args.scale)
-                if other is not None:
-                    att = attention("gradcam", other.net, st.obs[None])
-                    hud2 = f"{other.path.name} gradcam | acts {names[int(att.actions[0])]}"
-                    img = side_by_side(img, render_overlay(st.frame, att.maps[0], att.peaks[0], hud2, scale=args.scale))
-                bar.advance(task)
-                yield img
-
-    n = write_video(out, frames(), fps=args.fps)
-    print(f"{out}: {n} frames, overlay {overlay}", file=sys.stderr)
+    n = api_record(agent, args.out, frames=args.max_frames, overlay=args.overlay, side_by_side=other,
+                   episodes=args.episodes, seed=args.seed, scale=args.scale, fps=args.fps, show_progress=not args.quiet)
+    overlay = args.overlay or ("gmp" if isinstance(agent.net, GMPStudent) else "gradcam")
+    print(f"{args.out}: {n} frames, overlay {overlay}", file=sys.stderr)
     return 0
 
 
 def cmd_localize(args: argparse.Namespace) -> int:
     """Write attention maps and peaks of played frames to a .npz."""
-
     out = Path(args.out)
     if out.suffix != ".npz":
         raise UserError(f"{out}: output must end in .npz")
@@ -410,13 +381,11 @@ def cmd_localize(args: argparse.Namespace) -> int:
     agent = _agent(args)
     if args.score:
         objects_from_ram(agent.game, np.zeros((0, 128), dtype=np.uint8))  # fail early if OCAtari is missing
-    frames = _positive("--frames", args.frames)
     _work_starts(args, agent)
-    res = localize_to_npz(agent.net, agent.game, frames, out, args.method, args.seed)
+    res = api_localize(agent, out, _positive("--frames", args.frames), args.method, args.seed, args.score, args.radius)
     print(f"{out}: {res['frames']} frames from {res['episodes']} episode(s), method {res['method']}", file=sys.stderr)
     if args.score:
-
-        sc = score_npz(out, agent.game, args.radius)
+        sc = res["score"]
         sc.update({"agent": str(args.agent), "method": args.method, "game": agent.game, "frames": res["frames"]})
         _emit_json(sc, args.json)
         a, r = sc["attention"], sc["random"]

@@ -9,6 +9,7 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
+from rl_compress.attention.faithfulness import ALL_METHODS as MAP_METHODS
 from rl_compress.cli.commands import (
     cmd_bench,
     cmd_card,
@@ -25,13 +26,12 @@ from rl_compress.cli.commands import (
     cmd_teacher_import,
     cmd_teacher_train,
 )
-from rl_compress.core.config import MAX_ENVS, MAX_SEED, MAX_STEPS, add_config_flags, int_in, number_in
+from rl_compress.core.config import MAX_ENVS, MAX_FRAMES, MAX_SEED, MAX_STEPS, add_config_flags, int_in, number_in
 from rl_compress.core.device import DEVICE_HELP
 from rl_compress.train.distill import DistillConfig
 from rl_compress.train.teacher import PQNConfig, TeacherConfig
 
 MAX_EPISODES = 10**6
-MAX_FRAMES = 10**7  # agent steps one command plays and keeps (record, localize, push)
 MAX_STATES = 10**6
 SEED = int_in(0, MAX_SEED)
 CONFIG_HELP = ("settings from a YAML file, names as in --help without the dashes (lr: 2.5e-4, buffer_size: 100000); "
@@ -213,9 +213,11 @@ def _add_localize_export_info(sub: Any) -> None:
 def _add_bench_and_studies(sub: Any) -> None:
     """The subparsers of ``bench``, ``experiment`` and ``table``."""
     bench = sub.add_parser("bench", help="speed benchmarks (ratios against a baseline, same run)")
-    bench.add_argument("what", choices=["teacher", "distill", "inference", "localize", "time-to-score"],
+    bench.add_argument("what", choices=["teacher", "distill", "inference", "localize", "time-to-score", "localization"],
                        help="time-to-score: env steps and wall-clock from scratch to --target for our PQN, our DQN "
-                       "and SB3's DQN at RL Zoo's settings, one after another (hours; runs kept in --out)")
+                       "and SB3's DQN at RL Zoo's settings, one after another (hours; runs kept in --out); "
+                       "localization: pointing game, deletion / insertion and sanity check of every map method "
+                       "on the frames each of --agents plays")
     bench.add_argument("--json", default=None, help="write results to this JSON file")
     bench.add_argument("--steps", type=int_in(1, MAX_STEPS), default=None, help="timed env steps (teacher: default 4000)")
     bench.add_argument("--warmup", type=int_in(0, MAX_STEPS), default=None, help="untimed warm-up env steps (teacher: default 2000)")
@@ -231,6 +233,14 @@ def _add_bench_and_studies(sub: Any) -> None:
                        help="time-to-score: env steps between 5-game evaluations (default: 100000)")
     bench.add_argument("--trainers", default="pqn,dqn,sb3", help="time-to-score: which trainers (default: pqn,dqn,sb3)")
     bench.add_argument("--out", default="runs/time_to_score", help="time-to-score: where the runs go")
+    bench.add_argument("--agents", default=None, help="localization: agents, comma-separated (any source load_agent reads)")
+    bench.add_argument("--methods", default=",".join(MAP_METHODS),
+                       help=f"localization: map methods, comma-separated (default: all of {','.join(MAP_METHODS)})")
+    bench.add_argument("--frames", type=int_in(1, MAX_FRAMES), default=200,
+                       help="localization: agent steps each agent plays (default: 200)")
+    bench.add_argument("--sanity-frames", type=int_in(0, MAX_FRAMES), default=16,
+                       help="localization: frames of the randomisation sanity check (0 = off; default: 16)")
+    bench.add_argument("--md", default=None, help="localization: also write the table as markdown to this file")
     _add_device(bench, default="cpu", help_extra="; default cpu, the machine the recorded ratios are for")
     bench.set_defaults(func=cmd_bench)
 

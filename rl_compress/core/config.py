@@ -16,6 +16,7 @@ from rl_compress.core.errors import UserError, first_line
 
 MAX_SEED = 2**30  # seeds of consecutive envs and episodes (seed + i) stay in ALE's 32-bit range
 MAX_STEPS = 10**10  # 40 billion frames: past any published Atari budget
+MAX_FRAMES = 10**7  # agent steps one command plays and keeps (record, localize, push)
 MAX_ENVS = 1024  # emulators stepped together; PQN and EnvPool runs use at most a few hundred
 UPPER = {"seed": MAX_SEED, "eval_seed": MAX_SEED, "steps": MAX_STEPS, "envs": MAX_ENVS}  # fields bounded by name
 
@@ -152,7 +153,7 @@ def check_types(cfg: Any) -> None:
         elif kind == "float":
             ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
         elif kind == "str":
-            ok = isinstance(value, str)
+            ok = isinstance(value, str) or f.name == "device"  # a torch.device too: resolved where it is used
         else:
             ok = True
         if not ok:

@@ -12,6 +12,8 @@ EXTRAS = {  # module -> (extra, what needs it)
     "stable_baselines3": ("bench", "the SB3 baselines of `rl-compress bench`"),
     "onnxruntime": ("onnx", "ONNX Runtime (the demo, `bench inference`)"),
     "ray": ("ray", "the ray backend of `rl-compress experiment`"),
+    "captum": ("explain", "the captum maps of `bench localization`"),
+    "scipy": ("explain", "the sanity check of `bench localization`"),
 }
 
 

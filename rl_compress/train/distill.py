@@ -130,6 +130,10 @@ class DistillConfig:
     init_from: str = option("student agent directory whose weights start the run, e.g. a pruned one "
                             "(its spec must be --student; overrides --init)", default="")
 
+    def __post_init__(self) -> None:
+        """A wrong type or an impossible value is refused here, at construction, with one line."""
+        check_values(self)
+
     def recycle_interval(self) -> int:
         """Updates between recycling dead channels in use (0 = off)."""
         if self.recycle_every >= 0:
@@ -152,11 +156,8 @@ def teacher_tau(cfg: DistillConfig, teacher_card: dict[str, Any]) -> float:
     return DEFAULT_TAU[cfg.loss]
 
 
-def check_config(cfg: DistillConfig) -> DistillConfig:
-    """Refuse impossible settings with one line each, before any work starts (the CLI, the Python
-    API and a study's YAML all come through here); returns the config with its device as a
-    string (a new config: the caller's is not changed)."""
-    cfg = replace(cfg, device=config_device(cfg.device))  # a torch.device too; CUDA only where it is
+def check_values(cfg: DistillConfig) -> None:
+    """Refuse a wrong type or an impossible value with one line (at construction: ``__post_init__``)."""
     check_ranges(cfg, positive=["steps", "envs", "buffer_size", "train_freq", "batch_size", "lr",
                                 "checkpoint_every", "eval_episodes"],
                  non_negative=["seed", "max_wall_time", "stop_at_retention", "temperature", "feature_weight",
@@ -177,10 +178,18 @@ def check_config(cfg: DistillConfig) -> DistillConfig:
         raise UserError("--stop-at-retention needs periodic evaluations: --eval-every > 0")
     if cfg.buffer_size < cfg.envs * (STACK + 3):
         raise UserError(f"--buffer-size {cfg.buffer_size} is too small for {cfg.envs} envs")
-    check_memory(cfg.buffer_size * (SLOT_BYTES + 4 * MAX_ACTIONS), f"--buffer-size {cfg.buffer_size}")
-    arch = parse_spec(cfg.student)
     if cfg.recycle_every < -1:
         raise UserError(f"--recycle-every must be >= 0 (or -1 = auto), got {cfg.recycle_every}")
+
+
+def check_config(cfg: DistillConfig) -> DistillConfig:
+    """Refuse what a valid config still cannot run here with one line, before any work starts (the
+    CLI, the Python API and a study's YAML all come through here): a device this machine lacks, a
+    replay memory larger than its memory, a student spec that does not parse; returns the config
+    with its device as a string (a new config: the caller's is not changed)."""
+    cfg = replace(cfg, device=config_device(cfg.device))  # a torch.device too; CUDA only where it is
+    check_memory(cfg.buffer_size * (SLOT_BYTES + 4 * MAX_ACTIONS), f"--buffer-size {cfg.buffer_size}")
+    arch = parse_spec(cfg.student)
     if cfg.recycle_every > 0 and arch["name"] != "gmp":
         raise UserError(f"--recycle-every works on gmp students, not {cfg.student!r}")
     return cfg

@@ -21,7 +21,7 @@ import math
 import time
 import warnings
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -57,6 +57,10 @@ class PQNConfig(TeacherRunConfig):
     precision: str = option("precision of the forward passes: fp32, bf16 (autocast; weights, RAdam and the loss "
                             "stay fp32) or auto (bf16 on devices with bfloat16 units: AMX CPUs, CUDA GPUs from "
                             "Ampere on)", choices=PRECISIONS, default="auto")
+
+    OWN_RANGES: ClassVar[dict[str, list[str]]] = {
+        "positive": ["rollout_steps", "epochs", "minibatch_size"], "non_negative": ["lr_decay_steps"],
+        "unit": ["q_lambda"]}
 
 
 def q_lambda_returns(rewards: torch.Tensor, next_values: torch.Tensor, terminal: torch.Tensor,

@@ -16,7 +16,7 @@ import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -26,7 +26,7 @@ from torch import nn
 from rl_compress.atari.acting import epsilon_greedy
 from rl_compress.atari.envs import EnvConfig, make_vector_env
 from rl_compress.atari.games import resolve_game
-from rl_compress.core.config import check_ranges, option, resumed_config
+from rl_compress.core.config import option, resumed_config
 from rl_compress.core.device import announce_choice, check_memory, config_device, resolve_device, to_device
 from rl_compress.core.errors import UserError, first_line
 from rl_compress.core.outputs import check_not_inputs, check_output_dir
@@ -61,6 +61,10 @@ class TeacherConfig(TeacherRunConfig):
     target_update: int = option("env steps between target network copies", default=2_000)
     save_replay: bool = option("save the replay memory with each checkpoint (for exact resume)", default=True)
     overlap_env: bool = option("step the emulators on their threads while the learner updates", default=True)
+
+    OWN_RANGES: ClassVar[dict[str, list[str]]] = {
+        "positive": ["buffer_size", "train_freq", "batch_size", "n_step", "target_update", "adam_eps"],
+        "non_negative": ["learning_starts"]}
 
 
 def epsilon_at(cfg: TeacherConfig, step: int) -> float:
@@ -142,28 +146,12 @@ def make_optimizer(params: Any, cfg: TeacherConfig) -> torch.optim.Optimizer:
         return torch.optim.Adam(params, lr=cfg.lr, eps=cfg.adam_eps)
 
 
-_SHARED_RANGES = {"positive": ["steps", "envs", "lr", "checkpoint_every", "eval_episodes"],
-                  "non_negative": ["seed", "max_wall_time", "eps_decay", "max_grad_norm", "eval_every", "threads",
-                                   "env_threads"],
-                  "unit": ["eps_start", "eps_end", "sticky"]}
-_OWN_RANGES = {  # each algorithm's own fields, by config class name
-    "TeacherConfig": {"positive": ["buffer_size", "train_freq", "batch_size", "n_step", "target_update", "adam_eps"],
-                      "non_negative": ["learning_starts"]},
-    "PQNConfig": {"positive": ["rollout_steps", "epochs", "minibatch_size"], "non_negative": ["lr_decay_steps"],
-                  "unit": ["q_lambda"]},
-}
-
-
 def check_config(cfg: TeacherRunConfig) -> TeacherRunConfig:
     """Refuse impossible values with one line each, before any work starts (the CLI, the Python
     API and a study's YAML all come through here); returns the config with its game resolved to
     the ROM id (a new config: the caller's is not changed)."""
     cfg = replace(cfg, device=config_device(cfg.device))  # a torch.device too; CUDA only where it is
-    own = _OWN_RANGES.get(type(cfg).__name__, {})
-    check_ranges(cfg, **{key: names + own.get(key, []) for key, names in _SHARED_RANGES.items()})
-    cfg = replace(cfg, game=resolve_game(cfg.game))
-    if not 0 < cfg.gamma <= 1:
-        raise UserError(f"--gamma must be in (0, 1], got {cfg.gamma}")
+    cfg = replace(cfg, game=resolve_game(cfg.game))  # types and ranges: checked at construction
     check_precision(cfg.precision)
     if cfg.stop_at_score and cfg.eval_every == 0:
         raise UserError("--stop-at-score needs periodic evaluations: --eval-every > 0")

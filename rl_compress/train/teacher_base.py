@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -16,8 +16,9 @@ from torch import nn
 
 from rl_compress.atari.evaluate import DEFAULT_PROTOCOL, evaluate
 from rl_compress.atari.games import num_actions
-from rl_compress.core.config import option
+from rl_compress.core.config import check_ranges, option
 from rl_compress.core.device import DEVICE_HELP, autocast, device_record, model_device
+from rl_compress.core.errors import UserError
 from rl_compress.core.provenance import git_commit
 from rl_compress.models.agent import make_card
 from rl_compress.models.networks import PRECISIONS, build_network
@@ -61,6 +62,19 @@ class TeacherRunConfig:
     init_from: str = option("agent directory (same game and arch) whose weights start a new run, e.g. to go on "
                             "from a trained teacher with another --lr; the optimizer (and a replay memory) start "
                             "empty", default="")
+
+    # fields checked at construction, by kind of range (a subclass adds its own in ``OWN_RANGES``)
+    RANGES: ClassVar[dict[str, list[str]]] = {
+        "positive": ["steps", "envs", "lr", "checkpoint_every", "eval_episodes"],
+        "non_negative": ["seed", "max_wall_time", "eps_decay", "max_grad_norm", "eval_every", "threads", "env_threads"],
+        "unit": ["eps_start", "eps_end", "sticky"]}
+    OWN_RANGES: ClassVar[dict[str, list[str]]] = {}
+
+    def __post_init__(self) -> None:
+        """A wrong type or an impossible value is refused here, at construction, with one line."""
+        check_ranges(self, **{kind: names + self.OWN_RANGES.get(kind, []) for kind, names in self.RANGES.items()})
+        if not 0 < self.gamma <= 1:
+            raise UserError(f"--gamma must be in (0, 1], got {self.gamma}")
 
 
 def taken_q(net: nn.Module, obs: torch.Tensor, actions: torch.Tensor, bf16: bool) -> torch.Tensor:
