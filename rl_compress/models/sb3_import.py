@@ -79,11 +79,9 @@ def _read_zip(path: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     return data, state
 
 
-def convert_sb3(path: Path, game: str) -> tuple[Any, dict[str, Any]]:
-    """The network and card of the SB3 zip at ``path`` for ``game``, in memory."""
-    path = Path(path)
-    game = resolve_game(game)
-    data, state = _read_zip(path)
+def _policy_keys(path: Path, data: dict[str, Any], state: dict[str, Any], game: str) -> tuple[str, str, str, int]:
+    """Which SB3 policy the zip holds, checked against ``game``: (state prefix, head key, algorithm,
+    actions); anything but a NatureCNN DQN / QR-DQN / PPO / A2C policy on uint8 [4,84,84] is refused."""
     for key in ("policy_class", "observation_space", "action_space", "policy_kwargs"):
         if data.get(key) is not None and not isinstance(data[key], dict):
             raise UserError(f"{path}: its data's {key!r} is a {type(data[key]).__name__}, not the object SB3 writes")
@@ -99,8 +97,7 @@ def convert_sb3(path: Path, game: str) -> tuple[Any, dict[str, Any]]:
     obs_space = data.get("observation_space") or {}
     if obs_space.get("_shape") != [4, 84, 84] or obs_space.get("dtype") != "uint8":
         raise UserError(f"{path}: observation space {obs_space.get('_shape')} {obs_space.get('dtype')} is not uint8 [4,84,84]")
-    kwargs = data.get("policy_kwargs") or {}
-    if kwargs.get("normalize_images") is False:
+    if (data.get("policy_kwargs") or {}).get("normalize_images") is False:
         raise UserError(f"{path}: policy does not scale images by 1/255")
     try:
         n_act = int((data.get("action_space") or {}).get("n"))
@@ -113,7 +110,11 @@ def convert_sb3(path: Path, game: str) -> tuple[Any, dict[str, Any]]:
         extra_head = [k for k in state if k.startswith("mlp_extractor.policy_net.")]
     if extra_head:
         raise UserError(f"{path}: a net_arch with hidden layers after the CNN is not the Nature-DQN arch")
+    return prefix, head_key, algo, n_act
 
+
+def _mapped_state(path: Path, state: dict[str, Any], prefix: str, head_key: str, algo: str) -> dict[str, torch.Tensor]:
+    """SB3's tensors under our Nature-DQN names (a missing one refused with its key)."""
     mapped: dict[str, torch.Tensor] = {}
     for src, dst in _LAYERS.items():
         for p in ("weight", "bias"):
@@ -127,22 +128,26 @@ def convert_sb3(path: Path, game: str) -> tuple[Any, dict[str, Any]]:
             raise UserError(f"{path}: no {key!r}: the policy has no {algo} head")
         mapped[f"head.{p}"] = state[key]
     check_imported_tensors(mapped, path)
+    return mapped
+
+
+def convert_sb3(path: Path, game: str) -> tuple[Any, dict[str, Any]]:
+    """The network and card of the SB3 zip at ``path`` for ``game``, in memory."""
+    path = Path(path)
+    game = resolve_game(game)
+    data, state = _read_zip(path)
+    prefix, head_key, algo, n_act = _policy_keys(path, data, state, game)
+    mapped = _mapped_state(path, state, prefix, head_key, algo)
     channels = [int(mapped[f"conv.{i}.weight"].shape[0]) for i in (0, 2, 4)]
-    hidden = int(mapped["fc.1.weight"].shape[0])
-    quantiles = int(mapped["head.weight"].shape[0]) // n_act
-    arch: dict[str, Any] = {"name": "nature_dqn", "channels": channels, "hidden": hidden}
+    arch: dict[str, Any] = {"name": "nature_dqn", "channels": channels, "hidden": int(mapped["fc.1.weight"].shape[0])}
     if algo == "QR-DQN":
-        arch["quantiles"] = quantiles
+        arch["quantiles"] = int(mapped["head.weight"].shape[0]) // n_act
     net = build_network(arch, n_act)
     try:
         net.load_state_dict(mapped)
     except RuntimeError as e:
         raise UserError(f"{path}: weights do not fit {arch} ({first_line(e)})") from None
-    training = {
-        "source": f"stable-baselines3 {algo} zip",
-        "path": str(path),
-        "sha256": sha256_file(path),
-        "num_timesteps": data.get("num_timesteps"),
-    }
+    training = {"source": f"stable-baselines3 {algo} zip", "path": str(path), "sha256": sha256_file(path),
+                "num_timesteps": data.get("num_timesteps")}
     outputs = "policy_logits" if algo.startswith("actor-critic") else "q_values"
     return net, make_card("teacher", game, arch, net, training=training, outputs=outputs)

@@ -22,7 +22,7 @@ import math
 import sys
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -34,9 +34,8 @@ from rl_compress.atari.envs import EnvConfig, make_vector_env
 from rl_compress.atari.evaluate import DEFAULT_PROTOCOL, evaluate, retention
 from rl_compress.attention.playback import play
 from rl_compress.attention.video import render_overlay, tb_add_clip
-from rl_compress.core.config import check_ranges, option, resumed_config
+from rl_compress.core.config import option, resumed_config
 from rl_compress.core.device import (
-    DEVICE_HELP,
     announce_choice,
     check_memory,
     config_device,
@@ -66,7 +65,7 @@ from rl_compress.models.networks import (
 )
 from rl_compress.models.transplant import can_start_from, start_from_teacher
 from rl_compress.train.replay import SLOT_BYTES, STACK, FrameReplay
-from rl_compress.train.run import RunState, Schedule, open_run_dir, restore_rngs, rng_to_checkpoint, run_loop
+from rl_compress.train.run import RunConfig, RunState, Schedule, open_run_dir, restore_rngs, rng_to_checkpoint, run_loop
 
 LOSSES = ("actor-mimic", "kl", "mse", "nll")
 INITS = ("teacher", "random")
@@ -77,13 +76,12 @@ LR_SCHEDULES = ("constant", "linear", "cosine")
 
 
 @dataclass
-class DistillConfig:
-    """Every number of a distillation run; stored in the student's card."""
+class DistillConfig(RunConfig):
+    """Every number of a distillation run, beside those of every run (``RunConfig``); stored in the
+    student's card. Teacher and student are evaluated with the same protocol and seeds."""
 
     student: str = option("student spec, e.g. gmp16, gmp16-h64, gmp8-16-32, flat16-fc128", default="gmp15-w5")
     steps: int = option("total env steps (4 frames each) to distill for", default=500_000)
-    max_wall_time: float = option("stop, evaluate and save once the run has trained this many seconds (all legs; "
-                                  "0 = off); --resume with a larger value goes on", default=0.0)
     stop_at_retention: float = option("stop and save at the first periodic evaluation (--eval-every, "
                                       "--eval-episodes) whose retention of the teacher reaches this, e.g. 0.9 "
                                       "(0 = off); --resume goes on from there", default=0.0)
@@ -94,9 +92,6 @@ class DistillConfig:
                                 "teacher of policy logits)", default=0.0)
     feature_weight: float = option("weight of feature regression to the teacher's hidden layer (0 = off)", default=0.0)
     epsilon: float = option("exploration of the actor (0 = 0.1 for a student actor, 0.05 for a teacher actor)", default=0.0)
-    seed: int = option("seed of envs, exploration and student init", default=1)
-    envs: int = option("environments stepped together", default=8)
-    env_threads: int = option("emulator threads (0 = one per env); 1 leaves the cores to the learner", default=1)
     buffer_size: int = option("replay memory in states (frames stored once, teacher labels beside)", default=100_000)
     learning_starts: int = option("env steps before the first update", default=5_000)
     train_freq: int = option("env steps per update", default=4)
@@ -108,15 +103,9 @@ class DistillConfig:
     lr_schedule: str = option("constant | linear | cosine: the learning rate falls from --lr to 0 over the run's "
                               "budget (--steps, or --max-wall-time when that ends first; a resume with a larger budget "
                               "stretches it)", choices=LR_SCHEDULES, default="constant")
-    sticky: float = option("sticky-action probability while distilling", default=0.25)
-    checkpoint_every: int = option("env steps between checkpoints", default=25_000)
     eval_every: int = option("env steps between evaluations of the student (0 = off)", default=50_000)
-    eval_episodes: int = option("episodes per evaluation, same protocol and seeds for teacher and student", default=5)
     eval_seed: int = option("seed of the periodic evaluations", default=10_000)
     tb_clip_steps: int = option("steps of the overlay clip logged to TensorBoard at each evaluation (0 = off)", default=90)
-    threads: int = option("torch threads (0 = all cores)", default=0)
-    device: str = option(f"where teacher and student run: {DEVICE_HELP}; a run may resume on another (Python: "
-                         "a torch.device too)", default="auto")
     precision: str = option("precision of the student's forward pass in updates: fp32, bf16 (autocast; weights, "
                             "Adam, the loss and the teacher's labels stay fp32; faster on CPUs with AMX) or auto "
                             "(bf16 on devices with bfloat16 units: AMX CPUs, CUDA GPUs from Ampere on)",
@@ -130,9 +119,15 @@ class DistillConfig:
     init_from: str = option("student agent directory whose weights start the run, e.g. a pruned one "
                             "(its spec must be --student; overrides --init)", default="")
 
-    def __post_init__(self) -> None:
-        """A wrong type or an impossible value is refused here, at construction, with one line."""
-        check_values(self)
+    OWN_RANGES: ClassVar[dict[str, list[str]]] = {
+        "positive": ["buffer_size", "train_freq", "batch_size", "lr"],
+        "non_negative": ["stop_at_retention", "temperature", "feature_weight", "learning_starts", "eval_seed",
+                         "tb_clip_steps"],
+        "unit": ["epsilon"]}
+
+    def check_own(self) -> None:
+        """The choices, the EMA decay, the recycling interval, and what needs what."""
+        check_choices(self)
 
     def recycle_interval(self) -> int:
         """Updates between recycling dead channels in use (0 = off)."""
@@ -156,13 +151,8 @@ def teacher_tau(cfg: DistillConfig, teacher_card: dict[str, Any]) -> float:
     return DEFAULT_TAU[cfg.loss]
 
 
-def check_values(cfg: DistillConfig) -> None:
-    """Refuse a wrong type or an impossible value with one line (at construction: ``__post_init__``)."""
-    check_ranges(cfg, positive=["steps", "envs", "buffer_size", "train_freq", "batch_size", "lr",
-                                "checkpoint_every", "eval_episodes"],
-                 non_negative=["seed", "max_wall_time", "stop_at_retention", "temperature", "feature_weight",
-                               "learning_starts", "eval_every", "eval_seed", "tb_clip_steps", "threads", "env_threads"],
-                 unit=["epsilon", "sticky"])
+def check_choices(cfg: DistillConfig) -> None:
+    """Refuse a value outside its choices, or settings that contradict each other, with one line."""
     if cfg.loss not in LOSSES:
         raise UserError(f"--loss must be one of {', '.join(LOSSES)}, got {cfg.loss!r}")
     if cfg.init not in INITS:

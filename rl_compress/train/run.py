@@ -26,13 +26,15 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 import numpy as np
 import torch
 import yaml
 from torch import nn
 
+from rl_compress.core.config import check_ranges, option
+from rl_compress.core.device import DEVICE_HELP
 from rl_compress.core.errors import Diverged
 from rl_compress.core.files import bytes_writer, write_generation
 from rl_compress.core.progress import progress_bar
@@ -41,6 +43,49 @@ from rl_compress.core.rundir import CHECKPOINT, CONFIG, ReturnsLog, checkpoint_w
 from rl_compress.core.signals import StopToken, signals_to
 from rl_compress.models.agent import agent_files
 from rl_compress.train.curve import plot_curve
+
+
+@dataclass
+class RunConfig:
+    """The fields every training run has, teacher or student, with their checks: a wrong type or an
+    impossible value is refused at construction with one line. A subclass adds its fields and the
+    ranges they must lie in (``OWN_RANGES``: positive, non_negative, unit), and ``check_own`` for
+    what ranges cannot say; it may redeclare a field here to give it another default or help."""
+
+    steps: int = option("total env steps (agent steps, 4 frames each) to train to", default=2_000_000)
+    max_wall_time: float = option("stop, evaluate and save once the run has trained this many seconds (all legs; "
+                                  "0 = off); --resume with a larger value goes on", default=0.0)
+    seed: int = option("seed of envs, exploration and network init", default=1)
+    envs: int = option("environments stepped together", default=8)
+    env_threads: int = option("emulator threads (0 = one per env); 1 leaves the cores to the learner", default=1)
+    sticky: float = option("sticky-action probability while training", default=0.25)
+    checkpoint_every: int = option("env steps between checkpoints", default=25_000)
+    eval_every: int = option("env steps between evaluations (0 = off)", default=100_000)
+    eval_episodes: int = option("episodes per evaluation (default protocol)", default=5)
+    threads: int = option("torch threads (0 = all cores)", default=0)
+    device: str = option(f"where the networks train: {DEVICE_HELP}; a run may resume on another (Python: a "
+                         "torch.device too)", default="auto")
+
+    OWN_RANGES: ClassVar[dict[str, list[str]]] = {
+        "positive": ["steps", "envs", "checkpoint_every", "eval_episodes"],
+        "non_negative": ["seed", "max_wall_time", "env_threads", "eval_every", "threads"], "unit": ["sticky"]}
+
+    @classmethod
+    def ranges(cls) -> dict[str, list[str]]:
+        """The ranges of every field, gathered from this class and its bases (``OWN_RANGES``)."""
+        out: dict[str, list[str]] = {"positive": [], "non_negative": [], "unit": []}
+        for klass in reversed(cls.__mro__):
+            for kind, names in vars(klass).get("OWN_RANGES", {}).items():
+                out[kind] += names
+        return out
+
+    def __post_init__(self) -> None:
+        """Types and ranges checked here, at construction, then what the subclass adds."""
+        check_ranges(self, **self.ranges())
+        self.check_own()
+
+    def check_own(self) -> None:
+        """What a subclass checks beyond types and ranges (one line each): nothing here."""
 
 
 @dataclass

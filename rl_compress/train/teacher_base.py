@@ -16,44 +16,31 @@ from torch import nn
 
 from rl_compress.atari.evaluate import DEFAULT_PROTOCOL, evaluate
 from rl_compress.atari.games import num_actions
-from rl_compress.core.config import check_ranges, option
-from rl_compress.core.device import DEVICE_HELP, autocast, device_record, model_device
+from rl_compress.core.config import option
+from rl_compress.core.device import autocast, device_record, model_device
 from rl_compress.core.errors import UserError
 from rl_compress.core.provenance import git_commit
 from rl_compress.models.agent import make_card
 from rl_compress.models.networks import PRECISIONS, build_network
-from rl_compress.train.run import RunState
+from rl_compress.train.run import RunConfig, RunState
 
 
 @dataclass
-class TeacherRunConfig:
-    """The numbers every teacher trainer has (DQN's ``TeacherConfig``, ``PQNConfig``); the whole
-    dict is stored in the card and TensorBoard."""
+class TeacherRunConfig(RunConfig):
+    """The numbers every teacher trainer has (DQN's ``TeacherConfig``, ``PQNConfig``), beside those
+    of every run (``RunConfig``); the whole dict is stored in the card and TensorBoard."""
 
     game: str = option("ALE game name or alias", default="pong")
-    steps: int = option("total env steps (agent steps, 4 frames each) to train to", default=2_000_000)
-    max_wall_time: float = option("stop, evaluate and save once the run has trained this many seconds (all legs; "
-                                  "0 = off); --resume with a larger value goes on", default=0.0)
     stop_at_score: float = option("stop and save at the first periodic evaluation (--eval-every, --eval-episodes) "
                                   "whose mean return reaches this, e.g. 18 on Pong (0 = off); --resume goes on",
                                   default=0.0)
-    seed: int = option("seed of envs, exploration and network init", default=1)
-    envs: int = option("environments stepped together", default=8)
     lr: float = option("Adam learning rate", default=1e-4)
     gamma: float = option("discount", default=0.99)
     eps_start: float = option("initial exploration epsilon", default=1.0)
     eps_end: float = option("final exploration epsilon", default=0.01)
     eps_decay: int = option("env steps of linear epsilon decay after learning_starts", default=100_000)
     max_grad_norm: float = option("gradient clipping norm (0 = off)", default=10.0)
-    sticky: float = option("sticky-action probability while training", default=0.25)
     life_loss_terminal: bool = option("treat a life loss as terminal for bootstrapping", default=True)
-    checkpoint_every: int = option("env steps between checkpoints", default=25_000)
-    eval_every: int = option("env steps between evaluations (0 = off)", default=100_000)
-    eval_episodes: int = option("episodes per evaluation (default protocol)", default=5)
-    threads: int = option("torch threads (0 = all cores)", default=0)
-    device: str = option(f"where the networks train: {DEVICE_HELP}; a run may resume on another (Python: a "
-                         "torch.device too)", default="auto")
-    env_threads: int = option("emulator threads (0 = one per env); 1 leaves the cores to the learner", default=1)
     compile: bool = option("torch.compile the update's networks (~30 s once; eager if compiling fails)", default=True)
     precision: str = option("precision of the update's forward passes: fp32, bf16 (autocast; weights, Adam and "
                             "the loss stay fp32; ~1.6x faster updates on CPUs with AMX, slower on others) or auto "
@@ -63,16 +50,11 @@ class TeacherRunConfig:
                             "from a trained teacher with another --lr; the optimizer (and a replay memory) start "
                             "empty", default="")
 
-    # fields checked at construction, by kind of range (a subclass adds its own in ``OWN_RANGES``)
-    RANGES: ClassVar[dict[str, list[str]]] = {
-        "positive": ["steps", "envs", "lr", "checkpoint_every", "eval_episodes"],
-        "non_negative": ["seed", "max_wall_time", "eps_decay", "max_grad_norm", "eval_every", "threads", "env_threads"],
-        "unit": ["eps_start", "eps_end", "sticky"]}
-    OWN_RANGES: ClassVar[dict[str, list[str]]] = {}
+    OWN_RANGES: ClassVar[dict[str, list[str]]] = {
+        "positive": ["lr"], "non_negative": ["eps_decay", "max_grad_norm"], "unit": ["eps_start", "eps_end"]}
 
-    def __post_init__(self) -> None:
-        """A wrong type or an impossible value is refused here, at construction, with one line."""
-        check_ranges(self, **{kind: names + self.OWN_RANGES.get(kind, []) for kind, names in self.RANGES.items()})
+    def check_own(self) -> None:
+        """The discount lies in (0, 1]."""
         if not 0 < self.gamma <= 1:
             raise UserError(f"--gamma must be in (0, 1], got {self.gamma}")
 
