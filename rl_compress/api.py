@@ -125,6 +125,15 @@ def evaluate(agent: Agent | str | Path, episodes: int = 30, seed: int = 0, proto
     return evaluate_net(agent.net, agent.game, episodes, seed=seed, protocol=protocol, show_progress=show_progress)
 
 
+def _directory_of(agent: Agent | str | Path, what: str) -> Path:
+    """The agent directory ``agent`` names (an Agent: the directory it was loaded from)."""
+    if isinstance(agent, Agent):
+        agent = agent.path
+    if not isinstance(agent, (str, Path)):
+        raise UserError(f"{what} takes an agent directory (a path or an Agent), got {type(agent).__name__}")
+    return Path(agent)
+
+
 def _agent_of(agent: Agent | str | Path) -> Agent:
     """An Agent as given, or the one ``load_agent`` reads from a source."""
     return agent if isinstance(agent, Agent) else load_agent(agent)
@@ -201,22 +210,22 @@ def export(agent: Agent | str | Path, out: str | Path, format: str = "onnx") -> 
     return out
 
 
-def prune(agent: str | Path, out: str | Path, states: int = 4000, max_params: int | None = None, seed: int = 0,
+def prune(agent: Agent | str | Path, out: str | Path, states: int = 4000, max_params: int | None = None, seed: int = 0,
           force: bool = False, device: str | torch.device = "cpu") -> dict[str, Any]:
     """Prune the gmp student in the directory ``agent`` into the new directory ``out``: its dead conv
     channels, then (``max_params``) the least needed live ones, judged on ``states`` states it plays.
     Returns the new card (``training.pruned_from`` holds the agreement with the original)."""
-    return prune_agent(Path(agent), Path(out), states=states, seed=seed, max_params=max_params, force=force,
+    return prune_agent(_directory_of(agent, "prune"), Path(out), states=states, seed=seed, max_params=max_params, force=force,
                        device=device)
 
 
-def push(agent: str | Path, repo_id: str, dry_run: str | Path | None = None, evaluate_episodes: int | None = None,
+def push(agent: Agent | str | Path, repo_id: str, dry_run: str | Path | None = None, evaluate_episodes: int | None = None,
          unevaluated: bool = False, tensorboard: str | Path | None = None, private: bool = False,
          frames: int = 300) -> list[str]:
     """Publish the agent directory ``agent`` as the Hugging Face Hub model ``repo_id`` (ORG/NAME), or
     with ``dry_run`` write exactly that folder there (new or empty) and upload nothing. It publishes a
     score: the card's evaluation of these weights, or ``evaluate_episodes`` games played first; with
     neither it is refused unless ``unevaluated``. Returns the names of the files published."""
-    return publish_agent(PushRequest(Path(agent), repo_id, None if dry_run is None else Path(dry_run),
+    return publish_agent(PushRequest(_directory_of(agent, "push"), repo_id, None if dry_run is None else Path(dry_run),
                                      evaluate_episodes, unevaluated,
                                      None if tensorboard is None else Path(tensorboard), private, frames))

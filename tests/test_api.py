@@ -152,7 +152,7 @@ def test_record_localize_export_push_in_python(student: rlc.Agent, tmp_path: Pat
     assert res["frames"] == 3 and np.load(tmp_path / "m.npz")["maps"].shape == (3, 210, 160)
     out = rlc.export(student, tmp_path / "s.onnx")
     assert out.read_bytes()[:2] and out.stat().st_size > 10_000
-    names = rlc.push(student.path, "me/student", dry_run=tmp_path / "hub", frames=5)
+    names = rlc.push(student, "me/student", dry_run=tmp_path / "hub", frames=5)
     assert {"README.md", "results.json", "LICENSE", "model.onnx"} <= set(names)
     for call, message in ((lambda: rlc.record(student, tmp_path / "s.avi"), "video must end in"),
                           (lambda: rlc.record(student, tmp_path / "t.gif", frames=0), "frames"),

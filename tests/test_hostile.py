@@ -148,6 +148,8 @@ def test_bad_cards_and_weights(capsys: pytest.CaptureFixture, random_teacher: Pa
     refused(capsys, ["info", str(d)], "num_actions must be an integer")
     d = _edit_card(random_teacher, tmp_path / "huge", num_actions=10**12)
     refused(capsys, ["evaluate", str(d), "--episodes", "1"], "num_actions must be an integer")
+    d = _edit_card(random_teacher, tmp_path / "rgb", observation="rgb")  # not the input our networks take
+    refused(capsys, ["info", str(d)], "observation must be uint8 [4, 84, 84]")
     d = _edit_card(random_teacher, tmp_path / "othergame", game="breakout")  # 6 actions, Breakout has 4
     for cmd in (["evaluate", str(d), "--episodes", "1"], ["record", str(d), "--out", str(tmp_path / "v.mp4")],
                 ["localize", str(d), "--frames", "3", "--out", str(tmp_path / "m.npz")]):
@@ -439,7 +441,12 @@ def test_an_output_never_destroys_an_input(capsys: pytest.CaptureFixture, studen
     refused(capsys, ["distill", "--teacher", str(random_teacher), "--out", str(student), "--force", "--steps", "400",
                      "--init-from", str(student), *TINY_DISTILL], "would overwrite its own input")
     refused(capsys, ["prune", str(student), "--out", str(student / "sub")], "would overwrite its own input")
+    refused(capsys, ["teacher", "import", str(random_teacher), "--out", str(random_teacher), "--force"],
+            "would overwrite its own input")
     assert snapshot(student) == before
+    # an agent directory imports as a copy of itself (weights byte for byte), elsewhere
+    assert main(["teacher", "import", str(random_teacher), "--out", str(tmp_path / "copy")]) == 0
+    assert (tmp_path / "copy" / "model.safetensors").read_bytes() == (random_teacher / "model.safetensors").read_bytes()
     assert (random_teacher / "agent.json").exists() and (random_teacher / "model.safetensors").exists()
 
 

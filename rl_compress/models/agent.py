@@ -233,6 +233,11 @@ def check_card(card: dict[str, Any], path: Path) -> None:
     for key in ("training", "teacher", "evaluation"):
         if card.get(key) is not None and not isinstance(card[key], dict):
             raise UserError(f"{path}: {key} must be a JSON object")
+    obs = card.get("observation")
+    if obs is not None and (not isinstance(obs, dict) or obs.get("shape") != list(OBS_SHAPE)
+                            or obs.get("dtype") != "uint8"):
+        raise UserError(f"{path}: observation must be uint8 {list(OBS_SHAPE)} (the only input rl-compress agents "
+                        f"take), got {obs!r}")
     _check_card_numbers(card, path)
 
 

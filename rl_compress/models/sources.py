@@ -117,6 +117,9 @@ def convert_source(source: str | Path, game: str | None = None) -> tuple[Any, di
         path = Path(text)
         if not path.exists():
             raise UserError(f"{path}: no such file")
+        if path.is_dir():  # an agent directory: read as one (its card says the game)
+            agent = load_agent(path, game=game)
+            return agent.net, agent.card, path
     game = game or game_from_names(path.name, hub["repo"] if hub else "")
     if game is None:
         raise UserError(f"{text}: cannot tell the game from its name; name it (--game, or game= in Python)")
