@@ -362,6 +362,8 @@ def cmd_record(args: argparse.Namespace) -> int:
     """Record a video of an agent with its attention overlay."""
     check_output_file(check_video_path(Path(args.out)))
     agent = _agent(args)
+    if (args.overlay or "").startswith("gmp") and not isinstance(agent.net, GMPStudent):
+        raise UserError(f"{args.agent}: this agent has no global max pool; use --overlay gradcam")
     other = api_load_agent(args.side_by_side, game=agent.game, device=args.device) if args.side_by_side else None
     _work_starts(args, agent)
     n = api_record(agent, args.out, frames=args.max_frames, overlay=args.overlay, side_by_side=other,
