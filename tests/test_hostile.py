@@ -588,3 +588,24 @@ def test_python_api_errors_name_the_argument(random_teacher: Path) -> None:
                            (lambda: rl_compress.evaluate(agent, episodes=1, seed=-1), "seed must be an integer from 0")):
         with pytest.raises(UserError, match=fragment):
             call()
+
+
+def test_a_stop_during_the_emulators_start_ends_the_run_at_once(tmp_path: Path) -> None:
+    """Building many emulators is one C++ call that holds the GIL, so no Python handler runs until it
+    returns (minutes for 1,024 envs). A run's setup builds them with the default signal action: a
+    SIGTERM then ends the process at once (128 + 15), before anything of the run is written."""
+    code = ("import signal, sys\n"
+            "from rl_compress.atari.envs import make_vector_env\n"
+            "from rl_compress.core.signals import stops_end_at_once\n"
+            "signal.signal(signal.SIGTERM, lambda *a: print('handler ran', flush=True))\n"
+            "with stops_end_at_once():\n"
+            "    print('building', flush=True)\n"
+            "    env = make_vector_env('pong', 128)\n"
+            "print('built', flush=True)\n"
+            "assert signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL\n")
+    child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, cwd=tmp_path)
+    assert child.stdout.readline().strip() == "building"
+    time.sleep(0.5)
+    child.send_signal(signal.SIGTERM)
+    rest = child.stdout.read()
+    assert child.wait(timeout=600) == -signal.SIGTERM and "built" not in rest and "handler ran" not in rest

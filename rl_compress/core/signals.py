@@ -45,6 +45,23 @@ class StopToken:
 
 
 @contextmanager
+def stops_end_at_once() -> Iterator[None]:
+    """While entered (main thread only), SIGINT and SIGTERM take their default action: the process
+    ends at once with 128 + the signal. For a long C++ call that holds the GIL before a run has
+    anything to save (building hundreds of emulators), where no Python handler could run until it
+    returns; the previous handlers come back on exit."""
+    old: dict[int, Any] = {}
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            old[sig] = signal.signal(sig, signal.SIG_DFL)
+    try:
+        yield
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+
+
+@contextmanager
 def signals_to(token: StopToken) -> Iterator[StopToken]:
     """While entered, SIGINT / SIGTERM set ``token`` instead of ending the process; the previous
     handlers come back on exit. Outside the main thread (where handlers cannot be set) it does

@@ -49,7 +49,7 @@ from rl_compress.core.files import sha256_file
 from rl_compress.core.outputs import check_not_inputs, check_output_dir
 from rl_compress.core.provenance import git_commit
 from rl_compress.core.rundir import load_checkpoint, note, own_run_dir, reconcile_resume
-from rl_compress.core.signals import StopToken
+from rl_compress.core.signals import StopToken, stops_end_at_once
 from rl_compress.models.agent import MAX_ACTIONS, WEIGHTS, load_agent, make_card, read_card, save_agent, source_ref
 from rl_compress.models.networks import (
     PRECISIONS,
@@ -671,7 +671,8 @@ def _distill(
     if ckpt is not None and 0 < cfg.max_wall_time <= state.wall_before:  # a new run's start counts, but runs
         raise UserError(f"{out}: run has already trained {state.wall_before:.0f} s; ask for more with --max-wall-time")
     repair = ckpt is not None and reconcile_resume(out, state.step)
-    env = make_vector_env(teacher.game, cfg.envs, EnvConfig(sticky=cfg.sticky), num_threads=cfg.env_threads)
+    with stops_end_at_once():  # nothing of this run is written yet; the emulators' start holds the GIL
+        env = make_vector_env(teacher.game, cfg.envs, EnvConfig(sticky=cfg.sticky), num_threads=cfg.env_threads)
     learn_from = state.step + min(cfg.learning_starts, cfg.buffer_size // 2)
     method = DistillMethod(cfg, teacher, student, average, proj, opt, rng, learn_from, resumed,
                            {"command": command, "out": out, "teacher_dir": teacher_dir, "teacher": ref,

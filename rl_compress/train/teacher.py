@@ -38,7 +38,7 @@ from rl_compress.core.rundir import (
     own_run_dir,
     reconcile_resume,
 )
-from rl_compress.core.signals import StopToken
+from rl_compress.core.signals import StopToken, stops_end_at_once
 from rl_compress.models.agent import load_agent, read_card, save_agent, source_ref
 from rl_compress.models.networks import bf16_autocast, bf16_enabled, build_network, check_precision, teacher_arch
 from rl_compress.train.pqn import PQNConfig, build_pqn
@@ -371,8 +371,9 @@ def _train_teacher(cfg: TeacherRunConfig, out: Path, resume: bool, tensorboard: 
     if 0 < cfg.max_wall_time <= state.wall_before:
         raise UserError(f"{out}: run has already trained {state.wall_before:.0f} s; ask for more with --max-wall-time")
     repair = ckpt is not None and reconcile_resume(out, state.step)
-    env = make_vector_env(cfg.game, cfg.envs, EnvConfig(sticky=cfg.sticky, noop_max=30, clip_rewards=False),
-                          num_threads=cfg.env_threads)
+    with stops_end_at_once():  # nothing of this run is written yet; the emulators' start holds the GIL
+        env = make_vector_env(cfg.game, cfg.envs, EnvConfig(sticky=cfg.sticky, noop_max=30, clip_rewards=False),
+                              num_threads=cfg.env_threads)
     try:
         # a new episode begins in every env: seed the envs so that a resumed run differs from the first
         obs, info = env.reset(seed=int(cfg.seed * 1000 + state.step))
