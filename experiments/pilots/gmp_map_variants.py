@@ -8,12 +8,12 @@ insertion areas of the GMP map with:
   weights runnerup - by (that weight - the runner-up action's) x activation;
   sigma x S        - the plain map with the Gaussian around each traced pixel S times as wide.
 
-Usage: python experiments/pilots/gmp_map_variants.py AGENT...
+Usage: python experiments/pilots/gmp_map_variants.py AGENT [AGENT...]
 """
 
 from __future__ import annotations
 
-import sys
+import argparse
 
 import torch
 
@@ -68,4 +68,6 @@ def main(paths: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    parser = argparse.ArgumentParser(description="Deletion / insertion of GMP map variants on the frames each agent plays.")
+    parser.add_argument("agents", nargs="+", help="gmp student directories")
+    main(parser.parse_args().agents)
