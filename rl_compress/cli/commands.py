@@ -20,6 +20,7 @@ from rl_compress.api import localize as api_localize
 from rl_compress.api import push as api_push
 from rl_compress.api import record as api_record
 from rl_compress.atari.evaluate import evaluate
+from rl_compress.atari.robustness import robustness
 from rl_compress.attention.benchmark import LocalizationBenchConfig, localization_benchmark, localization_table
 from rl_compress.attention.publish import STILL, attention_still
 from rl_compress.attention.score import objects_from_ram
@@ -162,8 +163,38 @@ def _work_starts(args: argparse.Namespace, agent: Any) -> None:
         announce_choice(args.device, model_device(agent.net))
 
 
+def _teacher_here(agent: Any) -> Path | None:
+    """The directory of the teacher a student learned from, where it is on this machine with the
+    same weights (its card's path, as given then: from here or from a folder above the student)."""
+    ref = agent.card.get("teacher") or {}
+    if not ref.get("path"):
+        return None
+    for base in (Path.cwd(), *Path(agent.path).resolve().parents):
+        found = base / ref["path"]
+        if (found / WEIGHTS).is_file() and ref.get("sha256") in (None, sha256_file(found / WEIGHTS)):
+            return found
+    return None
+
+
+def _evaluate_robustness(args: argparse.Namespace, agent: Any, episodes: int) -> dict[str, Any]:
+    """``evaluate --robustness``: each pipeline variant, a student beside its teacher where the
+    card's teacher directory is here; the rows go into the card with ``--write-card``."""
+    teacher_dir = _teacher_here(agent)
+    teacher = api_load_agent(teacher_dir, device=args.device) if teacher_dir else None
+    rows = robustness(agent.net, agent.game, episodes, args.seed, None if teacher is None else teacher.net)
+    for r in rows:
+        kept = "" if r.get("retention") is None else f", teacher {r['teacher_mean']:.2f}, retention {r['retention']:.3f}"
+        print(f"{r['variant']:>38}: mean {r['mean']:.2f} +- {r['std']:.2f}{kept}", file=sys.stderr)
+    res = {"agent": str(args.agent), "game": agent.game, "teacher": str(teacher_dir) if teacher_dir else None,
+           "robustness": rows}
+    if args.write_card:
+        res["weights_sha256"] = sha256_file(agent.path / WEIGHTS)
+        update_card(Path(args.agent), robustness={k: v for k, v in res.items() if k != "agent"})
+    return res
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    """Evaluate an agent under the default protocol."""
+    """Evaluate an agent under the default protocol (or, with --robustness, under each pipeline variant)."""
 
     episodes = _positive("--episodes", args.episodes)
     json_path = _json_path(args.json)
@@ -173,6 +204,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     with RunLock(Path(args.agent)) if args.write_card and Path(args.agent).is_dir() else contextlib.nullcontext():
         agent = _agent(args, "--write-card" if args.write_card else "")
         _work_starts(args, agent)
+        if args.robustness:
+            res = _evaluate_robustness(args, agent, episodes)
+            if json_path:
+                _emit_json(res, str(json_path))
+            return 0
         res = evaluate(agent.net, agent.game, episodes, seed=args.seed, show_progress=not args.quiet)
         res["agent"] = str(args.agent)
         res["game"] = agent.game

@@ -132,6 +132,10 @@ def _add_evaluate_and_record(sub: Any) -> None:
     ev.add_argument("agent", help="agent directory, SB3 / RL Zoo zip, CleanRL .cleanrl_model or hf:ORG/NAME[@REVISION]")
     ev.add_argument("--game", default=None, help="the game of a zip or Hub source whose name does not say it")
     ev.add_argument("--episodes", type=int_in(1, MAX_EPISODES), default=30, help="whole games to play (default: 30)")
+    ev.add_argument("--robustness", action="store_true",
+                    help="play --episodes games under each pipeline variant a user may have (gymnasium wrappers: "
+                         "stack padded with the first frame, FIRE at start and after a life loss, no sticky actions, "
+                         "no no-op starts, bilinear resize), a student beside its teacher (retention per variant)")
     ev.add_argument("--seed", type=SEED, default=0, help="seed of the envs and of epsilon (default: 0)")
     ev.add_argument("--json", default=None, help="write the result (per-episode scores) to this JSON file")
     ev.add_argument("--write-card", action="store_true", help="store the result as the card's evaluation")
