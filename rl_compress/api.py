@@ -27,7 +27,6 @@ from rl_compress.atari.games import action_names
 from rl_compress.attention.localize import localize_to_npz
 from rl_compress.attention.playback import play
 from rl_compress.attention.publish import PushRequest, publish_agent
-from rl_compress.attention.score import objects_from_ram, score_npz
 from rl_compress.attention.video import check_video_path, render_overlay, write_video
 from rl_compress.attention.video import side_by_side as side_by_side_images
 from rl_compress.core.config import MAX_FRAMES, MAX_SEED, check_int, check_number
@@ -191,6 +190,10 @@ def localize(agent: Agent | str | Path, out: str | Path, frames: int = 1000, met
     check_int("frames", frames, 1, MAX_FRAMES)
     check_int("seed", seed, 0, MAX_SEED)
     check_number("radius", radius, 0, 1000)
+    # imported here: `python -m rl_compress.attention.score` (the score tables) must not find itself
+    # imported already by the package (runpy warns on stderr)
+    from rl_compress.attention.score import objects_from_ram, score_npz
+
     agent = _agent_of(agent)
     if score:
         objects_from_ram(agent.game, np.zeros((0, 128), dtype=np.uint8))  # fail early if OCAtari is missing
