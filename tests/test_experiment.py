@@ -337,3 +337,29 @@ def test_a_study_trains_students_from_scratch_with_pqn(random_teacher: Path, tmp
     path.write_text(yaml.safe_dump({**doc, "pqn": {"buffer_size": 10}}))
     with pytest.raises(UserError, match=r"unknown pqn settings \['buffer_size'\]"):
         load_study(path)
+
+
+@pytest.mark.slow
+def test_a_ray_study_stopped_by_sigterm_exits_with_128_plus_15(random_teacher: Path, tmp_path: Path) -> None:
+    """On the Ray backend a SIGTERM to the driver (whose own handler Ray would otherwise let abort it,
+    exit 134) cancels the running tasks and ends the study like a local one: 143 and how to resume."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    path = _study(tmp_path, random_teacher, "raystop")
+    doc = yaml.safe_load(path.read_text())
+    doc.update({"losses": ["kl"], "steps": 200_000})
+    path.write_text(yaml.safe_dump(doc))
+    exe = str(Path(sys.executable).with_name("rl-compress"))
+    child = subprocess.Popen([exe, "experiment", "run", str(path), "--backend", "ray"], cwd=tmp_path,
+                             stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    while not list(tmp_path.rglob("gmp4_kl_student_s1")) and time.time() < deadline:
+        time.sleep(1)
+    time.sleep(5)
+    child.send_signal(signal.SIGTERM)
+    err = child.stderr.read()
+    assert child.wait(timeout=300) == 128 + signal.SIGTERM, err
+    assert "stopped by SIGTERM" in err and "again to resume" in err and "Traceback" not in err

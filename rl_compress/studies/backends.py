@@ -124,6 +124,22 @@ def run_study(study: Study, backend: str = "local", address: str | None = None, 
     cuda_here = torch.cuda.is_available()
     futures = [task.options(num_gpus=1 if wants_gpu(r, cuda_here) else 0).remote(r, str(study.run_dir(r).resolve()))
                for r in study.runs]
+    return _wait_for_ray(ray, futures)
+
+
+def _wait_for_ray(ray: Any, futures: list[Any]) -> list[dict]:
+    """The rows of the Ray tasks, in order. A SIGINT / SIGTERM to this process (Ray's own handler
+    would abort it) cancels the tasks still running, which keep their last checkpoint, and stops
+    the study with 128 + the signal and how to resume."""
+    stop = StopToken()
+    with signals_to(stop):
+        pending = list(futures)
+        while pending and not stop.requested:
+            _, pending = ray.wait(pending, num_returns=len(pending), timeout=1.0)
+        if stop.requested:
+            for future in pending:
+                ray.cancel(future)
+            raise study_stopped(stop.signum, "stopped ones keep their last checkpoint")
     return ray.get(futures)
 
 
@@ -144,11 +160,11 @@ def _run_here(study: Study) -> list[dict]:
     return rows
 
 
-def study_stopped(signum: int) -> StoppedRun:
+def study_stopped(signum: int, stopped: str = "stopped ones checkpointed") -> StoppedRun:
     """What a study stopped by a signal says (how to resume) and exits with (128 + the signal)."""
     signum = signum or signal.SIGINT
-    return StoppedRun(f"stopped by {signal.Signals(signum).name}: finished runs are kept, stopped ones "
-                      "checkpointed; run the same `rl-compress experiment run` command again to resume", signum)
+    return StoppedRun(f"stopped by {signal.Signals(signum).name}: finished runs are kept, {stopped}; run the same "
+                      "`rl-compress experiment run` command again to resume", signum)
 
 
 _WORKER_STOP = StopToken()  # in a local worker process (one study): set by a signal or the pool's stop event
