@@ -145,6 +145,7 @@ def test_config_file_then_flags(random_teacher: Path, tmp_path: Path, capsys: py
     ("stable_baselines3", ["bench", "teacher", "--steps", "10"], "bench"),
     ("stable_baselines3", ["bench", "time-to-score", "--trainers", "sb3", "--out", "unused"], "bench"),
     ("onnxruntime", ["bench", "inference"], "onnx"),
+    ("captum", ["bench", "localization", "--agents", str(ROOT / "agents/pong/gmp15-w5-15min"), "--frames", "2"], "explain"),
     ("ocatari", ["localize", str(ROOT / "agents/pong/gmp15-w5-15min"), "--frames", "2", "--out", "unused.npz", "--score"], "score"),
 ])
 def test_a_missing_extra_is_named(blocked: str, args: list[str], extra: str, tmp_path: Path) -> None:

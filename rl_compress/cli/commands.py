@@ -22,6 +22,7 @@ from rl_compress.api import record as api_record
 from rl_compress.atari.evaluate import evaluate
 from rl_compress.atari.robustness import robustness
 from rl_compress.attention.benchmark import LocalizationBenchConfig, localization_benchmark, localization_table
+from rl_compress.attention.faithfulness import CAPTUM_METHODS
 from rl_compress.attention.publish import STILL, attention_still
 from rl_compress.attention.score import objects_from_ram
 from rl_compress.attention.video import check_video_path
@@ -280,6 +281,10 @@ def _bench_localization(args: argparse.Namespace) -> int:
         raise UserError("bench localization needs --agents A[,B...]")
     md = check_output_file(args.md, flag="--md") if args.md else None
     methods = tuple(m.strip() for m in args.methods.split(",") if m.strip())
+    if set(methods) & set(CAPTUM_METHODS):
+        require("captum.attr")  # the [explain] extra: say so before any game is played
+    if args.sanity_frames:
+        require("scipy.stats")
     cfg = LocalizationBenchConfig(frames=args.frames, methods=methods, sanity_frames=args.sanity_frames)
     agents = [api_load_agent(a.strip(), device=args.device) for a in args.agents.split(",") if a.strip()]
     res = localization_benchmark(agents, cfg)
