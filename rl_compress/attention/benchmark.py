@@ -82,7 +82,7 @@ def method_row(agent: Agent, method: str, played: PlayedFrames, objects: list[An
     ms = 1000 * (time.perf_counter() - start) / len(maps)
     faith = deletion_insertion(agent.net, played.obs, maps, played.actions, seed=cfg.seed)
     n = cfg.sanity_frames
-    sanity = sanity_check(method, agent.net, played.obs[:n], played.actions[:n], cfg.seed) if n else None
+    sanity = sanity_check(method, agent.net, played.obs[:n], played.actions[:n], cfg.seed, trained=maps[:n]) if n else None
     return {"agent": str(agent.path), "game": agent.game, "method": method, "frames": len(maps),
             "ms_per_frame": round(ms, 2), "pointing": localization_score(top_pixels(maps), objects, cfg.radius),
             **faith, "sanity": sanity}

@@ -166,12 +166,14 @@ def _spearman(a: np.ndarray, b: np.ndarray) -> float:
     return float(stats.spearmanr(a.ravel(), b.ravel()).statistic)
 
 
-def sanity_check(method: str, net: nn.Module, obs: np.ndarray, actions: np.ndarray, seed: int = 0) -> dict[str, Any]:
+def sanity_check(method: str, net: nn.Module, obs: np.ndarray, actions: np.ndarray, seed: int = 0,
+                 trained: np.ndarray | None = None) -> dict[str, Any]:
     """Cascading randomisation: for each stage (the head, then one more layer down each time), the
     mean Spearman correlation between the trained network's maps and the randomised network's maps
     of the same frames and actions. ``passes``: with every layer randomised, the correlation is
     below 0.5 (the map depends on what the network learned; a map that ignores the network stays at 1)."""
-    trained = grid_maps(method, net, obs, actions, seed)
+    if trained is None:  # the trained network's maps, unless the caller has them already
+        trained = grid_maps(method, net, obs, actions, seed)
     stages, names, rows = randomisation_stages(net), [], []
     for i in range(len(stages)):
         names.append(stages[i])
