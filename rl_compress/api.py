@@ -37,9 +37,11 @@ from rl_compress.core.progress import progress_bar
 from rl_compress.models.agent import Agent
 from rl_compress.models.export import FORMATS as EXPORT_FORMATS
 from rl_compress.models.export import export as export_net
+from rl_compress.models.export import write_model
 from rl_compress.models.maps import attention as map_attention
 from rl_compress.models.networks import GMPStudent
 from rl_compress.models.prune import prune_agent
+from rl_compress.models.quantize import QUANTIZE_CHOICES, quantize_int8
 from rl_compress.models.sources import load_source
 
 MAX_NOOPS = 1000  # no-op starts at reset; the protocol uses 30
@@ -203,14 +205,29 @@ def localize(agent: Agent | str | Path, out: str | Path, frames: int = 1000, met
     return res
 
 
-def export(agent: Agent | str | Path, out: str | Path, format: str = "onnx") -> Path:
+def export(agent: Agent | str | Path, out: str | Path, format: str = "onnx", quantize: str | None = None,
+           calibration_frames: int = 2000, seed: int = 0) -> Path:
     """Export ``agent``'s network to ONNX (``format="onnx"``) or TorchScript: input uint8
-    [B,4,84,84], output float32 [B,A]; written in one piece (never half a file). Returns ``out``."""
+    [B,4,84,84], output float32 [B,A]; written in one piece (never half a file). Returns ``out``.
+
+    ``quantize="int8"`` (ONNX only): static int8 with ONNX Runtime, calibrated on
+    ``calibration_frames`` frames the agent plays from ``seed``; the model's metadata
+    (``rl_compress.int8``) records the calibration and the share of held-out frames on which the
+    int8 model takes the fp32 network's action."""
     if format not in EXPORT_FORMATS:
         raise UserError(f"format must be one of {', '.join(EXPORT_FORMATS)}, got {format!r}")
+    if quantize is not None and quantize not in QUANTIZE_CHOICES:
+        raise UserError(f"quantize must be one of {', '.join(QUANTIZE_CHOICES)} or None, got {quantize!r}")
+    if quantize is not None and format != "onnx":
+        raise UserError(f"quantize={quantize!r} exports ONNX only, not {format}")
+    check_int("calibration_frames", calibration_frames, 64, MAX_FRAMES)
+    check_int("seed", seed, 0, MAX_SEED)
     out = check_output_file(out, flag="out")
-    export_net(_agent_of(agent).net, format, out)
-    return out
+    loaded = _agent_of(agent)
+    if quantize is None:
+        return export_net(loaded.net, format, out)
+    model, _ = quantize_int8(loaded.net, loaded.game, calibration_frames, seed)
+    return write_model(model, out)
 
 
 def prune(agent: Agent | str | Path, out: str | Path, states: int = 4000, max_params: int | None = None, seed: int = 0,

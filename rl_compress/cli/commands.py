@@ -41,6 +41,7 @@ from rl_compress.models.agent import WEIGHTS, agent_summary, read_card, update_c
 from rl_compress.models.model_card import model_card
 from rl_compress.models.networks import GMPStudent, count_params, parse_spec
 from rl_compress.models.prune import prune_agent
+from rl_compress.models.quantize import onnx_net, read_calibration
 from rl_compress.models.sources import import_teacher
 from rl_compress.studies.backends import run_study
 from rl_compress.studies.report import report, write_results
@@ -202,8 +203,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.seed < 0:
         raise UserError(f"--seed must be >= 0, got {args.seed}")
     # --write-card owns the directory for the whole evaluation: no run may change the weights under it
+    if args.onnx and args.write_card:
+        raise UserError("--write-card stores the evaluation of the agent's own weights, not of --onnx FILE")
     with RunLock(Path(args.agent)) if args.write_card and Path(args.agent).is_dir() else contextlib.nullcontext():
         agent = _agent(args, "--write-card" if args.write_card else "")
+        if args.onnx:
+            agent = dataclasses.replace(agent, net=onnx_net(Path(args.onnx), agent.num_actions))
         _work_starts(args, agent)
         if args.robustness:
             res = _evaluate_robustness(args, agent, episodes)
@@ -213,6 +218,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         res = evaluate(agent.net, agent.game, episodes, seed=args.seed, show_progress=not args.quiet)
         res["agent"] = str(args.agent)
         res["game"] = agent.game
+        if args.onnx:
+            res["onnx"] = str(args.onnx)
         if args.write_card:
 
             # tie the result to these weights: training that writes new weights drops it
@@ -269,10 +276,26 @@ def cmd_push(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     """Export to ONNX or TorchScript."""
     check_output_file(args.out)
+    if args.quantize:
+        if args.format != "onnx":
+            raise UserError(f"--quantize {args.quantize} exports ONNX only: use --format onnx")
+        require("onnxruntime.quantization")  # the [onnx] extra: say so before any game is played
     agent = _agent(args)
-    api_export(agent, args.out, args.format)
-    print(f"{args.out}: {args.format} model, uint8 [B,4,84,84] -> float32 [B,{agent.num_actions}]", file=sys.stderr)
+    out = api_export(agent, args.out, args.format, quantize=args.quantize, calibration_frames=args.calibration_frames,
+                     seed=args.seed)
+    print(f"{out}: {args.format} model, uint8 [B,4,84,84] -> float32 [B,{agent.num_actions}]", file=sys.stderr)
+    cal = read_calibration(out.read_bytes()) if args.quantize else None
+    if cal:
+        print(f"int8: {_int8_size(out, cal)}; takes the fp32 network's action on {cal['agreement']:.3f} of "
+              f"{cal['held_out_frames']:,} held-out frames (calibrated on {cal['frames']:,} frames, seed {cal['seed']})",
+              file=sys.stderr)
     return 0
+
+
+def _int8_size(out: Path, cal: dict[str, Any]) -> str:
+    """'N bytes (P% of the fp32 model's M)' for an int8 export."""
+    size = out.stat().st_size
+    return f"{size:,} bytes ({100 * size / cal['fp32_bytes']:.1f}% of the fp32 model's {cal['fp32_bytes']:,})"
 
 
 def _bench_localization(args: argparse.Namespace) -> int:

@@ -139,6 +139,9 @@ def _add_evaluate_and_record(sub: Any) -> None:
     ev.add_argument("--seed", type=SEED, default=0, help="seed of the envs and of epsilon (default: 0)")
     ev.add_argument("--json", default=None, help="write the result (per-episode scores) to this JSON file")
     ev.add_argument("--write-card", action="store_true", help="store the result as the card's evaluation")
+    ev.add_argument("--onnx", default=None, metavar="FILE",
+                    help="play this exported ONNX model (e.g. `export --quantize int8`) with ONNX Runtime in place of "
+                         "the agent's network; the agent gives the game (needs the [onnx] extra)")
     ev.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_device(ev)
     ev.set_defaults(func=cmd_evaluate)
@@ -185,6 +188,13 @@ def _add_localize_export_info(sub: Any) -> None:
     ex.add_argument("--game", default=None, help="the game of a zip or Hub source whose name does not say it")
     ex.add_argument("--format", required=True, choices=["onnx", "torchscript"], help="output format")
     ex.add_argument("--out", required=True, help="file to write")
+    ex.add_argument("--quantize", choices=["int8"], default=None,
+                    help="ONNX only: static int8 (ONNX Runtime), calibrated on frames the agent plays; needs the "
+                         "[onnx] extra")
+    ex.add_argument("--calibration-frames", type=int_in(64, MAX_FRAMES), default=2000,
+                    help="with --quantize: frames to calibrate on (default: 2000; half as many held out to "
+                         "measure the agreement with fp32)")
+    ex.add_argument("--seed", type=SEED, default=0, help="with --quantize: seed of the calibration games (default: 0)")
     ex.set_defaults(func=cmd_export)
 
     push = sub.add_parser("push", help="publish an agent to the Hugging Face Hub: weights, card, ONNX, replay "

@@ -22,12 +22,17 @@ def export(net: nn.Module, fmt: str, out: Path) -> Path:
     leaves no part file); dynamic batch size."""
     if fmt not in FORMATS:
         raise UserError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    return write_model(exported_bytes(net, fmt), out)
+
+
+def write_model(data: bytes, out: Path) -> Path:
+    """Write an exported model's bytes to the file ``out`` in one piece."""
     out = Path(out)
     if out.is_dir():
         raise UserError(f"{out}: is a directory; give a file name")
     if not out.parent.exists():
         raise UserError(f"{out.parent}: no such directory")
-    atomic_write_bytes(out, exported_bytes(net, fmt))
+    atomic_write_bytes(out, data)
     return out
 
 
