@@ -131,3 +131,20 @@ def test_int8_refusals(tiny: rlc.Agent, int8: tuple[Path, Path], tmp_path: Path,
         rlc.export(tiny, tmp_path / "x.onnx", quantize="int8", calibration_frames=10)
     with pytest.raises(rlc.UserError, match="quantize must be"):
         rlc.export(tiny, tmp_path / "x.onnx", quantize="int4")
+
+
+def test_bench_deploy_table(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    md, js = tmp_path / "deploy.md", tmp_path / "deploy.json"
+    assert main(["bench", "deploy", "--agents", str(TINY), "--episodes", "0", "--calibration-frames", "256",
+                 "--md", str(md), "--json", str(js)]) == 0
+    res = json.loads(js.read_text())
+    fp32, int8 = res["rows"]
+    assert (fp32["precision"], int8["precision"]) == ("fp32", "int8")
+    assert fp32["params"] == int8["params"] == 4684
+    assert int8["bytes"] <= 0.35 * fp32["bytes"]
+    assert all(r["ms_per_frame"]["b1"] > 0 and r["ms_per_frame"]["b32"] > 0 for r in (fp32, int8))
+    assert fp32["agreement"] is None and 0.85 <= int8["agreement"] <= 1.0
+    assert fp32["score"] is None and res["episodes"] == 0
+    table = md.read_text()
+    assert table.count("\n") == 4 and "| int8 | 4,684 |" in table
+    assert table.strip() in capsys.readouterr().err

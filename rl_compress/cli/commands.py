@@ -27,6 +27,7 @@ from rl_compress.attention.publish import STILL, attention_still
 from rl_compress.attention.score import objects_from_ram
 from rl_compress.attention.video import check_video_path
 from rl_compress.bench import TeacherBenchConfig, bench_teacher, format_teacher
+from rl_compress.bench_deploy import bench_deploy, deploy_table
 from rl_compress.bench_score import TimeToScoreConfig, check_time_to_score, format_time_to_score, time_to_score
 from rl_compress.core.config import apply_config_file, config_from_args, flag_name
 from rl_compress.core.device import announce_choice, model_device
@@ -320,7 +321,23 @@ def _bench_localization(args: argparse.Namespace) -> int:
     return 0
 
 
-BENCH_NEEDS = {"teacher": "stable_baselines3", "inference": "onnxruntime"}
+BENCH_NEEDS = {"teacher": "stable_baselines3", "inference": "onnxruntime", "deploy": "onnxruntime.quantization"}
+
+
+def _bench_deploy(args: argparse.Namespace) -> int:
+    """``bench deploy``: the table on stderr, JSON and markdown where asked."""
+    if not args.agents:
+        raise UserError("bench deploy needs --agents A[,B...]")
+    md = check_output_file(args.md, flag="--md") if args.md else None
+    agents = [api_load_agent(a.strip()) for a in args.agents.split(",") if a.strip()]
+    res = bench_deploy(agents, episodes=args.episodes, calibration_frames=args.calibration_frames)
+    table = deploy_table(res)
+    print(table, file=sys.stderr)
+    if md:
+        atomic_write_bytes(md, (table + "\n").encode())
+    if args.json:
+        _emit_json(res, args.json)
+    return 0
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -339,6 +356,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
         return 0
     if args.what == "localization":
         return _bench_localization(args)
+    if args.what == "deploy":
+        return _bench_deploy(args)
     if args.what == "inference":
         res = bench.bench_inference(args.student, device=args.device)
         for name, row in res["frames_per_s"].items():

@@ -227,11 +227,13 @@ def _add_localize_export_info(sub: Any) -> None:
 def _add_bench_and_studies(sub: Any) -> None:
     """The subparsers of ``bench``, ``experiment`` and ``table``."""
     bench = sub.add_parser("bench", help="speed benchmarks (ratios against a baseline, same run)")
-    bench.add_argument("what", choices=["teacher", "distill", "inference", "localize", "time-to-score", "localization"],
+    bench.add_argument("what", choices=["teacher", "distill", "inference", "localize", "time-to-score", "localization",
+                                                "deploy"],
                        help="time-to-score: env steps and wall-clock from scratch to --target for our PQN, our DQN "
                        "and SB3's DQN at RL Zoo's settings, one after another (hours; runs kept in --out); "
                        "localization: pointing game, deletion / insertion and sanity check of every map method "
-                       "on the frames each of --agents plays")
+                       "on the frames each of --agents plays; deploy: bytes, ONNX Runtime latency (1 thread) and "
+                       "retention of --agents in fp32 and (students) int8")
     bench.add_argument("--json", default=None, help="write results to this JSON file")
     bench.add_argument("--steps", type=int_in(1, MAX_STEPS), default=None, help="timed env steps (teacher: default 4000)")
     bench.add_argument("--warmup", type=int_in(0, MAX_STEPS), default=None, help="untimed warm-up env steps (teacher: default 2000)")
@@ -247,14 +249,19 @@ def _add_bench_and_studies(sub: Any) -> None:
                        help="time-to-score: env steps between 5-game evaluations (default: 100000)")
     bench.add_argument("--trainers", default="pqn,dqn,sb3", help="time-to-score: which trainers (default: pqn,dqn,sb3)")
     bench.add_argument("--out", default="runs/time_to_score", help="time-to-score: where the runs go")
-    bench.add_argument("--agents", default=None, help="localization: agents, comma-separated (any source load_agent reads)")
+    bench.add_argument("--agents", default=None,
+                       help="localization, deploy: agents, comma-separated (any source load_agent reads)")
     bench.add_argument("--methods", default=",".join(MAP_METHODS),
                        help=f"localization: map methods, comma-separated (default: all of {','.join(MAP_METHODS)})")
     bench.add_argument("--frames", type=int_in(1, MAX_FRAMES), default=200,
                        help="localization: agent steps each agent plays (default: 200)")
     bench.add_argument("--sanity-frames", type=int_in(0, MAX_FRAMES), default=16,
                        help="localization: frames of the randomisation sanity check (0 = off; default: 16)")
-    bench.add_argument("--md", default=None, help="localization: also write the table as markdown to this file")
+    bench.add_argument("--md", default=None, help="localization, deploy: also write the table as markdown to this file")
+    bench.add_argument("--episodes", type=int_in(0, MAX_EPISODES), default=30,
+                       help="deploy: games each model plays for its score (0: none; default: 30)")
+    bench.add_argument("--calibration-frames", type=int_in(64, MAX_FRAMES), default=2000,
+                       help="deploy: frames the int8 models are calibrated on (default: 2000)")
     _add_device(bench, default="cpu", help_extra="; default cpu, the machine the recorded ratios are for")
     bench.set_defaults(func=cmd_bench)
 
