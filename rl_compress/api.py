@@ -34,10 +34,11 @@ from rl_compress.core.device import resolve_device
 from rl_compress.core.errors import UserError
 from rl_compress.core.outputs import check_output_file
 from rl_compress.core.progress import progress_bar
-from rl_compress.models.agent import Agent
+from rl_compress.models.agent import MAX_PEAKS, Agent
 from rl_compress.models.export import FORMATS as EXPORT_FORMATS
 from rl_compress.models.export import export as export_net
 from rl_compress.models.export import write_model
+from rl_compress.models.graph_attention import check_attention_export
 from rl_compress.models.maps import attention as map_attention
 from rl_compress.models.networks import GMPStudent
 from rl_compress.models.prune import prune_agent
@@ -206,14 +207,18 @@ def localize(agent: Agent | str | Path, out: str | Path, frames: int = 1000, met
 
 
 def export(agent: Agent | str | Path, out: str | Path, format: str = "onnx", quantize: str | None = None,
-           calibration_frames: int = 2000, seed: int = 0) -> Path:
+           calibration_frames: int = 2000, seed: int = 0, with_attention: bool = False, peaks: int = 5) -> Path:
     """Export ``agent``'s network to ONNX (``format="onnx"``) or TorchScript: input uint8
     [B,4,84,84], output float32 [B,A]; written in one piece (never half a file). Returns ``out``.
 
     ``quantize="int8"`` (ONNX only): static int8 with ONNX Runtime, calibrated on
     ``calibration_frames`` frames the agent plays from ``seed``; the model's metadata
     (``rl_compress.int8``) records the calibration and the share of held-out frames on which the
-    int8 model takes the fp32 network's action."""
+    int8 model takes the fp32 network's action.
+
+    ``with_attention`` (gmp students whose pool feeds the head): the model also outputs
+    ``attention`` float32 [B,210,160] and ``peaks`` float32 [B,peaks,3], as
+    ``Agent.attention(obs, "gmp-cell", peaks)`` gives them; the Q-values / logits stay the first output."""
     if format not in EXPORT_FORMATS:
         raise UserError(f"format must be one of {', '.join(EXPORT_FORMATS)}, got {format!r}")
     if quantize is not None and quantize not in QUANTIZE_CHOICES:
@@ -222,11 +227,14 @@ def export(agent: Agent | str | Path, out: str | Path, format: str = "onnx", qua
         raise UserError(f"quantize={quantize!r} exports ONNX only, not {format}")
     check_int("calibration_frames", calibration_frames, 64, MAX_FRAMES)
     check_int("seed", seed, 0, MAX_SEED)
+    check_int("peaks", peaks, 1, MAX_PEAKS)
     out = check_output_file(out, flag="out")
     loaded = _agent_of(agent)
+    if with_attention:
+        check_attention_export(loaded.net)
     if quantize is None:
-        return export_net(loaded.net, format, out)
-    model, _ = quantize_int8(loaded.net, loaded.game, calibration_frames, seed)
+        return export_net(loaded.net, format, out, with_attention, peaks)
+    model, _ = quantize_int8(loaded.net, loaded.game, calibration_frames, seed, with_attention, peaks)
     return write_model(model, out)
 
 

@@ -148,3 +148,41 @@ def test_bench_deploy_table(tmp_path: Path, capsys: pytest.CaptureFixture) -> No
     table = md.read_text()
     assert table.count("\n") == 4 and "| int8 | 4,684 |" in table
     assert table.strip() in capsys.readouterr().err
+
+
+def test_attention_inside_the_exported_graph(tiny: rlc.Agent, frames: np.ndarray, tmp_path: Path) -> None:
+    path = rlc.export(tiny, tmp_path / "a.onnx", with_attention=True, peaks=4)
+    sess = onnx_session(path.read_bytes())
+    assert [o.name for o in sess.get_outputs()] == ["out", "attention", "peaks"]
+    out, maps, peaks = sess.run(None, {"obs": frames})
+    with torch.no_grad():
+        np.testing.assert_allclose(out, tiny.net(torch.as_tensor(frames)).numpy(), atol=1e-4)
+    want_maps, want_peaks = tiny.attention(frames, method="gmp-cell", k=4)
+    assert maps.shape == (256, 210, 160) and peaks.shape == (256, 4, 3)
+    assert want_maps.max() > 1.0 and (want_peaks[:, 0, 2] == 1.0).mean() > 0.9  # real maps, not empty ones
+    np.testing.assert_allclose(maps, want_maps, atol=1e-4 * want_maps.max())
+    np.testing.assert_allclose(peaks, want_peaks, atol=1e-3)
+    ts = rlc.export(tiny, tmp_path / "a.pt", format="torchscript", with_attention=True)
+    q, m, p = torch.jit.load(str(ts))(torch.as_tensor(frames[:8]))
+    assert q.shape == (8, 6) and m.shape == (8, 210, 160) and p.shape == (8, 5, 3)
+
+
+def test_int8_with_attention(tiny: rlc.Agent, frames: np.ndarray, tmp_path: Path) -> None:
+    path = rlc.export(tiny, tmp_path / "a8.onnx", quantize="int8", calibration_frames=512, with_attention=True)
+    out, maps, peaks = onnx_session(path.read_bytes()).run(None, {"obs": frames})
+    assert [n.op_type for n in onnx.load(str(path)).graph.node].count("QLinearConv") == 4
+    actions = tiny.net(torch.as_tensor(frames)).argmax(1).numpy()
+    assert np.mean(out.argmax(1) == actions) >= 0.9
+    _, want_peaks = tiny.attention(frames, method="gmp-cell", k=5)
+    same_top = np.all(np.abs(peaks[:, 0, :2] - want_peaks[:, 0, :2]) < 1e-3, axis=1)
+    assert same_top.mean() >= 0.8, same_top.mean()  # the int8 pool mostly lands on the same cell
+    assert read_calibration(path.read_bytes())["fp32_bytes"] > rlc.export(tiny, tmp_path / "p.onnx").stat().st_size
+
+
+def test_attention_export_refusals(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    capsys.readouterr()
+    assert main(["export", str(ROOT / "agents" / "pong" / "teacher"), "--format", "onnx", "--with-attention",
+                 "--out", str(tmp_path / "t.onnx")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "global max pool" in err
+    assert not list(tmp_path.iterdir())

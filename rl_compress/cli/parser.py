@@ -195,6 +195,10 @@ def _add_localize_export_info(sub: Any) -> None:
                     help="with --quantize: frames to calibrate on (default: 2000; half as many held out to "
                          "measure the agreement with fp32)")
     ex.add_argument("--seed", type=SEED, default=0, help="with --quantize: seed of the calibration games (default: 0)")
+    ex.add_argument("--with-attention", action="store_true",
+                    help="gmp students: also output the GMP attention map [B,210,160] and --peaks peaks [B,K,3] "
+                         "(x, y, weight in screen pixels; method gmp-cell); the Q-values / logits stay first")
+    ex.add_argument("--peaks", type=int_in(1, 64), default=5, help="with --with-attention: peaks per frame (default: 5)")
     ex.set_defaults(func=cmd_export)
 
     push = sub.add_parser("push", help="publish an agent to the Hugging Face Hub: weights, card, ONNX, replay "

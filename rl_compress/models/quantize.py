@@ -96,8 +96,10 @@ def equalize_channels(net: GMPStudent, frames: np.ndarray) -> GMPStudent:
     return net
 
 
-def quantize_int8(net: nn.Module, game: str, frames: int = 2000, seed: int = 0) -> tuple[bytes, Calibration]:
-    """The int8 ONNX model of ``net`` (uint8 [B,4,84,84] in, float32 [B,A] out) and its calibration:
+def quantize_int8(net: nn.Module, game: str, frames: int = 2000, seed: int = 0, with_attention: bool = False,
+                  peaks: int = 5) -> tuple[bytes, Calibration]:
+    """The int8 ONNX model of ``net`` (uint8 [B,4,84,84] in, float32 [B,A] out; ``with_attention``:
+    the GMP map and peaks too, computed in float from the int8 convolutions) and its calibration:
     ``frames`` frames the agent plays from ``seed``, the agreement measured on ``frames // 2``
     frames of other games (seed + 1000)."""
     if frames < CALIBRATION_BATCH:
@@ -108,19 +110,21 @@ def quantize_int8(net: nn.Module, game: str, frames: int = 2000, seed: int = 0) 
     held_out = played_frames(net, game, frames // 2, seed + 1000)
     with torch.no_grad():
         reference = net(torch.as_tensor(held_out)).argmax(1).numpy()
-    fp32_bytes = len(exported_bytes(net, "onnx"))
+    fp32_bytes = len(exported_bytes(net, "onnx", with_attention, peaks))
     equalized = isinstance(net, GMPStudent)
     if equalized:
         net = equalize_channels(net, calibration)
-    model = compact(_fused(compact(_skip_input_cast(_ort_static_int8(exported_bytes(net, "onnx"), calibration)))))
+    fp32 = exported_bytes(net, "onnx", with_attention, peaks)
+    model = compact(_fused(compact(_skip_input_cast(_ort_static_int8(fp32, calibration, with_attention)))))
     agreement = float(np.mean(onnx_actions(model.SerializeToString(), held_out) == reference))
     cal = Calibration(game, frames, seed, "minmax", equalized, len(held_out), agreement, fp32_bytes)
     onnx.helper.set_model_props(model, {METADATA_KEY: json.dumps(asdict(cal))})
     return model.SerializeToString(), cal
 
 
-def _ort_static_int8(fp32: bytes, calibration: np.ndarray) -> onnx.ModelProto:
-    """ONNX Runtime's static QDQ quantisation of the fp32 model (recipe in the module docstring)."""
+def _ort_static_int8(fp32: bytes, calibration: np.ndarray, convs_and_head_only: bool = False) -> onnx.ModelProto:
+    """ONNX Runtime's static QDQ quantisation of the fp32 model (recipe in the module docstring);
+    ``convs_and_head_only``: the attention's own ops stay float."""
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
@@ -138,7 +142,8 @@ def _ort_static_int8(fp32: bytes, calibration: np.ndarray) -> onnx.ModelProto:
         quant_pre_process(str(src), str(pre))
         cast = next(n.output[0] for n in onnx.load(str(pre)).graph.node if n.op_type == "Cast")
         exact_input = {"scale": np.array(1.0, dtype=np.float32), "zero_point": np.array(0, dtype=np.uint8)}
-        quantize_static(str(pre), str(out), Frames(), quant_format=QuantFormat.QDQ, per_channel=True,
+        only = {"op_types_to_quantize": ["Conv", "Relu", "ReduceMax", "Gemm"]} if convs_and_head_only else {}
+        quantize_static(str(pre), str(out), Frames(), quant_format=QuantFormat.QDQ, per_channel=True, **only,
                         activation_type=QuantType.QUInt8, weight_type=QuantType.QUInt8,
                         extra_options={"OpTypesToExcludeOutputQuantization": ["Gemm", "MatMul"],
                                        "TensorQuantOverrides": {cast: [exact_input]}})
@@ -234,7 +239,7 @@ def onnx_session(model: bytes, threads: int = 1) -> Any:
 def onnx_actions(model: bytes, obs: np.ndarray, batch: int = 256) -> np.ndarray:
     """Greedy actions int64 [N] of the ONNX ``model`` on uint8 observations [N,4,84,84]."""
     sess = onnx_session(model)
-    return np.concatenate([sess.run(None, {"obs": obs[i : i + batch]})[0].argmax(1)
+    return np.concatenate([sess.run(["out"], {"obs": obs[i : i + batch]})[0].argmax(1)
                            for i in range(0, len(obs), batch)]).astype(np.int64)
 
 
@@ -270,4 +275,4 @@ class OnnxNet(nn.Module):
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         """Outputs of the ONNX model for a uint8 batch."""
-        return torch.from_numpy(self.session.run(None, {"obs": obs.cpu().numpy().astype(np.uint8)})[0])
+        return torch.from_numpy(self.session.run(["out"], {"obs": obs.cpu().numpy().astype(np.uint8)})[0])
