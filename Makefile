@@ -23,7 +23,7 @@ demo: $(STAMP)
 	$(BIN)/python -m rl_compress.demo
 
 test: $(STAMP)
-	$(BIN)/ruff check rl_compress tests experiments docs/hooks.py
+	$(BIN)/ruff check rl_compress tests experiments docs/hooks.py examples
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict -q
 	$(BIN)/python -m pytest -q --durations=10
 

@@ -4,8 +4,12 @@ size, its agreement with fp32, and the exact transformations the recipe relies o
 from __future__ import annotations
 
 import json
+import re
+import subprocess
+import sys
 from pathlib import Path
 
+import imageio.v2 as imageio
 import numpy as np
 import onnx
 import pytest
@@ -186,3 +190,20 @@ def test_attention_export_refusals(tmp_path: Path, capsys: pytest.CaptureFixture
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "global max pool" in err
     assert not list(tmp_path.iterdir())
+
+
+def test_example_plays_the_int8_model_without_torch(tiny: rlc.Agent, tmp_path: Path) -> None:
+    model = rlc.export(tiny, tmp_path / "p.onnx", quantize="int8", calibration_frames=256, with_attention=True)
+    video = tmp_path / "p.mp4"
+    blocked = ("import runpy, sys; sys.modules['torch'] = None; sys.modules['rl_compress'] = None; "
+               "sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__')")
+    res = subprocess.run([sys.executable, "-c", blocked, str(ROOT / "examples" / "play_onnx.py"), str(model),
+                          "--max-steps", "120", "--video", str(video)], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    assert re.search(r"^Pong: score -?\d+ in 120 agent steps$", res.stdout, re.M), res.stdout
+    frames = imageio.mimread(str(video))
+    assert len(frames) == 120 and frames[0].shape == (630, 480, 3)
+    plain = rlc.export(tiny, tmp_path / "plain.onnx")
+    res = subprocess.run([sys.executable, str(ROOT / "examples" / "play_onnx.py"), str(plain), "--max-steps", "5",
+                          "--video", str(tmp_path / "x.mp4")], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 2 and "--with-attention" in res.stderr and not (tmp_path / "x.mp4").exists()
