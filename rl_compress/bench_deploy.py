@@ -72,16 +72,15 @@ def _reference_score(agent: Agent) -> float | None:
     return (agent.card.get("evaluation") or {}).get("mean")
 
 
-def bench_deploy(agents: list[Agent], episodes: int = 30, calibration_frames: int = 2000,
-                 quantize_teachers: bool = False) -> dict[str, Any]:
-    """A fp32 row for every agent and an int8 row for every student (and teacher with
-    ``quantize_teachers``), each played ``episodes`` games (0: no games)."""
+def bench_deploy(agents: list[Agent], episodes: int = 30, calibration_frames: int = 2000) -> dict[str, Any]:
+    """A fp32 row for every agent and an int8 row for every student, each played ``episodes``
+    games (0: no games)."""
     rows = []
     for agent in agents:
         net = agent.net.cpu().eval()
         frames = played_frames(net, agent.game, max(BATCHES), seed=7)
         rows.append(_row(agent, "fp32", exported_bytes(net, "onnx"), frames, episodes, None))
-        if agent.kind == "student" or quantize_teachers:
+        if agent.kind == "student":
             model, cal = quantize_int8(net, agent.game, calibration_frames)
             rows.append(_row(agent, "int8", model, frames, episodes, cal.agreement))
     return {"benchmark": "deploy", "episodes": episodes, "calibration_frames": calibration_frames,

@@ -9,6 +9,7 @@ byte-identical observations (tests/test_envs.py proves it).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import ale_py
@@ -17,6 +18,7 @@ import numpy as np
 from ale_py.vector_env import AtariVectorEnv
 from gymnasium.wrappers import AtariPreprocessing, FrameStackObservation
 
+from rl_compress.atari.acting import epsilon_greedy
 from rl_compress.atari.games import _env_id_name, quiet_ale, resolve_game
 from rl_compress.core.errors import UserError
 
@@ -77,6 +79,30 @@ def make_vector_env(game: str, num_envs: int, config: EnvConfig = EVAL_CONFIG, n
         reward_clipping=config.clip_rewards,
         use_fire_reset=config.fire_reset,
     )
+
+
+def played_observations(game: str, n: int, greedy: Callable[[np.ndarray], np.ndarray], seed: int, epsilon: float,
+                        every: int = 1, num_envs: int = 8) -> np.ndarray:
+    """``n`` observations uint8 [n,4,84,84] met playing ``game`` epsilon-greedy with ``greedy``
+    (a uint8 [K,4,84,84] batch -> int64 [K] actions), ``num_envs`` environments of the evaluation
+    protocol seeded ``seed``, one batch every ``every`` steps."""
+    env = make_vector_env(game, num_envs, num_threads=1)
+    rng = np.random.default_rng(seed)
+    out = np.empty((n, 4, 84, 84), dtype=np.uint8)
+    try:
+        obs, _ = env.reset(seed=seed)
+        got = t = 0
+        while got < n:
+            if t % every == 0:
+                take = min(num_envs, n - got)
+                out[got:got + take] = obs[:take]
+                got += take
+            t += 1
+            actions = epsilon_greedy(num_envs, epsilon, rng, env.single_action_space.n, lambda obs=obs: greedy(obs))
+            obs, *_ = env.step(actions)
+    finally:
+        env.close()
+    return out
 
 
 def sample_observations(game: str = "pong", n: int = 16, seed: int = 0, warmup: int = 60, num_envs: int = 4) -> np.ndarray:

@@ -305,18 +305,27 @@ def _int8_size(out: Path, cal: dict[str, Any]) -> str:
 
 def _bench_localization(args: argparse.Namespace) -> int:
     """``bench localization``: the table on stderr, JSON and markdown where asked."""
-    if not args.agents:
-        raise UserError("bench localization needs --agents A[,B...]")
-    md = check_output_file(args.md, flag="--md") if args.md else None
+    names, md = _bench_agents_and_md(args)
     methods = tuple(m.strip() for m in args.methods.split(",") if m.strip())
     if set(methods) & set(CAPTUM_METHODS):
         require("captum.attr")  # the [explain] extra: say so before any game is played
     if args.sanity_frames:
         require("scipy.stats")
     cfg = LocalizationBenchConfig(frames=args.frames, methods=methods, sanity_frames=args.sanity_frames)
-    agents = [api_load_agent(a.strip(), device=args.device) for a in args.agents.split(",") if a.strip()]
-    res = localization_benchmark(agents, cfg)
-    table = localization_table(res)
+    res = localization_benchmark([api_load_agent(a, device=args.device) for a in names], cfg)
+    return _emit_table(args, localization_table(res), res, md)
+
+
+def _bench_agents_and_md(args: argparse.Namespace) -> tuple[list[str], Path | None]:
+    """The sources in ``--agents`` (one line when there are none) and the checked ``--md`` file."""
+    names = [a.strip() for a in (args.agents or "").split(",") if a.strip()]
+    if not names:
+        raise UserError(f"bench {args.what} needs --agents A[,B...]")
+    return names, check_output_file(args.md, flag="--md") if args.md else None
+
+
+def _emit_table(args: argparse.Namespace, table: str, res: dict[str, Any], md: Path | None) -> int:
+    """A bench table on stderr, in ``md`` as markdown and the result in ``--json`` where asked."""
     print(table, file=sys.stderr)
     if md:
         atomic_write_bytes(md, (table + "\n").encode())
@@ -330,18 +339,10 @@ BENCH_NEEDS = {"teacher": "stable_baselines3", "inference": "onnxruntime", "depl
 
 def _bench_deploy(args: argparse.Namespace) -> int:
     """``bench deploy``: the table on stderr, JSON and markdown where asked."""
-    if not args.agents:
-        raise UserError("bench deploy needs --agents A[,B...]")
-    md = check_output_file(args.md, flag="--md") if args.md else None
-    agents = [api_load_agent(a.strip()) for a in args.agents.split(",") if a.strip()]
-    res = bench_deploy(agents, episodes=args.episodes, calibration_frames=args.calibration_frames)
-    table = deploy_table(res)
-    print(table, file=sys.stderr)
-    if md:
-        atomic_write_bytes(md, (table + "\n").encode())
-    if args.json:
-        _emit_json(res, args.json)
-    return 0
+    names, md = _bench_agents_and_md(args)
+    res = bench_deploy([api_load_agent(a) for a in names], episodes=args.episodes,
+                       calibration_frames=args.calibration_frames)
+    return _emit_table(args, deploy_table(res), res, md)
 
 
 def cmd_bench(args: argparse.Namespace) -> int:

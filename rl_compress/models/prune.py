@@ -17,8 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from rl_compress.atari.acting import epsilon_greedy
-from rl_compress.atari.envs import make_vector_env
+from rl_compress.atari.envs import played_observations
 from rl_compress.core.device import announce_choice, model_device, resolve_device, to_device
 from rl_compress.core.errors import UserError
 from rl_compress.core.files import sha256_file
@@ -125,25 +124,7 @@ def prune_to_budget(
 def agent_states(agent: Agent, n: int, seed: int, epsilon: float = 0.1, every: int = 4) -> np.ndarray:
     """``n`` observations [n,4,84,84] uint8 that ``agent`` meets playing epsilon-greedy (the
     evaluation protocol's sticky actions, 8 environments), one every ``every`` steps."""
-
-    k = 8
-    env = make_vector_env(agent.game, k, num_threads=1)
-    rng = np.random.default_rng(seed)
-    out = np.empty((n, 4, 84, 84), dtype=np.uint8)
-    try:
-        obs, _ = env.reset(seed=seed)
-        got = t = 0
-        while got < n:
-            if t % every == 0:
-                take = min(k, n - got)
-                out[got:got + take] = obs[:take]
-                got += take
-            t += 1
-            actions = epsilon_greedy(k, epsilon, rng, agent.num_actions, lambda obs=obs: agent.predict(obs)[0])
-            obs, *_ = env.step(actions)
-    finally:
-        env.close()
-    return out
+    return played_observations(agent.game, n, lambda obs: agent.predict(obs)[0], seed, epsilon, every)
 
 
 def _check_prune_args(src: Path, out: Path | str, states: int, max_params: int | None, force: bool) -> Path:

@@ -29,8 +29,7 @@ import onnx
 import torch
 from torch import nn
 
-from rl_compress.atari.acting import epsilon_greedy
-from rl_compress.atari.envs import OBS_SHAPE, make_vector_env
+from rl_compress.atari.envs import OBS_SHAPE, played_observations
 from rl_compress.atari.evaluate import DEFAULT_PROTOCOL
 from rl_compress.core.errors import UserError
 from rl_compress.core.optional import require
@@ -56,23 +55,15 @@ class Calibration:
     fp32_bytes: int  # the fp32 ONNX file `export` writes
 
 
-def played_frames(net: nn.Module, game: str, n: int, seed: int, envs: int = 8) -> np.ndarray:
-    """``n`` observations uint8 [n,4,84,84] that ``net`` meets playing ``game`` under the evaluation
-    protocol (greedy with its epsilon), ``envs`` games at a time, env i seeded ``seed + i``."""
-    env = make_vector_env(game, envs, DEFAULT_PROTOCOL.env_config())
-    rng = np.random.default_rng(seed)
-    out: list[np.ndarray] = []
-    try:
-        obs, _ = env.reset(seed=seed)
-        while sum(len(o) for o in out) < n:
-            out.append(obs.copy())
-            with torch.no_grad():
-                actions = epsilon_greedy(envs, DEFAULT_PROTOCOL.epsilon, rng, env.single_action_space.n,
-                                         lambda obs=obs: net(torch.as_tensor(obs)).argmax(1).numpy())
-            obs, *_ = env.step(actions)
-    finally:
-        env.close()
-    return np.concatenate(out)[:n]
+def played_frames(net: nn.Module, game: str, n: int, seed: int) -> np.ndarray:
+    """``n`` observations uint8 [n,4,84,84] that ``net`` (on the CPU) meets playing ``game`` under
+    the evaluation protocol (greedy with its epsilon), 8 games at a time, env i seeded ``seed + i``."""
+
+    def greedy(obs: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            return net(torch.as_tensor(obs)).argmax(1).numpy()
+
+    return played_observations(game, n, greedy, seed, DEFAULT_PROTOCOL.epsilon)
 
 
 def equalize_channels(net: GMPStudent, frames: np.ndarray) -> GMPStudent:
@@ -110,14 +101,13 @@ def quantize_int8(net: nn.Module, game: str, frames: int = 2000, seed: int = 0, 
     held_out = played_frames(net, game, frames // 2, seed + 1000)
     with torch.no_grad():
         reference = net(torch.as_tensor(held_out)).argmax(1).numpy()
-    fp32_bytes = len(exported_bytes(net, "onnx", with_attention, peaks))
     equalized = isinstance(net, GMPStudent)
     if equalized:
         net = equalize_channels(net, calibration)
-    fp32 = exported_bytes(net, "onnx", with_attention, peaks)
+    fp32 = exported_bytes(net, "onnx", with_attention, peaks)  # as long as the unequalised file: same tensors
     model = compact(_fused(compact(_skip_input_cast(_ort_static_int8(fp32, calibration, with_attention)))))
     agreement = float(np.mean(onnx_actions(model.SerializeToString(), held_out) == reference))
-    cal = Calibration(game, frames, seed, "minmax", equalized, len(held_out), agreement, fp32_bytes)
+    cal = Calibration(game, frames, seed, "minmax", equalized, len(held_out), agreement, len(fp32))
     onnx.helper.set_model_props(model, {METADATA_KEY: json.dumps(asdict(cal))})
     return model.SerializeToString(), cal
 
