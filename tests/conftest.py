@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -11,9 +12,18 @@ from rl_compress.models.agent import make_card, save_agent
 from rl_compress.models.networks import build_network, teacher_arch
 
 
+def _threads_per_worker() -> int:
+    """The cores each pytest-xdist worker may use (all of them without xdist, at most 2)."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    return max(1, min(2, (os.cpu_count() or 1) // workers))
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _threads() -> None:
-    torch.set_num_threads(2)
+    """Torch, and the CLI runs a test starts, use this worker's share of the cores."""
+    threads = _threads_per_worker()
+    torch.set_num_threads(threads)
+    os.environ["OMP_NUM_THREADS"] = str(threads)
 
 
 @pytest.fixture()

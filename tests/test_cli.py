@@ -25,13 +25,16 @@ def rlc(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([str(exe), *args], capture_output=True, text=True, cwd=cwd, timeout=600)
 
 
-def test_help_lists_every_subcommand() -> None:
-    res = rlc("--help")
+def test_help_lists_every_subcommand(capsys: pytest.CaptureFixture) -> None:
+    res = rlc("--help")  # the installed console script once; each subcommand's help in this process
     assert res.returncode == 0
     for sub in SUBCOMMANDS:
         assert sub in res.stdout
     for sub in SUBCOMMANDS:
-        assert rlc(sub, "--help").returncode == 0
+        with pytest.raises(SystemExit) as exc:
+            main([sub, "--help"])
+        assert exc.value.code == 0
+        assert f"usage: rl-compress {sub}" in capsys.readouterr().out
 
 
 def test_info_evaluate_export(random_teacher: Path, tmp_path: Path) -> None:
@@ -60,14 +63,29 @@ def test_info_evaluate_export(random_teacher: Path, tmp_path: Path) -> None:
     assert onnx.stat().st_size > 6_000_000
 
 
-def _bad(res: subprocess.CompletedProcess, *fragments: str) -> None:
-    assert res.returncode == 2, (res.returncode, res.stderr)
-    err = res.stderr.strip()
+def _one_line(code: int, err: str, *fragments: str) -> None:
+    err = err.strip()
+    assert code == 2, (code, err)
     assert "Traceback" not in err
     assert len(err.splitlines()) == 1, err
     assert err.startswith("error: ")
     for f in fragments:
         assert f in err, err
+
+
+def _bad(res: subprocess.CompletedProcess, *fragments: str) -> None:
+    """A refusal by the installed console script: exit 2, one line."""
+    _one_line(res.returncode, res.stderr, *fragments)
+
+
+def _refused(capsys: pytest.CaptureFixture, args: list[str], *fragments: str) -> None:
+    """The same refusal in this process (fast): main's exit code (or the parser's exit) and its stderr."""
+    capsys.readouterr()
+    try:
+        code = main(args)
+    except SystemExit as exc:
+        code = exc.code
+    _one_line(code, capsys.readouterr().err, *fragments)
 
 
 def _broken_copy(src: Path, dst: Path) -> Path:
@@ -77,36 +95,41 @@ def _broken_copy(src: Path, dst: Path) -> Path:
     return dst
 
 
-def test_bad_inputs_one_line(random_teacher: Path, tmp_path: Path) -> None:
+def test_bad_inputs_one_line(random_teacher: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     _bad(rlc("info", str(tmp_path / "nope")), "no such folder")
     d = _broken_copy(random_teacher, tmp_path / "nocard")
     (d / "agent.json").unlink()
-    _bad(rlc("evaluate", str(d)), "agent.json", "missing")
+    _refused(capsys, ["evaluate", str(d)], "agent.json", "missing")
     d = _broken_copy(random_teacher, tmp_path / "noweights")
     (d / "model.safetensors").unlink()
-    _bad(rlc("export", str(d), "--format", "onnx", "--out", str(tmp_path / "x.onnx")), "model.safetensors", "missing")
+    _refused(capsys, ["export", str(d), "--format", "onnx", "--out", str(tmp_path / "x.onnx")], "model.safetensors",
+             "missing")
     assert not (tmp_path / "x.onnx").exists()
     d = _broken_copy(random_teacher, tmp_path / "truncated")
     w = d / "model.safetensors"
     w.write_bytes(w.read_bytes()[:1000])
-    _bad(rlc("info", str(d)), "truncated or corrupt")
+    _refused(capsys, ["info", str(d)], "truncated or corrupt")
     d = _broken_copy(random_teacher, tmp_path / "mismatch")
     card = json.loads((d / "agent.json").read_text())
     card["arch"]["hidden"] = 256
     (d / "agent.json").write_text(json.dumps(card))
-    _bad(rlc("evaluate", str(d)), "do not fit")
+    _refused(capsys, ["evaluate", str(d)], "do not fit")
     d = _broken_copy(random_teacher, tmp_path / "format")
     card["arch"]["hidden"] = 512
     card["format"] = 2
     (d / "agent.json").write_text(json.dumps(card))
-    _bad(rlc("info", str(d)), "unknown card format 2")
-    _bad(rlc("evaluate", str(random_teacher), "--episodes", "0"), "--episodes")
-    _bad(rlc("teacher", "train", "--game", "Pongg", "--steps", "10", "--out", str(tmp_path / "t")), "closest valid names")
-    _bad(rlc("teacher", "train", "--game", "pong", "--steps", "-5", "--out", str(tmp_path / "t")), "--steps")
-    _bad(rlc("teacher", "train", "--out", str(random_teacher), "--steps", "10"), "already holds a run")
-    _bad(rlc("teacher", "train", "--out", str(tmp_path / "fresh"), "--resume", "--steps", "10"), "nothing to resume")
-    _bad(rlc("export", str(random_teacher), "--format", "onnx", "--out", str(tmp_path / "nodir" / "m.onnx")), "no such directory")
-    _bad(rlc("teacher", "import", str(tmp_path / "none.zip"), "--game", "pong", "--out", str(tmp_path / "i")), "no such file")
+    _refused(capsys, ["info", str(d)], "unknown card format 2")
+    _refused(capsys, ["evaluate", str(random_teacher), "--episodes", "0"], "--episodes")
+    _refused(capsys, ["teacher", "train", "--game", "Pongg", "--steps", "10", "--out", str(tmp_path / "t")],
+             "closest valid names")
+    _refused(capsys, ["teacher", "train", "--game", "pong", "--steps", "-5", "--out", str(tmp_path / "t")], "--steps")
+    _refused(capsys, ["teacher", "train", "--out", str(random_teacher), "--steps", "10"], "already holds a run")
+    _refused(capsys, ["teacher", "train", "--out", str(tmp_path / "fresh"), "--resume", "--steps", "10"],
+             "nothing to resume")
+    _refused(capsys, ["export", str(random_teacher), "--format", "onnx", "--out",
+                       str(tmp_path / "nodir" / "m.onnx")], "no such directory")
+    _refused(capsys, ["teacher", "import", str(tmp_path / "none.zip"), "--game", "pong", "--out",
+                       str(tmp_path / "i")], "no such file")
 
 
 def test_config_file_then_flags(random_teacher: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
