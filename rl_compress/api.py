@@ -31,7 +31,7 @@ from rl_compress.attention.video import check_video_path, render_overlay, write_
 from rl_compress.attention.video import side_by_side as side_by_side_images
 from rl_compress.core.config import MAX_FRAMES, MAX_SEED, check_int, check_number
 from rl_compress.core.device import resolve_device
-from rl_compress.core.errors import UserError
+from rl_compress.core.errors import UserError, arg_name
 from rl_compress.core.outputs import check_output_file
 from rl_compress.core.progress import progress_bar
 from rl_compress.models.agent import MAX_PEAKS, Agent
@@ -141,6 +141,17 @@ def _agent_of(agent: Agent | str | Path) -> Agent:
     return agent if isinstance(agent, Agent) else load_agent(agent)
 
 
+def record_overlay(agent: Agent, overlay: str | None) -> str:
+    """The overlay ``record`` draws for ``agent``: ``overlay``, or by default gmp for a global-max-pool
+    student and gradcam otherwise; a gmp overlay of an agent without the pool is refused."""
+    overlay = overlay or ("gmp" if isinstance(agent.net, GMPStudent) else "gradcam")
+    if overlay not in (*OVERLAYS, "none"):
+        raise UserError(f"{arg_name('overlay')} must be one of {', '.join(OVERLAYS)}, none; got {overlay!r}")
+    if overlay.startswith("gmp") and not isinstance(agent.net, GMPStudent):
+        raise UserError(f"{agent.path}: this agent has no global max pool; use {arg_name('overlay')} gradcam")
+    return overlay
+
+
 def record(agent: Agent | str | Path, out: str | Path, frames: int = 600, overlay: str | None = None,
            side_by_side: Agent | str | Path | None = None, episodes: int = 1, seed: int = 0, scale: int = 2,
            fps: int = 30, show_progress: bool = False) -> int:
@@ -148,17 +159,13 @@ def record(agent: Agent | str | Path, out: str | Path, frames: int = 600, overla
     (at most ``episodes`` games), its attention drawn over the screen: ``overlay`` gmp, gmp-cell,
     gradcam, perturbation or none (default: gmp for a global-max-pool student, else gradcam); with
     ``side_by_side``, that agent's Grad-CAM on the same frames beside it. Returns the frames written."""
-    out = check_video_path(check_output_file(out, flag="out"))
+    out = check_video_path(check_output_file(out, name="out"))
     for name, value, high in (("frames", frames, MAX_FRAMES), ("episodes", episodes, MAX_FRAMES),
                               ("scale", scale, 16), ("fps", fps, 240)):
         check_int(name, value, 1, high)
     check_int("seed", seed, 0, MAX_SEED)
     agent = _agent_of(agent)
-    overlay = overlay or ("gmp" if isinstance(agent.net, GMPStudent) else "gradcam")
-    if overlay not in (*OVERLAYS, "none"):
-        raise UserError(f"overlay must be one of {', '.join(OVERLAYS)}, none; got {overlay!r}")
-    if overlay.startswith("gmp") and not isinstance(agent.net, GMPStudent):
-        raise UserError(f"{agent.path}: this agent has no global max pool; use overlay gradcam")
+    overlay = record_overlay(agent, overlay)
     other = None if side_by_side is None else (
         side_by_side if isinstance(side_by_side, Agent) else load_source(side_by_side, game=agent.game))
     return write_video(out, overlay_frames(agent, overlay, other, frames, episodes, seed, scale, show_progress), fps=fps)
@@ -189,7 +196,7 @@ def localize(agent: Agent | str | Path, out: str | Path, frames: int = 1000, met
     gmp-cell, gradcam or perturbation) with the screen and RAM to the ``.npz`` ``out`` (format: docs,
     Formats); returns frames, episodes and method, and with ``score`` the localization score
     (the top peak within ``radius`` screen pixels of an OCAtari object, against a random point)."""
-    out = check_output_file(out, suffixes=(".npz",), flag="out")
+    out = check_output_file(out, suffixes=(".npz",), name="out")
     check_int("frames", frames, 1, MAX_FRAMES)
     check_int("seed", seed, 0, MAX_SEED)
     check_number("radius", radius, 0, 1000)
@@ -228,7 +235,7 @@ def export(agent: Agent | str | Path, out: str | Path, format: str = "onnx", qua
     check_int("calibration_frames", calibration_frames, 64, MAX_FRAMES)
     check_int("seed", seed, 0, MAX_SEED)
     check_int("peaks", peaks, 1, MAX_PEAKS)
-    out = check_output_file(out, flag="out")
+    out = check_output_file(out, name="out")
     loaded = _agent_of(agent)
     if with_attention:
         check_attention_export(loaded.net)

@@ -25,7 +25,7 @@ import gymnasium as gym
 
 from rl_compress.atari.evaluate import DEFAULT_PROTOCOL, evaluate
 from rl_compress.atari.games import _env_id_name, quiet_ale, resolve_game
-from rl_compress.core.errors import UserError
+from rl_compress.core.errors import UserError, arg_name
 from rl_compress.core.optional import require
 from rl_compress.core.provenance import cpu_model
 from rl_compress.core.rundir import CHECKPOINT
@@ -62,9 +62,10 @@ def check_time_to_score(cfg: TimeToScoreConfig) -> TimeToScoreConfig:
     """Refuse impossible settings with one line; the game resolved."""
     unknown = [t for t in cfg.trainers if t not in TRAINERS]
     if unknown or not cfg.trainers:
-        raise UserError(f"--trainers must name some of {', '.join(TRAINERS)}, got {','.join(cfg.trainers)}")
+        raise UserError(f"{arg_name('trainers')} must name some of {', '.join(TRAINERS)}, got {','.join(cfg.trainers)}")
     if cfg.budget <= 0 or cfg.eval_every <= 0 or cfg.confirm_episodes <= 0:
-        raise UserError("bench time-to-score needs --budget, --eval-every and --confirm-episodes > 0")
+        names = ", ".join(arg_name(n) for n in ("budget", "eval_every")) + f" and {arg_name('confirm_episodes')}"
+        raise UserError(f"bench time-to-score needs {names} > 0")
     if "sb3" in cfg.trainers:
         require("stable_baselines3")
     return TimeToScoreConfig(**{**asdict(cfg), "game": resolve_game(cfg.game)})

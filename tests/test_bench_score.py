@@ -32,7 +32,7 @@ def test_time_to_score_rows(tmp_path: Path) -> None:
 
 
 def test_time_to_score_refusals() -> None:
-    with pytest.raises(UserError, match="--trainers"):
+    with pytest.raises(UserError, match="^trainers must name"):
         check_time_to_score(TimeToScoreConfig(trainers=("ppo",)))
-    with pytest.raises(UserError, match="--budget"):
+    with pytest.raises(UserError, match="^bench time-to-score needs budget, eval_every and confirm_episodes > 0"):
         check_time_to_score(TimeToScoreConfig(budget=0))

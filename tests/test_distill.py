@@ -352,9 +352,9 @@ def test_stop_at_retention_stops_at_the_first_evaluation_that_reaches_it(tmp_pat
                    show_progress=False)["training"]
     assert more["last_eval"]["retention"] >= 0.05 and more["finished"] and more["stopped"] is None
     assert more["steps"] == 2000 and len(more["eval_history"]) == 2
-    with pytest.raises(UserError, match="--stop-at-retention needs periodic evaluations"):
+    with pytest.raises(UserError, match="^stop_at_retention needs periodic evaluations: eval_every > 0"):
         check_config(DistillConfig(stop_at_retention=0.9, eval_every=0))
-    with pytest.raises(UserError, match="--stop-at-retention must be >= 0"):
+    with pytest.raises(UserError, match="^stop_at_retention must be >= 0"):
         check_config(DistillConfig(stop_at_retention=-0.1))
 
 
@@ -369,7 +369,7 @@ def test_lr_schedules_fall_to_zero_over_the_budget() -> None:
     assert scheduled_lr(timed, 500, 10.0) == pytest.approx(5e-4)  # and here the steps
     assert scheduled_lr(timed, 100, 150.0) == 0.0  # past the budget (a resume that asks for no more)
     assert scheduled_lr(DistillConfig(lr=3e-4), 999, 1e6) == 3e-4  # constant, the default
-    with pytest.raises(UserError, match="--lr-schedule must be one of constant, linear, cosine"):
+    with pytest.raises(UserError, match="^lr_schedule must be one of constant, linear, cosine"):
         distill(Path("nowhere"), DistillConfig(lr_schedule="step"), Path("nowhere-out"), show_progress=False)
 
 
@@ -411,5 +411,5 @@ def test_an_averaged_run_saves_and_resumes_its_average(random_teacher: Path, tmp
     learner, average = resumed["student"], resumed["student_average"]
     moved = [(average[k] - ckpt["student_average"][k]).abs().max() for k in average]
     assert max(moved) > 0 and any(not torch.equal(average[k], learner[k]) for k in average)
-    with pytest.raises(UserError, match=r"--ema must be in \[0, 1\)"):
+    with pytest.raises(UserError, match=r"^ema must be in \[0, 1\)"):
         distill(random_teacher, DistillConfig(ema=1.0), tmp_path / "bad", show_progress=False)

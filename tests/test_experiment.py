@@ -166,7 +166,7 @@ def test_vary_is_one_factor_at_a_time(tmp_path: Path, random_teacher: Path) -> N
         path.write_text(yaml.safe_dump({**doc, "vary": vary}))
         with pytest.raises(UserError, match=msg):
             load_study(path)
-    with pytest.raises(UserError, match="--jobs must be at least 1"):
+    with pytest.raises(UserError, match="^jobs must be at least 1"):
         run_study(study, "local", jobs=0)
 
 

@@ -585,7 +585,8 @@ def test_python_api_errors_name_the_argument(random_teacher: Path) -> None:
                            (lambda: agent.attention(obs, "gradcam", k=0), "k must be an integer from 1 to 64"),
                            (lambda: agent.attention(obs, "gradcam", k=2.5), "k must be an integer"),
                            (lambda: rl_compress.evaluate(agent, episodes=1, seed=0.5), "seed must be an integer"),
-                           (lambda: rl_compress.evaluate(agent, episodes=1, seed=-1), "seed must be an integer from 0")):
+                           (lambda: rl_compress.evaluate(agent, episodes=1, seed=-1), "seed must be an integer from 0"),
+                           (lambda: rl_compress.evaluate(agent, episodes=0), "^episodes must be a positive integer")):
         with pytest.raises(UserError, match=fragment):
             call()
 

@@ -85,7 +85,7 @@ def test_pqn_run_resume_and_card(tmp_path: Path) -> None:
     for k, v in ckpt["online"].items():
         assert torch.equal(v, after["online"][k]), k
     assert torch.equal(ckpt["shuffle_rng"], after["shuffle_rng"])
-    with pytest.raises(UserError, match="--algo pqn, not dqn"):
+    with pytest.raises(UserError, match="trained with algo pqn, not dqn"):
         train_teacher(TeacherConfig(steps=2000), out, resume=True, show_progress=False,
                       arch=teacher_arch(layer_norm=True))
 

@@ -87,7 +87,7 @@ def test_distill_starts_from_the_teacher_by_default(tmp_path: Path, capsys: pyte
                    show_progress=False)
     assert "start" not in card["training"]
     assert "cannot take this teacher's convolutions" in capsys.readouterr().err
-    with pytest.raises(UserError, match="--init must be one of teacher, random"):
+    with pytest.raises(UserError, match="^init must be one of teacher, random"):
         distill(TEACHER, DistillConfig(init="pretrained"), tmp_path / "bad", show_progress=False)
 
 

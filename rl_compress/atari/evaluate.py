@@ -18,7 +18,7 @@ from rl_compress.atari.acting import epsilon_greedy
 from rl_compress.atari.envs import EnvConfig, make_vector_env
 from rl_compress.atari.games import game_info, resolve_game
 from rl_compress.core.device import model_device, to_device
-from rl_compress.core.errors import UserError
+from rl_compress.core.errors import UserError, arg_name
 from rl_compress.core.progress import progress_bar
 
 
@@ -78,7 +78,7 @@ def evaluate(
     "lengths", "truncated"}; human_normalized is None for a game without reference scores.
     """
     if episodes < 1:
-        raise UserError(f"--episodes must be >= 1, got {episodes}")
+        raise UserError(f"{arg_name('episodes')} must be >= 1, got {episodes}")
     game = resolve_game(game)
     k = min(episodes, max_envs)
     quota = np.full(k, episodes // k, dtype=np.int64)

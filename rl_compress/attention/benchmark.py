@@ -23,7 +23,7 @@ from rl_compress.attention.faithfulness import (
 from rl_compress.attention.playback import play
 from rl_compress.attention.score import DEFAULT_RADIUS, localization_score, objects_from_ram
 from rl_compress.core.device import model_device, to_device
-from rl_compress.core.errors import UserError
+from rl_compress.core.errors import UserError, arg_name
 from rl_compress.models.agent import Agent
 from rl_compress.models.maps import GRID, grid_to_screen
 from rl_compress.models.networks import GMPStudent
@@ -91,7 +91,8 @@ def method_row(agent: Agent, method: str, played: PlayedFrames, objects: list[An
 def localization_benchmark(agents: list[Agent], cfg: LocalizationBenchConfig) -> dict[str, Any]:
     """Every method of ``cfg`` that applies, on every agent's own frames; rows in that order."""
     if cfg.frames < 1 or cfg.sanity_frames < 0:
-        raise UserError(f"--frames must be >= 1 and --sanity-frames >= 0, got {cfg.frames}, {cfg.sanity_frames}")
+        raise UserError(f"{arg_name('frames')} must be >= 1 and {arg_name('sanity_frames')} >= 0, "
+                        f"got {cfg.frames}, {cfg.sanity_frames}")
     for method in cfg.methods:
         if method not in ALL_METHODS:
             raise UserError(f"unknown map method {method!r}; choose from {', '.join(ALL_METHODS)}")

@@ -9,7 +9,7 @@ import numpy as np
 from torch import nn
 
 from rl_compress.attention.playback import play
-from rl_compress.core.errors import UserError
+from rl_compress.core.errors import UserError, arg_name
 from rl_compress.core.files import atomic_write_bytes
 
 
@@ -19,7 +19,7 @@ def localize_to_npz(net: nn.Module, game: str, frames: int, out, method: str = "
 
 
     if frames < 1:
-        raise UserError(f"--frames must be >= 1, got {frames}")
+        raise UserError(f"{arg_name('frames')} must be >= 1, got {frames}")
     steps = list(play(net, game, method, frames, episodes=10**6, seed=seed, epsilon=0.0, k=k))
     data = {
         "frames": np.stack([s.frame for s in steps]).astype(np.uint8),

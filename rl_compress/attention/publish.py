@@ -25,7 +25,7 @@ from rl_compress.atari.evaluate import evaluate
 from rl_compress.attention.playback import play
 from rl_compress.attention.video import render_overlay, write_video
 from rl_compress.core.config import MAX_FRAMES, check_int
-from rl_compress.core.errors import UserError, first_line
+from rl_compress.core.errors import UserError, arg_name, first_line
 from rl_compress.core.files import atomic_write_bytes, sha256_file
 from rl_compress.core.outputs import check_output_dir
 from rl_compress.core.rundir import CONFIG, CURVE, MODEL_CARD, STILL, RunLock, claim_output_dir
@@ -104,8 +104,8 @@ def evaluation_to_publish(agent: Agent, episodes: int | None, unevaluated: bool)
         return ev
     if unevaluated:
         return None
-    raise UserError(f"{agent.path}: no evaluation of these weights to publish; add --evaluate 30 (plays 30 games "
-                    "first), or --unevaluated to publish it without a score")
+    raise UserError(f"{agent.path}: no evaluation of these weights to publish; add {arg_name('evaluate')} 30 (plays 30 "
+                    f"games first), or {arg_name('unevaluated')} to publish it without a score")
 
 
 def results_json(evaluation: dict[str, Any], game_id: str) -> bytes:
@@ -177,20 +177,20 @@ class PushRequest:
 def check_push(req: PushRequest) -> Path | None:
     """Refuse a push that cannot be done with one line, before any work; returns the dry-run folder."""
     if not re.fullmatch(r"[A-Za-z0-9][\w.-]*/[\w.-]+", str(req.repo_id)):
-        raise UserError(f"--repo-id must be ORG/NAME, got {req.repo_id!r}")
+        raise UserError(f"{arg_name('repo_id')} must be ORG/NAME, got {req.repo_id!r}")
     if req.evaluate_episodes and req.unevaluated:
-        raise UserError("--evaluate and --unevaluated contradict each other; give one")
+        raise UserError(f"{arg_name('evaluate')} and {arg_name('unevaluated')} contradict each other; give one")
     if req.evaluate_episodes is not None:
         check_int("evaluate_episodes", req.evaluate_episodes, 1, MAX_FRAMES)
     check_int("frames", req.frames, 1, MAX_FRAMES)
     if req.tensorboard is not None and not req.tensorboard.is_dir():
-        raise UserError(f"--tensorboard {req.tensorboard}: no such folder")
+        raise UserError(f"{arg_name('tensorboard')} {req.tensorboard}: no such folder")
     if str(req.agent).startswith("hf:") or req.agent.is_file():
         raise UserError(f"{req.agent}: push needs an agent directory; import it first: "
                         f"rl-compress teacher import {req.agent} --out DIR")
-    folder = check_output_dir(req.dry_run, flag="--dry-run") if req.dry_run else None
+    folder = check_output_dir(req.dry_run, name="dry_run") if req.dry_run else None
     if folder is not None and folder.exists() and any(folder.iterdir()):
-        raise UserError(f"{folder}: not empty; --dry-run writes a new folder")
+        raise UserError(f"{folder}: not empty; {arg_name('dry_run')} writes a new folder")
     return folder
 
 

@@ -19,6 +19,7 @@ from rl_compress.api import load_agent as api_load_agent
 from rl_compress.api import localize as api_localize
 from rl_compress.api import push as api_push
 from rl_compress.api import record as api_record
+from rl_compress.api import record_overlay
 from rl_compress.atari.evaluate import evaluate
 from rl_compress.atari.robustness import robustness
 from rl_compress.attention.benchmark import LocalizationBenchConfig, localization_benchmark, localization_table
@@ -29,9 +30,9 @@ from rl_compress.attention.video import check_video_path
 from rl_compress.bench import TeacherBenchConfig, bench_teacher, format_teacher
 from rl_compress.bench_deploy import bench_deploy, deploy_table
 from rl_compress.bench_score import TimeToScoreConfig, check_time_to_score, format_time_to_score, time_to_score
-from rl_compress.core.config import apply_config_file, config_from_args, flag_name
+from rl_compress.core.config import apply_config_file, config_from_args
 from rl_compress.core.device import announce_choice, model_device
-from rl_compress.core.errors import UserError
+from rl_compress.core.errors import UserError, arg_name
 from rl_compress.core.files import atomic_write_bytes, atomic_write_json, sha256_file
 from rl_compress.core.optional import require
 from rl_compress.core.outputs import check_output_file
@@ -41,7 +42,7 @@ from rl_compress.core.tables import rows_csv
 from rl_compress.models.agent import WEIGHTS, agent_summary, read_card, update_card
 from rl_compress.models.graph_attention import check_attention_export
 from rl_compress.models.model_card import model_card
-from rl_compress.models.networks import GMPStudent, count_params, parse_spec
+from rl_compress.models.networks import count_params, parse_spec
 from rl_compress.models.prune import prune_agent
 from rl_compress.models.quantize import onnx_net, read_calibration
 from rl_compress.models.sources import import_teacher
@@ -63,7 +64,7 @@ def _positive(name: str, value: int) -> int:
 
 def _json_path(path: str | None) -> Path | None:
     """Check a ``--json FILE`` before the work that fills it starts."""
-    return check_output_file(path, (), "--json") if path else None
+    return check_output_file(path, (), "json") if path else None
 
 
 def _stopped_exit(out: str, steps: int, resume_command: str, signum: int) -> int:
@@ -98,7 +99,7 @@ def _teacher_config_class(args: argparse.Namespace, source_card: dict[str, Any] 
     for other in TEACHER_CONFIGS.values():
         for f in dataclasses.fields(other):
             if f.name not in own and getattr(args, f.name, None) is not None:
-                raise UserError(f"{flag_name(f.name)} is not an option of --algo {algo or 'dqn'}")
+                raise UserError(f"{arg_name(f.name)} is not an option of --algo {algo or 'dqn'}")
     return cls
 
 
@@ -321,7 +322,7 @@ def _bench_agents_and_md(args: argparse.Namespace) -> tuple[list[str], Path | No
     names = [a.strip() for a in (args.agents or "").split(",") if a.strip()]
     if not names:
         raise UserError(f"bench {args.what} needs --agents A[,B...]")
-    return names, check_output_file(args.md, flag="--md") if args.md else None
+    return names, check_output_file(args.md, name="md") if args.md else None
 
 
 def _emit_table(args: argparse.Namespace, table: str, res: dict[str, Any], md: Path | None) -> int:
@@ -450,13 +451,11 @@ def cmd_record(args: argparse.Namespace) -> int:
     """Record a video of an agent with its attention overlay."""
     check_output_file(check_video_path(Path(args.out)))
     agent = _agent(args)
-    if (args.overlay or "").startswith("gmp") and not isinstance(agent.net, GMPStudent):
-        raise UserError(f"{args.agent}: this agent has no global max pool; use --overlay gradcam")
+    overlay = record_overlay(agent, args.overlay)
     other = api_load_agent(args.side_by_side, game=agent.game, device=args.device) if args.side_by_side else None
     _work_starts(args, agent)
-    n = api_record(agent, args.out, frames=args.max_frames, overlay=args.overlay, side_by_side=other,
+    n = api_record(agent, args.out, frames=args.max_frames, overlay=overlay, side_by_side=other,
                    episodes=args.episodes, seed=args.seed, scale=args.scale, fps=args.fps, show_progress=not args.quiet)
-    overlay = args.overlay or ("gmp" if isinstance(agent.net, GMPStudent) else "gradcam")
     print(f"{args.out}: {n} frames, overlay {overlay}", file=sys.stderr)
     return 0
 
@@ -505,9 +504,9 @@ def cmd_experiment(args: argparse.Namespace) -> int:
 def cmd_table(args: argparse.Namespace) -> int:
     """Print (and optionally write) the results table of distilled students."""
 
-    for path, flag in ((args.md, "--md"), (args.csv, "--csv")):
+    for path, name in ((args.md, "md"), (args.csv, "csv")):
         if path:
-            check_output_file(path, (), flag)
+            check_output_file(path, (), name)
     rows = agents_table([Path(a) for a in args.agents], threshold=args.threshold)
     md = table_markdown(rows)
     if args.md:

@@ -15,7 +15,7 @@ import sys
 from collections.abc import Sequence
 
 from rl_compress.cli.parser import build_parser
-from rl_compress.core.errors import Stopped, StoppedRun, UserError
+from rl_compress.core.errors import Stopped, StoppedRun, UserError, command_line_names
 from rl_compress.core.signals import raise_stopped
 
 
@@ -25,7 +25,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     old = signal.signal(signal.SIGTERM, raise_stopped)
     try:
-        return int(args.func(args) or 0)
+        with command_line_names():
+            return int(args.func(args) or 0)
     except StoppedRun as e:
         print(e, file=sys.stderr)
         return e.exit_code

@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 
-from rl_compress.core.errors import UserError, first_line
+from rl_compress.core.errors import UserError, arg_name, first_line
 
 MAX_SEED = 2**30  # seeds of consecutive envs and episodes (seed + i) stay in ALE's 32-bit range
 MAX_STEPS = 10**10  # 40 billion frames: past any published Atari budget
@@ -135,11 +135,6 @@ def read_yaml_mapping(path: Path, what: str) -> dict[str, Any]:
     return doc
 
 
-def flag_name(name: str) -> str:
-    """The CLI flag of a config field (``buffer_size`` -> ``--buffer-size``)."""
-    return "--" + name.replace("_", "-")
-
-
 def check_types(cfg: Any) -> None:
     """Refuse a config field whose value has the wrong type or is not a finite number (as a study
     YAML or a Python caller can give: ``steps: abc``, ``lr: .nan``, ``double: 1``)."""
@@ -158,7 +153,7 @@ def check_types(cfg: Any) -> None:
             ok = True
         if not ok:
             what = {"float": "a finite number", "int": "an integer", "bool": "true or false", "str": "a string"}[kind]
-            raise UserError(f"{flag_name(f.name)} must be {what}, got {value!r}")
+            raise UserError(f"{arg_name(f.name)} must be {what}, got {value!r}")
 
 
 def check_ranges(cfg: Any, positive: Sequence[str] = (), non_negative: Sequence[str] = (),
@@ -169,16 +164,16 @@ def check_ranges(cfg: Any, positive: Sequence[str] = (), non_negative: Sequence[
     check_types(cfg)
     for name, high in UPPER.items():
         if getattr(cfg, name, 0) > high:
-            raise UserError(f"{flag_name(name)} must be at most {high}, got {getattr(cfg, name)}")
+            raise UserError(f"{arg_name(name)} must be at most {high}, got {getattr(cfg, name)}")
     for name in positive:
         if getattr(cfg, name) <= 0:
-            raise UserError(f"{flag_name(name)} must be positive, got {getattr(cfg, name)}")
+            raise UserError(f"{arg_name(name)} must be positive, got {getattr(cfg, name)}")
     for name in non_negative:
         if getattr(cfg, name) < 0:
-            raise UserError(f"{flag_name(name)} must be >= 0, got {getattr(cfg, name)}")
+            raise UserError(f"{arg_name(name)} must be >= 0, got {getattr(cfg, name)}")
     for name in unit:
         if not 0 <= getattr(cfg, name) <= 1:
-            raise UserError(f"{flag_name(name)} must be in [0, 1], got {getattr(cfg, name)}")
+            raise UserError(f"{arg_name(name)} must be in [0, 1], got {getattr(cfg, name)}")
 
 
 def resumed_config(cfg: Any, saved: dict[str, Any], keep: Sequence[str],

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from rl_compress.core.errors import UserError
+from rl_compress.core.errors import UserError, arg_name
 
 DEVICE_HELP = "auto | cpu | cuda | cuda:N (auto: cuda when torch sees one, else cpu)"
 _DEVICE = re.compile(r"^(auto|cpu|cuda|cuda:\d+)$")
@@ -37,7 +37,7 @@ _announced: set[str] = set()
 def check_device_spec(spec: str) -> None:
     """Refuse a --device value that is not auto, cpu, cuda or cuda:N, with one line."""
     if not isinstance(spec, str) or not _DEVICE.match(spec):
-        raise UserError(f"--device must be {DEVICE_HELP.split(' (')[0]}, got {spec!r}")
+        raise UserError(f"{arg_name('device')} must be {DEVICE_HELP.split(' (')[0]}, got {spec!r}")
 
 
 def device_spec(value: str | torch.device) -> str:
@@ -85,10 +85,12 @@ def announce_choice(spec: str | torch.device, device: torch.device) -> None:
 def _check_cuda(device: torch.device, spec: str) -> None:
     if not torch.cuda.is_available():
         build = "a CPU-only build of torch" if torch.version.cuda is None else "no CUDA device visible"
-        raise UserError(f"--device {spec}: CUDA is not available here ({build}); use --device cpu or auto")
+        flag = arg_name("device")
+        raise UserError(f"{flag} {spec}: CUDA is not available here ({build}); use {flag} cpu or auto")
     count = torch.cuda.device_count()
     if device.index is not None and device.index >= count:
-        raise UserError(f"--device {spec}: this machine has {count} CUDA device(s) (cuda:0..cuda:{count - 1})")
+        raise UserError(f"{arg_name('device')} {spec}: this machine has {count} CUDA device(s) "
+                        f"(cuda:0..cuda:{count - 1})")
 
 
 def describe(device: torch.device) -> str:

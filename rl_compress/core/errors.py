@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+from contextvars import ContextVar
+
+_COMMAND_LINE_NAMES: ContextVar[bool] = ContextVar("command_line_names", default=False)
+
 
 class UserError(Exception):
     """A mistake in what the user asked for (bad name, bad file, bad number).
@@ -52,3 +58,19 @@ def first_line(exc: BaseException, limit: int = 160) -> str:
         return line
     cut = line[:limit].rsplit(" ", 1)[0].rstrip(" ,;:")
     return cut + " ..."
+
+
+def arg_name(name: str) -> str:
+    """How an error names a setting: ``buffer_size`` for a Python caller (the argument or config
+    field), ``--buffer-size`` inside the CLI (``command_line_names``)."""
+    return "--" + name.replace("_", "-") if _COMMAND_LINE_NAMES.get() else name
+
+
+@contextlib.contextmanager
+def command_line_names() -> Iterator[None]:
+    """While inside, ``arg_name`` names settings by their CLI flags (the CLI runs every command in it)."""
+    token = _COMMAND_LINE_NAMES.set(True)
+    try:
+        yield
+    finally:
+        _COMMAND_LINE_NAMES.reset(token)

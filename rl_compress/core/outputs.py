@@ -15,7 +15,7 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from rl_compress.core.errors import UserError
+from rl_compress.core.errors import UserError, arg_name
 from rl_compress.core.rundir import RUN_FILES, holds_run
 
 
@@ -35,24 +35,24 @@ def probe_writable(folder: Path, what: Path) -> None:
         raise UserError(f"{what}: cannot write there ({e.strerror or e})") from None
 
 
-def check_output_file(path: Path | str, suffixes: Sequence[str] = (), flag: str = "--out") -> Path:
+def check_output_file(path: Path | str, suffixes: Sequence[str] = (), name: str = "out") -> Path:
     """Refuse an output file that cannot be written, with one line; returns it as a Path."""
     path = Path(path)
     if path.is_dir():
-        raise UserError(f"{path}: {flag} is a directory, not a file")
+        raise UserError(f"{path}: {arg_name(name)} is a directory, not a file")
     if suffixes and path.suffix.lower() not in suffixes:
-        raise UserError(f"{path}: {flag} must end in {' or '.join(suffixes)}")
+        raise UserError(f"{path}: {arg_name(name)} must end in {' or '.join(suffixes)}")
     if not path.parent.exists():
         raise UserError(f"{path.parent}: no such directory")
     if not path.parent.is_dir():
         raise UserError(f"{path}: {path.parent} is not a directory")
     if path.name in RUN_FILES and holds_run(path.parent):
-        raise UserError(f"{path}: {flag} is a file of the agent in {path.parent}; choose another path")
+        raise UserError(f"{path}: {arg_name(name)} is a file of the agent in {path.parent}; choose another path")
     probe_writable(path.parent, path)
     return path
 
 
-def check_not_inputs(out: Path | str, inputs: Sequence[Path | str | None], flag: str = "--out") -> None:
+def check_not_inputs(out: Path | str, inputs: Sequence[Path | str | None], name: str = "out") -> None:
     """Refuse an output directory that is one of the ``inputs`` (a teacher, an --init-from agent, a
     source file), lies inside one, or holds one: writing there (--force) would destroy the input."""
     target = Path(out).resolve()
@@ -61,17 +61,18 @@ def check_not_inputs(out: Path | str, inputs: Sequence[Path | str | None], flag:
             continue
         source = Path(given).resolve()
         if target == source or source.is_relative_to(target) or target.is_relative_to(source):
+            flag = arg_name(name)
             raise UserError(f"{out}: {flag} would overwrite its own input {given}; choose another {flag}")
 
 
-def check_output_dir(out: Path | str, flag: str = "--out") -> Path:
+def check_output_dir(out: Path | str, name: str = "out") -> Path:
     """Refuse an output directory that cannot be made or written (a file in its place, a path
     under a file, a read-only disk); returns it as a Path. Creates nothing."""
     out = Path(out)
     if out.exists() and not out.is_dir():
-        raise UserError(f"{out}: {flag} exists and is not a directory")
+        raise UserError(f"{out}: {arg_name(name)} exists and is not a directory")
     base = _nearest_existing(out)
     if not base.is_dir():
-        raise UserError(f"{out}: {flag} cannot be made: {base} is a file, not a directory")
+        raise UserError(f"{out}: {arg_name(name)} cannot be made: {base} is a file, not a directory")
     probe_writable(base, out)
     return out

@@ -29,7 +29,7 @@ from typing import Any, BinaryIO
 import torch
 from safetensors import SafetensorError, safe_open
 
-from rl_compress.core.errors import StorageError, UserError, first_line
+from rl_compress.core.errors import StorageError, UserError, arg_name, first_line
 from rl_compress.core.files import atomic_write_bytes, bytes_writer
 
 WEIGHTS = "model.safetensors"
@@ -268,9 +268,10 @@ def claim_output_dir(out: Path, resume: bool = False, force: bool = False, can_r
         return []
     if not force:
         if holds_run(out):
-            how = "pass --resume to continue it, --force to replace it" if can_resume else "--force replaces it"
-            raise UserError(f"{out}: already holds a run; {how}, or choose another --out")
-        raise UserError(f"{out}: not empty; choose another --out (or --force to write into it)")
+            how = (f"pass {arg_name('resume')} to continue it, {arg_name('force')} to replace it" if can_resume
+                   else f"{arg_name('force')} replaces it")
+            raise UserError(f"{out}: already holds a run; {how}, or choose another {arg_name('out')}")
+        raise UserError(f"{out}: not empty; choose another {arg_name('out')} (or {arg_name('force')} to write into it)")
     removed = [p.name for p in entries if p.name in RUN_FILES and p.is_file()]
     for name in removed:
         (out / name).unlink()

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rl_compress.core.errors import UserError
+from rl_compress.core.errors import UserError, arg_name
 from rl_compress.models.maps import GRID, SCREEN_H, SCREEN_W, _centres, _gaussian, grid_to_screen
 from rl_compress.models.networks import GMPStudent, receptive_field
 
@@ -26,9 +26,11 @@ OUTPUT_NAMES = ("out", "attention", "peaks")
 def check_attention_export(net: nn.Module) -> GMPStudent:
     """``net`` if its attention can go into the graph; one UserError line otherwise."""
     if not isinstance(net, GMPStudent):
-        raise UserError("--with-attention needs a student with a global max pool (gmp); this agent has none")
+        raise UserError(f"{arg_name('with_attention')} needs a student with a global max pool (gmp); "
+                        "this agent has none")
     if not isinstance(net.hidden, nn.Identity):
-        raise UserError("--with-attention needs a gmp student whose pool feeds the head directly (no -h hidden layer)")
+        raise UserError(f"{arg_name('with_attention')} needs a gmp student whose pool feeds the head directly "
+                        "(no -h hidden layer)")
     return net
 
 

@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from rl_compress.core.device import model_device, to_device
-from rl_compress.core.errors import UserError
+from rl_compress.core.errors import UserError, arg_name
 from rl_compress.models.networks import GMPStudent, conv_activations, conv_layers, receptive_field
 
 SCREEN_H, SCREEN_W = 210, 160
@@ -253,7 +253,7 @@ def gmp_attention(
     otherwise place it at the centre of its cell's receptive field (the cells of the last map,
     7x7 for the teacher's geometry; method gmp-cell)."""
     if not isinstance(net, GMPStudent):
-        raise UserError("this agent has no global max pool: use --overlay gradcam (or --method gradcam)")
+        raise UserError(f"this agent has no global max pool: use {arg_name('method')} gradcam")
     x = to_device(obs, model_device(net))
     with torch.no_grad():
         acts = conv_activations(net.conv, x)

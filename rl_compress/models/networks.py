@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from rl_compress.core.device import autocast
-from rl_compress.core.errors import UserError
+from rl_compress.core.errors import UserError, arg_name
 
 ArchSpec = dict[str, Any]
 
@@ -350,7 +350,7 @@ PRECISIONS = ("fp32", "bf16", "auto")
 def check_precision(precision: str) -> None:
     """Refuse a --precision other than fp32, bf16 or auto with one line."""
     if precision not in PRECISIONS:
-        raise UserError(f"--precision must be fp32, bf16 or auto, got {precision!r}")
+        raise UserError(f"{arg_name('precision')} must be fp32, bf16 or auto, got {precision!r}")
 
 
 def bf16_enabled(precision: str, device: torch.device | None = None) -> bool:
@@ -363,8 +363,8 @@ def bf16_enabled(precision: str, device: torch.device | None = None) -> bool:
     if precision == "auto":
         return fast
     if not fast:
-        warnings.warn("--precision bf16 on a device without bfloat16 units (a CPU without AMX or AVX-512 BF16, "
-                      "a GPU before Ampere): updates will be slower than fp32", stacklevel=3)
+        warnings.warn(f"{arg_name('precision')} bf16 on a device without bfloat16 units (a CPU without AMX or "
+                      "AVX-512 BF16, a GPU before Ampere): updates will be slower than fp32", stacklevel=3)
     return True
 
 

@@ -19,7 +19,7 @@ from torch import nn
 
 from rl_compress.atari.envs import played_observations
 from rl_compress.core.device import announce_choice, model_device, resolve_device, to_device
-from rl_compress.core.errors import UserError
+from rl_compress.core.errors import UserError, arg_name
 from rl_compress.core.files import sha256_file
 from rl_compress.core.outputs import check_not_inputs, check_output_dir
 from rl_compress.core.rundir import claim_output_dir, own_run_dir
@@ -132,14 +132,14 @@ def _check_prune_args(src: Path, out: Path | str, states: int, max_params: int |
     with one line each; returns the checked output directory."""
     out = check_output_dir(out)
     if out.resolve() == src.resolve():
-        raise UserError(f"{out}: --out is the source agent; choose another directory")
+        raise UserError(f"{out}: {arg_name('out')} is the source agent; choose another directory")
     check_not_inputs(out, [src])
     if out.exists() and any(not p.name.startswith(".") for p in out.iterdir()) and not force:
         claim_output_dir(out, can_resume=False)  # refuses with the reason
     if states < 64:
-        raise UserError(f"--states must be at least 64, got {states}")
+        raise UserError(f"{arg_name('states')} must be at least 64, got {states}")
     if max_params is not None and max_params < 1:
-        raise UserError(f"--max-params must be positive, got {max_params}")
+        raise UserError(f"{arg_name('max_params')} must be positive, got {max_params}")
     return out
 
 

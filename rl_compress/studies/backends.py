@@ -16,7 +16,7 @@ import torch
 
 from rl_compress.atari.evaluate import DEFAULT_PROTOCOL, evaluate, retention
 from rl_compress.core.device import resolve_device
-from rl_compress.core.errors import StoppedRun, UserError
+from rl_compress.core.errors import StoppedRun, UserError, arg_name
 from rl_compress.core.files import atomic_write_json, sha256_file
 from rl_compress.core.optional import require
 from rl_compress.core.provenance import git_commit
@@ -110,7 +110,7 @@ def run_study(study: Study, backend: str = "local", address: str | None = None, 
     ``jobs`` > 1 runs that many cells at once on the local backend, each in its own process
     with one torch thread."""
     if jobs < 1:
-        raise UserError(f"--jobs must be at least 1, got {jobs}")
+        raise UserError(f"{arg_name('jobs')} must be at least 1, got {jobs}")
     if backend == "local" and jobs == 1:
         return _run_here(study)
     if backend == "local":

@@ -42,7 +42,7 @@ from typing import Any
 
 from rl_compress.atari.games import resolve_game
 from rl_compress.core.config import read_yaml_mapping
-from rl_compress.core.errors import UserError
+from rl_compress.core.errors import UserError, arg_name
 from rl_compress.core.rundir import RESULT, note
 from rl_compress.models.networks import parse_spec
 from rl_compress.train.distill import ACTORS, LOSSES, DistillConfig
@@ -105,7 +105,7 @@ def load_study(path: Path, budget: float = 1.0, device: str | None = None) -> St
     path = Path(path)
     doc = _read_study_yaml(path)
     if not 0 < budget <= 1:
-        raise UserError(f"--budget must be in (0, 1], got {budget}")
+        raise UserError(f"{arg_name('budget')} must be in (0, 1], got {budget}")
     need = ["games", "students", "losses", "seeds", "steps"]
     missing = [k for k in need if k not in doc]
     if missing:

@@ -44,7 +44,7 @@ from rl_compress.core.device import (
     resolve_device,
     to_device,
 )
-from rl_compress.core.errors import UserError
+from rl_compress.core.errors import UserError, arg_name
 from rl_compress.core.files import sha256_file
 from rl_compress.core.outputs import check_not_inputs, check_output_dir
 from rl_compress.core.provenance import git_commit
@@ -154,22 +154,22 @@ def teacher_tau(cfg: DistillConfig, teacher_card: dict[str, Any]) -> float:
 def check_choices(cfg: DistillConfig) -> None:
     """Refuse a value outside its choices, or settings that contradict each other, with one line."""
     if cfg.loss not in LOSSES:
-        raise UserError(f"--loss must be one of {', '.join(LOSSES)}, got {cfg.loss!r}")
+        raise UserError(f"{arg_name('loss')} must be one of {', '.join(LOSSES)}, got {cfg.loss!r}")
     if cfg.init not in INITS:
-        raise UserError(f"--init must be one of {', '.join(INITS)}, got {cfg.init!r}")
+        raise UserError(f"{arg_name('init')} must be one of {', '.join(INITS)}, got {cfg.init!r}")
     if not 0 <= cfg.ema < 1:
-        raise UserError(f"--ema must be in [0, 1) (0 = off), got {cfg.ema}")
+        raise UserError(f"{arg_name('ema')} must be in [0, 1) (0 = off), got {cfg.ema}")
     if cfg.lr_schedule not in LR_SCHEDULES:
-        raise UserError(f"--lr-schedule must be one of {', '.join(LR_SCHEDULES)}, got {cfg.lr_schedule!r}")
+        raise UserError(f"{arg_name('lr_schedule')} must be one of {', '.join(LR_SCHEDULES)}, got {cfg.lr_schedule!r}")
     if cfg.actor not in ACTORS:
-        raise UserError(f"--actor must be one of {', '.join(ACTORS)}, got {cfg.actor!r}")
+        raise UserError(f"{arg_name('actor')} must be one of {', '.join(ACTORS)}, got {cfg.actor!r}")
     check_precision(cfg.precision)
     if cfg.stop_at_retention > 0 and cfg.eval_every == 0:
-        raise UserError("--stop-at-retention needs periodic evaluations: --eval-every > 0")
+        raise UserError(f"{arg_name('stop_at_retention')} needs periodic evaluations: {arg_name('eval_every')} > 0")
     if cfg.buffer_size < cfg.envs * (STACK + 3):
-        raise UserError(f"--buffer-size {cfg.buffer_size} is too small for {cfg.envs} envs")
+        raise UserError(f"{arg_name('buffer_size')} {cfg.buffer_size} is too small for {cfg.envs} envs")
     if cfg.recycle_every < -1:
-        raise UserError(f"--recycle-every must be >= 0 (or -1 = auto), got {cfg.recycle_every}")
+        raise UserError(f"{arg_name('recycle_every')} must be >= 0 (or -1 = auto), got {cfg.recycle_every}")
 
 
 def check_config(cfg: DistillConfig) -> DistillConfig:
@@ -178,10 +178,10 @@ def check_config(cfg: DistillConfig) -> DistillConfig:
     replay memory larger than its memory, a student spec that does not parse; returns the config
     with its device as a string (a new config: the caller's is not changed)."""
     cfg = replace(cfg, device=config_device(cfg.device))  # a torch.device too; CUDA only where it is
-    check_memory(cfg.buffer_size * (SLOT_BYTES + 4 * MAX_ACTIONS), f"--buffer-size {cfg.buffer_size}")
+    check_memory(cfg.buffer_size * (SLOT_BYTES + 4 * MAX_ACTIONS), f"{arg_name('buffer_size')} {cfg.buffer_size}")
     arch = parse_spec(cfg.student)
     if cfg.recycle_every > 0 and arch["name"] != "gmp":
-        raise UserError(f"--recycle-every works on gmp students, not {cfg.student!r}")
+        raise UserError(f"{arg_name('recycle_every')} works on gmp students, not {cfg.student!r}")
     return cfg
 
 
@@ -301,8 +301,9 @@ def _init_source(path: Path, arch: dict[str, Any], game: str) -> Any:
     """The student agent whose weights start a run: same arch and game, or one clear error."""
     src = load_agent(path, game=game)
     if src.card.get("kind") != "student" or src.card["arch"] != arch:
-        raise UserError(f"--init-from {path} is {src.card['arch'].get('spec', src.card['arch'].get('name'))!r}, "
-                        f"not the student {arch['spec']!r}; pass --student with its spec")
+        spec = src.card["arch"].get("spec", src.card["arch"].get("name"))
+        raise UserError(f"{arg_name('init_from')} {path} is {spec!r}, not the student {arch['spec']!r}; "
+                        f"pass {arg_name('student')} with its spec")
     return src
 
 
@@ -327,7 +328,7 @@ def distill(
     teacher_dir, out = teacher_directory(teacher_dir), check_output_dir(out)
     check_not_inputs(out, [teacher_dir, cfg.init_from])
     if tensorboard is not None:
-        check_output_dir(tensorboard, flag="--tensorboard")
+        check_output_dir(tensorboard, name="tensorboard")
     teacher = load_agent(teacher_dir)
     with own_run_dir(out, resume, force):
         return _distill(teacher_dir, teacher, cfg, out, resume, tensorboard, show_progress, command, stop)
@@ -604,7 +605,8 @@ def _student(cfg: DistillConfig, arch: dict[str, Any], teacher: Any, init: Any, 
         if can_start_from(student, teacher.net):
             started = start_from_teacher(student, teacher, cfg.seed)
         else:
-            note(f"--init teacher: {cfg.student} cannot take this teacher's convolutions; starting from random weights")
+            note(f"{arg_name('init')} teacher: {cfg.student} cannot take this teacher's convolutions; "
+                 "starting from random weights")
     proj = None
     if cfg.feature_weight > 0:
         x = torch.zeros((1, 4, 84, 84), dtype=torch.uint8, device=device)
@@ -667,9 +669,10 @@ def _distill(
         restore_rngs(ckpt, rng)
         resumed = {"teacher_eval": json.loads(ckpt["teacher_eval"]), "history": json.loads(ckpt["history"])}
     if state.step >= cfg.steps:
-        raise UserError(f"{out}: run is already at {state.step} steps; ask for more than that with --steps")
+        raise UserError(f"{out}: run is already at {state.step} steps; ask for more than that with {arg_name('steps')}")
     if ckpt is not None and 0 < cfg.max_wall_time <= state.wall_before:  # a new run's start counts, but runs
-        raise UserError(f"{out}: run has already trained {state.wall_before:.0f} s; ask for more with --max-wall-time")
+        raise UserError(f"{out}: run has already trained {state.wall_before:.0f} s; "
+                        f"ask for more with {arg_name('max_wall_time')}")
     repair = ckpt is not None and reconcile_resume(out, state.step)
     with stops_end_at_once():  # nothing of this run is written yet; the emulators' start holds the GIL
         env = make_vector_env(teacher.game, cfg.envs, EnvConfig(sticky=cfg.sticky), num_threads=cfg.env_threads)

@@ -28,7 +28,7 @@ from rl_compress.atari.envs import EnvConfig, make_vector_env
 from rl_compress.atari.games import resolve_game
 from rl_compress.core.config import option, resumed_config
 from rl_compress.core.device import announce_choice, check_memory, config_device, resolve_device, to_device
-from rl_compress.core.errors import UserError, first_line
+from rl_compress.core.errors import UserError, arg_name, first_line
 from rl_compress.core.outputs import check_not_inputs, check_output_dir
 from rl_compress.core.rundir import (
     CHECKPOINT,
@@ -154,14 +154,14 @@ def check_config(cfg: TeacherRunConfig) -> TeacherRunConfig:
     cfg = replace(cfg, game=resolve_game(cfg.game))  # types and ranges: checked at construction
     check_precision(cfg.precision)
     if cfg.stop_at_score and cfg.eval_every == 0:
-        raise UserError("--stop-at-score needs periodic evaluations: --eval-every > 0")
+        raise UserError(f"{arg_name('stop_at_score')} needs periodic evaluations: {arg_name('eval_every')} > 0")
     if isinstance(cfg, TeacherConfig) and cfg.buffer_size < cfg.envs * (cfg.n_step + 8):
-        raise UserError(f"--buffer-size {cfg.buffer_size} is too small for {cfg.envs} envs")
+        raise UserError(f"{arg_name('buffer_size')} {cfg.buffer_size} is too small for {cfg.envs} envs")
     if isinstance(cfg, TeacherConfig):
-        check_memory(cfg.buffer_size * SLOT_BYTES, f"--buffer-size {cfg.buffer_size}")
+        check_memory(cfg.buffer_size * SLOT_BYTES, f"{arg_name('buffer_size')} {cfg.buffer_size}")
     if isinstance(cfg, PQNConfig) and cfg.minibatch_size > cfg.envs * cfg.rollout_steps:
-        raise UserError(f"--minibatch-size {cfg.minibatch_size} is larger than a rollout ({cfg.envs} envs x "
-                        f"{cfg.rollout_steps} steps)")
+        raise UserError(f"{arg_name('minibatch_size')} {cfg.minibatch_size} is larger than a rollout "
+                        f"({cfg.envs} envs x {cfg.rollout_steps} steps)")
     return cfg
 
 
@@ -177,14 +177,14 @@ def _prepare_out(out: Path, cfg: TeacherRunConfig, resume: bool, arch: dict[str,
         return None
     card = read_card(out) if (out / CHECKPOINT).exists() else None
     if card is None:
-        raise UserError(f"{out / CHECKPOINT}: missing, nothing to resume (--force starts the run again)")
+        raise UserError(f"{out / CHECKPOINT}: missing, nothing to resume ({arg_name('force')} starts the run again)")
     if card["game"] != cfg.game:
         raise UserError(f"{out}: run is for game {card['game']!r}, not {cfg.game!r}")
     if card["arch"] != arch:
         raise UserError(f"{out}: run has arch {card['arch']}, not {arch}")
     ckpt = load_checkpoint(out)
     if ckpt.get("algo", "dqn") != algo_of(cfg):
-        raise UserError(f"{out}: run was trained with --algo {ckpt.get('algo', 'dqn')}, not {algo_of(cfg)}")
+        raise UserError(f"{out}: run was trained with {arg_name('algo')} {ckpt.get('algo', 'dqn')}, not {algo_of(cfg)}")
     return ckpt
 
 
@@ -192,7 +192,7 @@ def _init_source(path: Path, arch: dict[str, Any], game: str) -> tuple[Any, dict
     """The agent whose weights start a run (same game and arch) and what the card records of it."""
     src = load_agent(path, game=game)
     if src.card["arch"] != arch:
-        raise UserError(f"--init-from {path} has arch {src.card['arch']}, not {arch}")
+        raise UserError(f"{arg_name('init_from')} {path} has arch {src.card['arch']}, not {arch}")
     return src, source_ref(path, src.card)
 
 
@@ -219,7 +219,7 @@ def train_teacher(
     out = check_output_dir(out)
     check_not_inputs(out, [cfg.init_from])
     if tensorboard is not None:
-        check_output_dir(tensorboard, flag="--tensorboard")
+        check_output_dir(tensorboard, name="tensorboard")
     with own_run_dir(out, resume, force):
         arch = arch or teacher_arch(layer_norm=algo_of(cfg) == "pqn")
         return _train_teacher(cfg, out, resume, tensorboard, arch, show_progress, command, stop)
@@ -367,9 +367,10 @@ def _train_teacher(cfg: TeacherRunConfig, out: Path, resume: bool, tensorboard: 
     if ckpt is not None:
         restore_rngs(ckpt, rng)
     if state.step >= cfg.steps:
-        raise UserError(f"{out}: run is already at {state.step} steps; ask for more than that with --steps")
+        raise UserError(f"{out}: run is already at {state.step} steps; ask for more than that with {arg_name('steps')}")
     if 0 < cfg.max_wall_time <= state.wall_before:
-        raise UserError(f"{out}: run has already trained {state.wall_before:.0f} s; ask for more with --max-wall-time")
+        raise UserError(f"{out}: run has already trained {state.wall_before:.0f} s; "
+                        f"ask for more with {arg_name('max_wall_time')}")
     repair = ckpt is not None and reconcile_resume(out, state.step)
     with stops_end_at_once():  # nothing of this run is written yet; the emulators' start holds the GIL
         env = make_vector_env(cfg.game, cfg.envs, EnvConfig(sticky=cfg.sticky, noop_max=30, clip_rewards=False),

@@ -18,7 +18,7 @@ from rl_compress.atari.evaluate import DEFAULT_PROTOCOL, evaluate
 from rl_compress.atari.games import num_actions
 from rl_compress.core.config import option
 from rl_compress.core.device import autocast, device_record, model_device
-from rl_compress.core.errors import UserError
+from rl_compress.core.errors import UserError, arg_name
 from rl_compress.core.provenance import git_commit
 from rl_compress.models.agent import make_card
 from rl_compress.models.networks import PRECISIONS, build_network
@@ -56,7 +56,7 @@ class TeacherRunConfig(RunConfig):
     def check_own(self) -> None:
         """The discount lies in (0, 1]."""
         if not 0 < self.gamma <= 1:
-            raise UserError(f"--gamma must be in (0, 1], got {self.gamma}")
+            raise UserError(f"{arg_name('gamma')} must be in (0, 1], got {self.gamma}")
 
 
 def taken_q(net: nn.Module, obs: torch.Tensor, actions: torch.Tensor, bf16: bool) -> torch.Tensor:
