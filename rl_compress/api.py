@@ -38,7 +38,7 @@ from rl_compress.models.agent import MAX_PEAKS, Agent
 from rl_compress.models.export import FORMATS as EXPORT_FORMATS
 from rl_compress.models.export import export as export_net
 from rl_compress.models.export import write_model
-from rl_compress.models.graph_attention import check_attention_export
+from rl_compress.models.graph_attention import attention_method, check_attention_export
 from rl_compress.models.maps import attention as map_attention
 from rl_compress.models.networks import GMPStudent
 from rl_compress.models.prune import prune_agent
@@ -214,7 +214,8 @@ def localize(agent: Agent | str | Path, out: str | Path, frames: int = 1000, met
 
 
 def export(agent: Agent | str | Path, out: str | Path, format: str = "onnx", quantize: str | None = None,
-           calibration_frames: int = 2000, seed: int = 0, with_attention: bool = False, peaks: int = 5) -> Path:
+           calibration_frames: int = 2000, seed: int = 0, with_attention: bool | str = False,
+           peaks: int = 5) -> Path:
     """Export ``agent``'s network to ONNX (``format="onnx"``) or TorchScript: input uint8
     [B,4,84,84], output float32 [B,A]; written in one piece (never half a file). Returns ``out``.
 
@@ -225,7 +226,9 @@ def export(agent: Agent | str | Path, out: str | Path, format: str = "onnx", qua
 
     ``with_attention`` (gmp students whose pool feeds the head): the model also outputs
     ``attention`` float32 [B,210,160] and ``peaks`` float32 [B,peaks,3], as
-    ``Agent.attention(obs, "gmp-cell", peaks)`` gives them; the Q-values / logits stay the first output."""
+    ``Agent.attention(obs, method, peaks)`` gives them for method gmp-cell (``True``, the default;
+    small) or ``"gmp"`` (each max traced to its input pixel; a larger file); the Q-values / logits
+    stay the first output."""
     if format not in EXPORT_FORMATS:
         raise UserError(f"format must be one of {', '.join(EXPORT_FORMATS)}, got {format!r}")
     if quantize is not None and quantize not in QUANTIZE_CHOICES:
@@ -238,6 +241,7 @@ def export(agent: Agent | str | Path, out: str | Path, format: str = "onnx", qua
     out = check_output_file(out, name="out")
     loaded = _agent_of(agent)
     if with_attention:
+        attention_method(with_attention)
         check_attention_export(loaded.net)
     if quantize is None:
         return export_net(loaded.net, format, out, with_attention, peaks)

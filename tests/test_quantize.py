@@ -154,19 +154,23 @@ def test_bench_deploy_table(tmp_path: Path, capsys: pytest.CaptureFixture) -> No
     assert table.strip() in capsys.readouterr().err
 
 
-def test_attention_inside_the_exported_graph(tiny: rlc.Agent, frames: np.ndarray, tmp_path: Path) -> None:
-    path = rlc.export(tiny, tmp_path / "a.onnx", with_attention=True, peaks=4)
+@pytest.mark.parametrize(("with_attention", "method"), [(True, "gmp-cell"), ("gmp", "gmp")])
+def test_attention_inside_the_exported_graph(tiny: rlc.Agent, frames: np.ndarray, tmp_path: Path,
+                                             with_attention: bool | str, method: str) -> None:
+    """The graph's map and peaks are Agent.attention's for the method: the cells (True), or each
+    max traced to its input pixel ("gmp")."""
+    path = rlc.export(tiny, tmp_path / "a.onnx", with_attention=with_attention, peaks=4)
     sess = onnx_session(path.read_bytes())
     assert [o.name for o in sess.get_outputs()] == ["out", "attention", "peaks"]
     out, maps, peaks = sess.run(None, {"obs": frames})
     with torch.no_grad():
         np.testing.assert_allclose(out, tiny.net(torch.as_tensor(frames)).numpy(), atol=1e-4)
-    want_maps, want_peaks = tiny.attention(frames, method="gmp-cell", k=4)
+    want_maps, want_peaks = tiny.attention(frames, method=method, k=4)
     assert maps.shape == (256, 210, 160) and peaks.shape == (256, 4, 3)
     assert want_maps.max() > 1.0 and (want_peaks[:, 0, 2] == 1.0).mean() > 0.9  # real maps, not empty ones
     np.testing.assert_allclose(maps, want_maps, atol=1e-4 * want_maps.max())
     np.testing.assert_allclose(peaks, want_peaks, atol=1e-3)
-    ts = rlc.export(tiny, tmp_path / "a.pt", format="torchscript", with_attention=True)
+    ts = rlc.export(tiny, tmp_path / "a.pt", format="torchscript", with_attention=with_attention)
     q, m, p = torch.jit.load(str(ts))(torch.as_tensor(frames[:8]))
     assert q.shape == (8, 6) and m.shape == (8, 210, 160) and p.shape == (8, 5, 3)
 
@@ -189,6 +193,14 @@ def test_attention_export_refusals(tmp_path: Path, capsys: pytest.CaptureFixture
                  "--out", str(tmp_path / "t.onnx")]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "global max pool" in err
+    with pytest.raises(SystemExit):  # a method the graph does not compute: the parser's one line
+        main(["export", str(ROOT / "agents" / "pong" / "gmp15-w5-15min"), "--with-attention", "gradcam", "--out",
+              str(tmp_path / "g.onnx")])
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "invalid choice: 'gradcam'" in err
+    with pytest.raises(rlc.UserError, match="^with_attention takes gmp-cell, gmp, got 'pixel'"):
+        rlc.export(rlc.load_agent(ROOT / "agents" / "pong" / "gmp15-w5-15min"), tmp_path / "p.onnx",
+                   with_attention="pixel")
     assert not list(tmp_path.iterdir())
 
 

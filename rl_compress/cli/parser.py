@@ -28,6 +28,7 @@ from rl_compress.cli.commands import (
 )
 from rl_compress.core.config import MAX_ENVS, MAX_FRAMES, MAX_SEED, MAX_STEPS, add_config_flags, int_in, number_in
 from rl_compress.core.device import DEVICE_HELP
+from rl_compress.models.graph_attention import GRAPH_METHODS
 from rl_compress.train.distill import DistillConfig
 from rl_compress.train.teacher import PQNConfig, TeacherConfig
 
@@ -195,9 +196,10 @@ def _add_localize_export_info(sub: Any) -> None:
                     help="with --quantize: frames to calibrate on (default: 2000; half as many held out to "
                          "measure the agreement with fp32)")
     ex.add_argument("--seed", type=SEED, default=0, help="with --quantize: seed of the calibration games (default: 0)")
-    ex.add_argument("--with-attention", action="store_true",
+    ex.add_argument("--with-attention", nargs="?", const="gmp-cell", choices=GRAPH_METHODS, metavar="METHOD",
                     help="gmp students: also output the GMP attention map [B,210,160] and --peaks peaks [B,K,3] "
-                         "(x, y, weight in screen pixels; method gmp-cell); the Q-values / logits stay first")
+                         "(x, y, weight in screen pixels) of METHOD: gmp-cell (the default; small) or gmp (each "
+                         "max traced to its input pixel; a larger file); the Q-values / logits stay first")
     ex.add_argument("--peaks", type=int_in(1, 64), default=5, help="with --with-attention: peaks per frame (default: 5)")
     ex.set_defaults(func=cmd_export)
 

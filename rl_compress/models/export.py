@@ -13,13 +13,13 @@ from torch import nn
 from rl_compress.atari.envs import OBS_SHAPE
 from rl_compress.core.errors import UserError
 from rl_compress.core.files import atomic_write_bytes
-from rl_compress.models.graph_attention import OUTPUT_NAMES, WithAttention
+from rl_compress.models.graph_attention import OUTPUT_NAMES, WithAttention, attention_method
 
 FORMATS = ("onnx", "torchscript")
 ONNX_OPSET = 17
 
 
-def export(net: nn.Module, fmt: str, out: Path, with_attention: bool = False, peaks: int = 5) -> Path:
+def export(net: nn.Module, fmt: str, out: Path, with_attention: bool | str = False, peaks: int = 5) -> Path:
     """Write ``net`` as ``fmt`` to ``out`` (built in memory, then written atomically: a full disk
     leaves no part file); dynamic batch size. ``with_attention``: two more outputs, the GMP map and
     ``peaks`` peaks (models/graph_attention.py)."""
@@ -39,10 +39,10 @@ def write_model(data: bytes, out: Path) -> Path:
     return out
 
 
-def exported_bytes(net: nn.Module, fmt: str, with_attention: bool = False, peaks: int = 5) -> bytes:
+def exported_bytes(net: nn.Module, fmt: str, with_attention: bool | str = False, peaks: int = 5) -> bytes:
     """The ONNX or TorchScript file of ``net`` as bytes (``with_attention``: outputs out,
-    attention, peaks)."""
-    net = WithAttention(net, peaks).eval() if with_attention else net.eval()
+    attention, peaks; True or gmp-cell, or gmp for pixel-traced attention)."""
+    net = WithAttention(net, peaks, attention_method(with_attention)).eval() if with_attention else net.eval()
     outputs = list(OUTPUT_NAMES) if with_attention else ["out"]
     example = torch.zeros((2, *OBS_SHAPE), dtype=torch.uint8)
     buf = io.BytesIO()

@@ -87,7 +87,7 @@ def equalize_channels(net: GMPStudent, frames: np.ndarray) -> GMPStudent:
     return net
 
 
-def quantize_int8(net: nn.Module, game: str, frames: int = 2000, seed: int = 0, with_attention: bool = False,
+def quantize_int8(net: nn.Module, game: str, frames: int = 2000, seed: int = 0, with_attention: bool | str = False,
                   peaks: int = 5) -> tuple[bytes, Calibration]:
     """The int8 ONNX model of ``net`` (uint8 [B,4,84,84] in, float32 [B,A] out; ``with_attention``:
     the GMP map and peaks too, computed in float from the int8 convolutions) and its calibration:
@@ -105,7 +105,7 @@ def quantize_int8(net: nn.Module, game: str, frames: int = 2000, seed: int = 0, 
     if equalized:
         net = equalize_channels(net, calibration)
     fp32 = exported_bytes(net, "onnx", with_attention, peaks)  # as long as the unequalised file: same tensors
-    model = compact(_fused(compact(_skip_input_cast(_ort_static_int8(fp32, calibration, with_attention)))))
+    model = compact(_fused(compact(_skip_input_cast(_ort_static_int8(fp32, calibration, bool(with_attention))))))
     agreement = float(np.mean(onnx_actions(model.SerializeToString(), held_out) == reference))
     cal = Calibration(game, frames, seed, "minmax", equalized, len(held_out), agreement, len(fp32))
     onnx.helper.set_model_props(model, {METADATA_KEY: json.dumps(asdict(cal))})
