@@ -137,7 +137,7 @@ def test_config_file_then_flags(random_teacher: Path, tmp_path: Path, capsys: py
     means); flags win; the run writes what it used to OUT/config.yml, which starts the same run again."""
     cfg = tmp_path / "distill.yaml"
     cfg.write_text("student: gmp4\nlr: 1e-3\nbuffer-size: 2000\nenvs: 2\nlearning_starts: 100\neval_every: 0\n"
-                   "tb_clip_steps: 0\nsteps: 400\ntemperature: 0.05\n")
+                   "tb_clip_steps: 0\nsteps: 400\ntemperature: 0.05\ninit: random\n")
     out = tmp_path / "s"
     assert main(["distill", "--teacher", str(random_teacher), "--out", str(out), "--config", str(cfg),
                  "--temperature", "0.02", "--quiet"]) == 0
