@@ -62,17 +62,18 @@ class WithAttention(nn.Module):
         self.k, self.method = k, attention_method(method)
         self.convs = conv_layers(net)
         self.sigma = self.convs[0].kernel_size[0] / 2.0  # in 84-grid pixels, as maps.path_attention
-        if any(c.padding[0] != 0 or c.dilation[0] != 1 for c in self.convs):
-            raise UserError("GMP attention traces convolutions without padding or dilation only")
+        if self.method == "gmp":
+            if any(c.padding[0] != 0 or c.dilation[0] != 1 for c in self.convs):
+                raise UserError("GMP attention traces convolutions without padding or dilation only")
+            return
         with torch.no_grad():
             self.cells = int(net.conv_maps(torch.zeros(1, 4, GRID, GRID, dtype=torch.uint8)).shape[-1])
         size, stride, offset = receptive_field(net)
         centres = _centres(size, stride, offset, self.cells)
-        if method == "gmp-cell":
-            d2 = (np.arange(GRID)[None, :] - centres[:, None]) ** 2  # [cells, 84]
-            self.register_buffer("gauss", torch.from_numpy(_gaussian(d2, size / 6.0)))
-            self.register_buffer("screen_x", torch.from_numpy(grid_to_screen(centres, "x").astype(np.float32)))
-            self.register_buffer("screen_y", torch.from_numpy(grid_to_screen(centres, "y").astype(np.float32)))
+        d2 = (np.arange(GRID)[None, :] - centres[:, None]) ** 2  # [cells, 84]
+        self.register_buffer("gauss", torch.from_numpy(_gaussian(d2, size / 6.0)))
+        self.register_buffer("screen_x", torch.from_numpy(grid_to_screen(centres, "x").astype(np.float32)))
+        self.register_buffer("screen_y", torch.from_numpy(grid_to_screen(centres, "y").astype(np.float32)))
 
     def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(outputs [B,A], attention [B,210,160], peaks [B,K,3]) for a uint8 [B,4,84,84] batch."""
