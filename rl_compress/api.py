@@ -46,7 +46,7 @@ from rl_compress.models.quantize import QUANTIZE_CHOICES, quantize_int8
 from rl_compress.models.sources import load_source
 
 MAX_NOOPS = 1000  # no-op starts at reset; the protocol uses 30
-OVERLAYS = ("gmp", "gmp-cell", "gradcam")  # what record draws (perturbation: too slow for a video)
+OVERLAYS = ("gmp", "gmp-cell", "gmp-occlusion", "gradcam")  # what record draws (perturbation: too slow for a video)
 
 
 def load_agent(source: str | Path, game: str | None = None, device: str | torch.device = "auto") -> Agent:
@@ -157,7 +157,7 @@ def record(agent: Agent | str | Path, out: str | Path, frames: int = 600, overla
            fps: int = 30, show_progress: bool = False) -> int:
     """Write a video (``.mp4`` H.264 or ``.gif``) of ``agent`` playing up to ``frames`` agent steps
     (at most ``episodes`` games), its attention drawn over the screen: ``overlay`` gmp, gmp-cell,
-    gradcam, perturbation or none (default: gmp for a global-max-pool student, else gradcam); with
+    gmp-occlusion, gradcam or none (default: gmp for a global-max-pool student, else gradcam); with
     ``side_by_side``, that agent's Grad-CAM on the same frames beside it. Returns the frames written."""
     out = check_video_path(check_output_file(out, name="out"))
     for name, value, high in (("frames", frames, MAX_FRAMES), ("episodes", episodes, MAX_FRAMES),
@@ -193,7 +193,7 @@ def overlay_frames(agent: Agent, overlay: str, other: Agent | None, frames: int,
 def localize(agent: Agent | str | Path, out: str | Path, frames: int = 1000, method: str = "gmp", seed: int = 0,
              score: bool = False, radius: float = 10.0) -> dict[str, Any]:
     """Play ``frames`` agent steps and write each frame's attention map and peaks (``method``: gmp,
-    gmp-cell, gradcam or perturbation) with the screen and RAM to the ``.npz`` ``out`` (format: docs,
+    gmp-cell, gmp-occlusion, gradcam or perturbation) with the screen and RAM to the ``.npz`` ``out`` (format: docs,
     Formats); returns frames, episodes and method, and with ``score`` the localization score
     (the top peak within ``radius`` screen pixels of an OCAtari object, against a random point)."""
     out = check_output_file(out, suffixes=(".npz",), name="out")

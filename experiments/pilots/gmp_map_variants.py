@@ -6,6 +6,9 @@ insertion areas of the GMP map with:
   weights contrast - by (that weight - the mean over actions) x activation, the channel's pull on the
                      action's advantage over the others;
   weights runnerup - by (that weight - the runner-up action's) x activation;
+  tested R         - method gmp-occlusion: every channel's max traced to its input pixel, that
+                     pixel's disc of radius R (84-grid px) blurred as the metric blurs, and the
+                     channel weighted by how much the chosen action's probability drops;
   sigma x S        - the plain map with the Gaussian around each traced pixel S times as wide.
 
 Usage: python experiments/pilots/gmp_map_variants.py AGENT [AGENT...]
@@ -14,6 +17,7 @@ Usage: python experiments/pilots/gmp_map_variants.py AGENT [AGENT...]
 from __future__ import annotations
 
 import argparse
+import time
 
 import torch
 
@@ -44,6 +48,11 @@ def weighted_map(net, obs, actions, mode: str):
     return F.normalised(F._screen_to_grid(smaps))
 
 
+def tested_map(net, obs, actions, radius: float):
+    """Method gmp-occlusion with a disc of ``radius`` blurred around each traced pixel."""
+    return F.normalised(F._screen_to_grid(M.gmp_occlusion_attention(net, obs, actions, radius=radius).maps))
+
+
 def sigma_map(agent, played, scale: float):
     """The plain GMP map with each traced pixel's Gaussian ``scale`` times as wide."""
     gaussians = M._screen_gaussians
@@ -62,6 +71,11 @@ def main(paths: list[str]) -> None:
         variants = [(f"weights {m}", weighted_map(agent.net, played.obs, played.actions, m))
                     for m in ("plain", "contrast", "runnerup")]
         variants += [(f"sigma x {scale}", sigma_map(agent, played, scale)) for scale in (0.25, 0.5, 2.0)]
+        for radius in (3, 5, 8):
+            start = time.perf_counter()
+            maps = tested_map(agent.net, played.obs, played.actions, radius)
+            ms = 1000 * (time.perf_counter() - start) / len(maps)
+            variants.append((f"tested {radius} ({ms:.1f} ms/frame)", maps))
         for name, maps in variants:
             d = F.deletion_insertion(agent.net, played.obs, maps, played.actions)
             print(f"{path} {name}: deletion {d['deletion_auc']:.3f} insertion {d['insertion_auc']:.3f}", flush=True)

@@ -11,7 +11,7 @@ normalised scale (each map sums to 1 over the 84x84 grid).
   time, and take the Spearman rank correlation of each map with the trained network's map of the same
   frame. A map that explains the network must change: the correlation must fall.
 
-Methods: this package's ``gmp``, ``gmp-cell``, ``gradcam`` and ``perturbation`` (``models.maps``), two
+Methods: this package's ``gmp``, ``gmp-cell``, ``gmp-occlusion``, ``gradcam`` and ``perturbation`` (``models.maps``), two
 of captum's attribution methods through the library (``integrated-gradients``, ``occlusion``; the
 ``explain`` extra), and two maps that ignore the network (``random``, ``centre``) as the floor.
 """
@@ -30,22 +30,13 @@ from torch import nn
 from rl_compress.core.device import model_device, to_device
 from rl_compress.core.errors import UserError
 from rl_compress.core.optional import require
-from rl_compress.models.maps import GRID, METHODS, attention
+from rl_compress.models.maps import GRID, METHODS, attention, blurred
 from rl_compress.models.networks import GMPStudent
 
 CAPTUM_METHODS = ("integrated-gradients", "occlusion")
 FLOOR_METHODS = ("random", "centre")
 ALL_METHODS = (*METHODS, *CAPTUM_METHODS, *FLOOR_METHODS)
 FRACTIONS = (0.005, 0.01, 0.02, 0.05, 0.1, 0.2)  # shares of the 84x84 pixels deleted or inserted
-BLUR_SIGMA = 3.0  # the blur that deletes a pixel (as perturbation saliency blurs)
-
-
-def blurred(obs: np.ndarray) -> np.ndarray:
-    """Each stacked frame Gaussian-blurred (sigma ``BLUR_SIGMA``): float32 [B,4,84,84], the input a
-    deleted pixel takes."""
-    frames = obs.astype(np.float32).reshape(-1, GRID, GRID)
-    out = np.stack([cv2.GaussianBlur(f, (0, 0), BLUR_SIGMA) for f in frames])
-    return out.reshape(obs.shape).astype(np.float32)
 
 
 def normalised(maps: np.ndarray) -> np.ndarray:

@@ -9,6 +9,7 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
+from rl_compress.api import OVERLAYS
 from rl_compress.attention.faithfulness import ALL_METHODS as MAP_METHODS
 from rl_compress.cli.commands import (
     cmd_bench,
@@ -29,6 +30,7 @@ from rl_compress.cli.commands import (
 from rl_compress.core.config import MAX_ENVS, MAX_FRAMES, MAX_SEED, MAX_STEPS, add_config_flags, int_in, number_in
 from rl_compress.core.device import DEVICE_HELP
 from rl_compress.models.graph_attention import GRAPH_METHODS
+from rl_compress.models.maps import METHODS
 from rl_compress.train.distill import DistillConfig
 from rl_compress.train.teacher import PQNConfig, TeacherConfig
 
@@ -153,9 +155,10 @@ def _add_evaluate_and_record(sub: Any) -> None:
     rec.add_argument("--out", required=True, help="video file, .mp4 or .gif")
     rec.add_argument("--episodes", type=int_in(1, MAX_EPISODES), default=1, help="episodes to play at most (default: 1)")
     rec.add_argument("--max-frames", type=int_in(1, MAX_FRAMES), default=2000, help="agent steps to record at most (default: 2000)")
-    rec.add_argument("--overlay", choices=["gmp", "gmp-cell", "gradcam", "none"], default=None,
+    rec.add_argument("--overlay", choices=[*OVERLAYS, "none"], default=None,
                      help="attention shown (default: gmp for a gmp student, else gradcam; gmp-cell: "
-                          "GMP at the 7x7 cell centres, without the trace to the pixel)")
+                          "GMP at the 7x7 cell centres, without the trace to the pixel; gmp-occlusion: the traced "
+                          "pixels weighted by what deleting each changes)")
     rec.add_argument("--side-by-side", default=None, metavar="TEACHER_DIR",
                      help="also show this agent's Grad-CAM on the same frames, on the right (any source, like AGENT)")
     rec.add_argument("--seed", type=SEED, default=0, help="seed of the episode (default: 0)")
@@ -173,8 +176,9 @@ def _add_localize_export_info(sub: Any) -> None:
     loc.add_argument("--game", default=None, help="the game of a zip or Hub source whose name does not say it")
     loc.add_argument("--frames", type=int_in(1, MAX_FRAMES), required=True, help="agent steps to play and explain")
     loc.add_argument("--out", required=True, help=".npz file (keys: frames, ram, maps, peaks, actions)")
-    loc.add_argument("--method", choices=["gmp", "gmp-cell", "gradcam", "perturbation"], default="gmp",
-                     help="attention method (default: gmp)")
+    loc.add_argument("--method", choices=METHODS, default="gmp",
+                     help="attention method (default: gmp; gmp-occlusion: GMP's traced pixels weighted by how much "
+                          "blurring each lowers the action's probability, one forward pass per channel)")
     loc.add_argument("--seed", type=SEED, default=0, help="seed of the first episode (default: 0)")
     loc.add_argument("--score", action="store_true",
                      help="score the top peaks against OCAtari's RAM objects (needs ocatari) and print JSON")

@@ -94,8 +94,8 @@ class Agent:
     def attention(self, obs: Any, method: str = "gmp", k: int = 5) -> tuple[np.ndarray, np.ndarray]:
         """Where the agent looks, for the action it takes: ``maps`` float32 [B,210,160] (>= 0) over
         the screen and ``peaks`` float32 [B,K,3] (x right, y down, weight) in screen pixels, as
-        ``rl-compress localize`` writes them. ``method``: gmp | gmp-cell (students with a global
-        max pool), gradcam, perturbation. One observation gives a batch of one."""
+        ``rl-compress localize`` writes them. ``method``: gmp | gmp-cell | gmp-occlusion (students
+        with a global max pool), gradcam, perturbation. One observation gives a batch of one."""
         if method not in METHODS:
             raise UserError(f"unknown attention method {method!r}; choose one of {', '.join(METHODS)}")
         check_int("k", k, 1, MAX_PEAKS)

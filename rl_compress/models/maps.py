@@ -7,7 +7,10 @@ gradient x activation). Method gmp traces each max down the convolutions to the 
 it rests on (``winner_path``); gmp-cell stops at the centre of the cell's receptive field on
 the 84x84 input (36x36 at stride 8 for the teacher's geometry, computed from the network).
 Either point is carried to the 210x160 RGB screen by inverting the preprocessing's resize,
-giving a smooth map >= 0 and top-K peaks.
+giving a smooth map >= 0 and top-K peaks. Method gmp-occlusion lets GMP propose and deletion
+weigh: every channel's max is traced to its pixel as in gmp, that pixel's neighbourhood is blurred
+away (as perturbation saliency deletes), and the channel counts by how much the explained action's
+probability drops, one forward pass per channel.
 
 Coordinates: x right, y down. A point at 84-grid pixel centre u maps to screen pixel
 (u + 0.5) * 160 / 84 - 0.5 horizontally and (u + 0.5) * 210 / 84 - 0.5 vertically, the
@@ -34,7 +37,17 @@ SCREEN_H, SCREEN_W = 210, 160
 GRID = 84
 
 
-METHODS = ("gmp", "gmp-cell", "gradcam", "perturbation")
+METHODS = ("gmp", "gmp-cell", "gmp-occlusion", "gradcam", "perturbation")
+BLUR_SIGMA = 3.0  # how a pixel is deleted (perturbation saliency, gmp-occlusion, the deletion test): a Gaussian blur
+OCCLUSION_RADIUS = 8.0  # gmp-occlusion: the disc (84-grid px) blurred around each channel's traced pixel
+
+
+def blurred(obs: np.ndarray) -> np.ndarray:
+    """Each stacked frame Gaussian-blurred (sigma ``BLUR_SIGMA``): float32 [B,4,84,84], the input a
+    deleted pixel takes."""
+    frames = obs.astype(np.float32).reshape(-1, GRID, GRID)
+    out = np.stack([cv2.GaussianBlur(f, (0, 0), BLUR_SIGMA) for f in frames])
+    return out.reshape(obs.shape).astype(np.float32)
 
 
 @dataclass
@@ -278,6 +291,53 @@ def gmp_attention(
     return Attention(smaps, peaks, act.cpu().numpy())
 
 
+def gmp_occlusion_attention(
+    net: nn.Module, obs: np.ndarray, actions: np.ndarray | None = None, k: int = 5, radius: float = OCCLUSION_RADIUS
+) -> Attention:
+    """GMP proposes, occlusion weighs: each channel's max is traced to its input pixel (as method
+    gmp), a disc of ``radius`` 84-grid px around it is blurred in all 4 stacked frames, and the
+    channel's Gaussian gets the drop of the explained action's probability (softmax of the outputs;
+    a channel whose deletion does not lower it is left out). One forward pass per channel: C + 1
+    passes per frame, against (84/5)^2 for perturbation saliency."""
+    if not isinstance(net, GMPStudent):
+        raise UserError(f"this agent has no global max pool: use {arg_name('method')} perturbation")
+    device = model_device(net)
+    x = to_device(obs, device)
+    with torch.no_grad():
+        acts = conv_activations(net.conv, x)
+        val, idx = acts[-1].flatten(2).max(2)
+        out = net.from_maps(acts[-1])
+    act = _explained_actions(out, actions)
+    b, c = val.shape
+    frames, channels = np.repeat(np.arange(b), c), np.tile(np.arange(c), b)
+    width = acts[-1].shape[-1]
+    rows, cols = (idx // width).cpu().numpy(), (idx % width).cpu().numpy()
+    py, px = winner_path(conv_layers(net), [a.cpu().numpy() for a in acts], obs, frames, channels,
+                         rows[frames, channels], cols[frames, channels])
+    drop = _deletion_drops(net, obs, act, py.reshape(b, c), px.reshape(b, c), radius)
+    smaps, peaks = path_attention(net, acts, obs, drop, rows, cols, k)
+    return Attention(smaps, peaks, act.cpu().numpy())
+
+
+def _deletion_drops(net: nn.Module, obs: np.ndarray, act: torch.Tensor, py: np.ndarray, px: np.ndarray,
+                    radius: float) -> np.ndarray:
+    """[B,C]: how much the probability of ``act`` falls when the disc of ``radius`` around each
+    channel's traced pixel (``py``, ``px``: [B,C]) is blurred away, one channel at a time."""
+    device = model_device(net)
+    raw, soft = to_device(obs, device).float(), to_device(blurred(obs), device)
+    yy, xx = np.mgrid[0:GRID, 0:GRID]
+    rows = torch.arange(len(obs), device=device)
+    drop = np.zeros(py.shape, dtype=np.float32)
+    with torch.no_grad():
+        p0 = torch.softmax(net(raw), 1)[rows, act]
+        for ch in range(py.shape[1]):
+            disc = (yy[None] - py[:, ch, None, None]) ** 2 + (xx[None] - px[:, ch, None, None]) ** 2 <= radius**2
+            mask = to_device(disc[:, None].astype(np.float32), device)
+            p = torch.softmax(net(raw + (soft - raw) * mask), 1)[rows, act]
+            drop[:, ch] = (p0 - p).clamp(min=0).cpu().numpy()
+    return drop
+
+
 def gradcam_attention(net: nn.Module, obs: np.ndarray, actions: np.ndarray | None = None, k: int = 5) -> Attention:
     """Grad-CAM (Selvaraju et al. 2017) on the last conv layer, for any of our networks."""
     x = to_device(obs, model_device(net))
@@ -314,17 +374,14 @@ def perturbation_attention(
     b = x.shape[0]
     centres, masks = _perturbation_masks(stride, radius)  # [P,1,84,84]
     masks_t = to_device(masks, device)
-    blurred = to_device(
-        np.stack([cv2.GaussianBlur(o.transpose(1, 2, 0).astype(np.float32), (0, 0), 3).transpose(2, 0, 1) for o in obs]),
-        device,
-    )
+    soft = to_device(blurred(obs), device)
     g = len(centres)
     smaps, peaks = _empty_attention(b, k)
     acts = np.zeros(b, dtype=np.int64)
     with torch.no_grad():
         for i in range(b):
             base = net(to_device(obs[i : i + 1], device))
-            pert = x[i : i + 1] + (blurred[i : i + 1] - x[i : i + 1]) * masks_t  # [P,4,84,84]
+            pert = x[i : i + 1] + (soft[i : i + 1] - x[i : i + 1]) * masks_t  # [P,4,84,84]
             out = net(pert)  # our networks take float pixels in [0, 255] as well as uint8
             score = (0.5 * ((out - base) ** 2).sum(1)).cpu().numpy().reshape(g, g)
             score[score < 1e-12] = 0.0  # float32 noise of batched vs single forwards, not a change
@@ -340,9 +397,11 @@ def perturbation_attention(
 
 
 def attention(method: str, net: nn.Module, obs: np.ndarray, actions: np.ndarray | None = None, k: int = 5) -> Attention:
-    """Dispatch on ``method`` (gmp | gmp-cell | gradcam | perturbation)."""
+    """Dispatch on ``method`` (gmp | gmp-cell | gmp-occlusion | gradcam | perturbation)."""
     if method in ("gmp", "gmp-cell"):
         return gmp_attention(net, obs, actions, k, refine=method == "gmp")
+    if method == "gmp-occlusion":
+        return gmp_occlusion_attention(net, obs, actions, k)
     if method == "gradcam":
         return gradcam_attention(net, obs, actions, k)
     if method == "perturbation":
