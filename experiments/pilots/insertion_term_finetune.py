@@ -68,8 +68,8 @@ def finetune(student, teacher, term: str, weight: float, updates: int, states_n:
 def main(args: argparse.Namespace) -> None:
     torch.manual_seed(0)
     torch.set_num_threads(1)
-    student = load_agent(args.student, device="cpu")
-    teacher = load_agent(json.loads(Path(args.student, "agent.json").read_text())["teacher"]["path"], device="cpu")
+    student = load_agent(Path(args.student))
+    teacher = load_agent(Path(json.loads(Path(args.student, "agent.json").read_text())["teacher"]["path"]))
     finetune(student, teacher, args.term, args.weight, args.updates, args.states, args.share)
     out = Path(args.out)
     shutil.copytree(args.student, out, dirs_exist_ok=False)
