@@ -40,7 +40,6 @@ from rl_compress.core.rundir import CARD, RunLock
 from rl_compress.core.signals import StopToken
 from rl_compress.core.tables import rows_csv
 from rl_compress.models.agent import WEIGHTS, agent_summary, read_card, update_card
-from rl_compress.models.graph_attention import check_attention_export
 from rl_compress.models.model_card import model_card
 from rl_compress.models.networks import count_params, parse_spec
 from rl_compress.models.prune import prune_agent
@@ -284,8 +283,6 @@ def cmd_export(args: argparse.Namespace) -> int:
             raise UserError(f"--quantize {args.quantize} exports ONNX only: use --format onnx")
         require("onnxruntime.quantization")  # the [onnx] extra: say so before any game is played
     agent = _agent(args)
-    if args.with_attention:
-        check_attention_export(agent.net)  # before any calibration game
     out = api_export(agent, args.out, args.format, quantize=args.quantize, calibration_frames=args.calibration_frames,
                      seed=args.seed, with_attention=args.with_attention, peaks=args.peaks)
     extra = f", attention [B,210,160], peaks [B,{args.peaks},3]" if args.with_attention else ""
