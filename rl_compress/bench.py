@@ -345,7 +345,8 @@ def attention_macs(method: str, net: torch.nn.Module, perturbations: int = 17 * 
     gmp-cell - one 84x84 Gaussian per cell of the last map, then the resize to the screen;
     gradcam - the linear layers again (the gradient to the maps), C x H x W for the weighting, and
     the cell map as gmp-cell; perturbation - ``perturbations`` + 1 forwards and a 4x84x84 blend
-    per perturbed copy."""
+    per perturbed copy; gmp-occlusion - gmp's trace for every channel, C + 1 forwards (the
+    unchanged frame and one per channel's blurred disc) with a 4x84x84 blend each."""
 
     conv, linear = forward_macs(net)
     forward = conv + linear
@@ -359,6 +360,9 @@ def attention_macs(method: str, net: torch.nn.Module, perturbations: int = 17 * 
         return forward + c * (per_path + SCREEN_H * SCREEN_W)
     if method == "gmp-cell":
         return forward + cell_map
+    if method == "gmp-occlusion":
+        per_path = sum(2 * m.out_channels * m.in_channels * m.kernel_size[0] ** 2 for m in convs)
+        return forward + c * (per_path + SCREEN_H * SCREEN_W) + (c + 1) * forward + c * 4 * GRID * GRID
     if method == "gradcam":
         return forward + linear + c * cells * cells + cell_map
     if method == "perturbation":
@@ -380,7 +384,7 @@ def bench_localize(
     student = build_network(parse_spec(student_spec), 6).eval()
     teacher = build_network(teacher_arch(), 6).eval()
     plan = [("student", student, "gmp"), ("student", student, "gmp-cell"), ("student", student, "gradcam"),
-            ("student", student, "perturbation"),
+            ("student", student, "perturbation"), ("student", student, "gmp-occlusion"),
             ("teacher", teacher, "gradcam"), ("teacher", teacher, "perturbation")]
     rows: list[dict[str, Any]] = []
     forward_ms: dict[str, dict[str, float]] = {}

@@ -222,6 +222,8 @@ def test_compute_per_frame_from_the_layer_shapes() -> None:
     assert forward_macs(student) == (fwd, 16 * 6)
     trace = 2 * (16 * 4 * 64 + 16 * 16 * 16 + 16 * 16 * 9) + 210 * 160  # per channel's path
     assert attention_macs("gmp", student) == fwd + 96 + 16 * trace
+    # gmp-occlusion: the trace of every channel, then the frame and 16 blurred copies forward again
+    assert attention_macs("gmp-occlusion", student) == fwd + 96 + 16 * trace + 17 * (fwd + 96) + 16 * 4 * 84 * 84
     assert attention_macs("perturbation", teacher) == 290 * 9_346_048 + 289 * 4 * 84 * 84
     assert attention_macs("perturbation", teacher) > 100 * attention_macs("gmp", student)
     # a fourth 5x5 conv leaves a 3x3 map: 3*3*15*15*25 more, and 9 cells for the cell map
@@ -234,14 +236,15 @@ def test_bench_localize_rows() -> None:
     """Each method at each batch size, timed per frame and compared with GMP at that batch."""
     res = bench_localize("gmp16", frames=2, repeats=1, batches=(1, 2))
     rows = res["rows"]
-    assert [(r["batch"], r["agent"], r["method"]) for r in rows[:6]] == [
+    assert [(r["batch"], r["agent"], r["method"]) for r in rows[:7]] == [
         (1, "student", "gmp"), (1, "student", "gmp-cell"), (1, "student", "gradcam"), (1, "student", "perturbation"),
-        (1, "teacher", "gradcam"), (1, "teacher", "perturbation")]
-    assert [r["batch"] for r in rows] == [1] * 6 + [2] * 6 and set(res["forward_ms"]) == {"1", "2"}
+        (1, "student", "gmp-occlusion"), (1, "teacher", "gradcam"), (1, "teacher", "perturbation")]
+    assert [r["batch"] for r in rows] == [1] * 7 + [2] * 7 and set(res["forward_ms"]) == {"1", "2"}
     for r in rows:
         assert r["ms_per_frame"] > 0 and r["macs_per_frame"] > 0
-        gmp = rows[0] if r["batch"] == 1 else rows[6]
+        gmp = rows[0] if r["batch"] == 1 else rows[7]
         assert r["x_gmp"] == round(r["ms_per_frame"] / gmp["ms_per_frame"], 1)
         forward = res["forward_ms"][str(r["batch"])][r["agent"]]
         assert r["extra_ms"] == pytest.approx(r["ms_per_frame"] - forward, abs=2e-3)
-    assert rows[5]["x_gmp_macs"] > 100 and rows[0]["x_gmp"] == 1.0
+    assert rows[6]["x_gmp_macs"] > 100 and rows[0]["x_gmp"] == 1.0
+    assert 5 < rows[4]["x_gmp_macs"] < rows[3]["x_gmp_macs"] / 10  # gmp-occlusion: C + 2 forwards, not 290

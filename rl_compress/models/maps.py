@@ -222,10 +222,11 @@ def _screen_gaussians(sigma: float) -> tuple[np.ndarray, np.ndarray]:
 
 def path_attention(
     net: nn.Module, acts: list[torch.Tensor], obs: np.ndarray, contrib: np.ndarray, rows: np.ndarray,
-    cols: np.ndarray, k: int,
+    cols: np.ndarray, k: int, traced: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Screen maps [B,210,160] and peaks [B,K,3] from each contributing channel's max traced
-    to an input pixel (``winner_path``); channels that end on the same pixel add up. The map
+    to an input pixel (``winner_path``, or ``traced``: every channel's pixel, rows and columns
+    [B,C], when the caller has them); channels that end on the same pixel add up. The map
     is a Gaussian per pixel, sigma half the first convolution's kernel."""
     convs = conv_layers(net)
     frames, channels = np.nonzero(contrib > 0)
@@ -233,8 +234,11 @@ def path_attention(
     maps, peaks = _empty_attention(b, k)
     if len(frames) == 0:
         return maps, peaks
-    py, px = winner_path(convs, [a.cpu().numpy() for a in acts], obs, frames, channels,
-                         rows[frames, channels], cols[frames, channels])
+    if traced is None:
+        py, px = winner_path(convs, [a.cpu().numpy() for a in acts], obs, frames, channels,
+                             rows[frames, channels], cols[frames, channels])
+    else:
+        py, px = traced[0][frames, channels], traced[1][frames, channels]
     gy, gx = _screen_gaussians(convs[0].kernel_size[0] / 2.0)
     # channels of a frame that end on the same pixel add up: one weight per (frame, pixel), sorted
     uniq, inv = np.unique((frames * GRID + py) * GRID + px, return_inverse=True)
@@ -314,8 +318,9 @@ def gmp_occlusion_attention(
     rows, cols = (idx // width).cpu().numpy(), (idx % width).cpu().numpy()
     py, px = winner_path(conv_layers(net), [a.cpu().numpy() for a in acts], obs, frames, channels,
                          rows[frames, channels], cols[frames, channels])
-    drop = _deletion_drops(net, obs, act, py.reshape(b, c), px.reshape(b, c), radius)
-    smaps, peaks = path_attention(net, acts, obs, drop, rows, cols, k)
+    traced = py.reshape(b, c), px.reshape(b, c)
+    drop = _deletion_drops(net, obs, act, *traced, radius)
+    smaps, peaks = path_attention(net, acts, obs, drop, rows, cols, k, traced)
     return Attention(smaps, peaks, act.cpu().numpy())
 
 
