@@ -345,8 +345,8 @@ def attention_macs(method: str, net: torch.nn.Module, perturbations: int = 17 * 
     gmp-cell - one 84x84 Gaussian per cell of the last map, then the resize to the screen;
     gradcam - the linear layers again (the gradient to the maps), C x H x W for the weighting, and
     the cell map as gmp-cell; perturbation - ``perturbations`` + 1 forwards and a 4x84x84 blend
-    per perturbed copy; gmp-occlusion - gmp's trace for every channel, C + 1 forwards (the
-    unchanged frame and one per channel's blurred disc) with a 4x84x84 blend each."""
+    per perturbed copy; gmp-occlusion - gmp's trace for every channel, C more forwards (one
+    per channel's blurred disc) with a 4x84x84 blend each."""
 
     conv, linear = forward_macs(net)
     forward = conv + linear
@@ -362,7 +362,7 @@ def attention_macs(method: str, net: torch.nn.Module, perturbations: int = 17 * 
         return forward + cell_map
     if method == "gmp-occlusion":
         per_path = sum(2 * m.out_channels * m.in_channels * m.kernel_size[0] ** 2 for m in convs)
-        return forward + c * (per_path + SCREEN_H * SCREEN_W) + (c + 1) * forward + c * 4 * GRID * GRID
+        return forward + c * (per_path + SCREEN_H * SCREEN_W) + c * forward + c * 4 * GRID * GRID
     if method == "gradcam":
         return forward + linear + c * cells * cells + cell_map
     if method == "perturbation":

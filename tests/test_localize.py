@@ -222,8 +222,8 @@ def test_compute_per_frame_from_the_layer_shapes() -> None:
     assert forward_macs(student) == (fwd, 16 * 6)
     trace = 2 * (16 * 4 * 64 + 16 * 16 * 16 + 16 * 16 * 9) + 210 * 160  # per channel's path
     assert attention_macs("gmp", student) == fwd + 96 + 16 * trace
-    # gmp-occlusion: the trace of every channel, then the frame and 16 blurred copies forward again
-    assert attention_macs("gmp-occlusion", student) == fwd + 96 + 16 * trace + 17 * (fwd + 96) + 16 * 4 * 84 * 84
+    # gmp-occlusion: the trace of every channel, then 16 blurred copies forward again
+    assert attention_macs("gmp-occlusion", student) == fwd + 96 + 16 * trace + 16 * (fwd + 96) + 16 * 4 * 84 * 84
     assert attention_macs("perturbation", teacher) == 290 * 9_346_048 + 289 * 4 * 84 * 84
     assert attention_macs("perturbation", teacher) > 100 * attention_macs("gmp", student)
     # a fourth 5x5 conv leaves a 3x3 map: 3*3*15*15*25 more, and 9 cells for the cell map
