@@ -248,7 +248,7 @@ def format_teacher(res: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _frames_per_second(fn: Any, x: Any, seconds: float = 2.0) -> float:
+def frames_per_second(fn: Any, x: Any, seconds: float = 2.0) -> float:
     """Frames/s of ``fn(x)`` over about ``seconds`` after two warm-up calls."""
     fn(x)
     fn(x)
@@ -282,8 +282,8 @@ def bench_inference(student_spec: str = "gmp16", batches: tuple[int, ...] = (1, 
                 with torch.inference_mode():
                     def run(a: np.ndarray, n: torch.nn.Module = net_dev) -> Any:
                         return n(to_device(a, dev)).argmax(1).cpu()  # the actions back on the host: a sync
-                    rows[name][f"torch_b{b}"] = round(_frames_per_second(run, x), 1)
-                rows[name][f"onnx_b{b}"] = round(_frames_per_second(lambda a, s=sess: s.run(None, {"obs": a}), x), 1)
+                    rows[name][f"torch_b{b}"] = round(frames_per_second(run, x), 1)
+                rows[name][f"onnx_b{b}"] = round(frames_per_second(lambda a, s=sess: s.run(None, {"obs": a}), x), 1)
     ratios = {k: round(rows[student_spec][k] / rows["teacher"][k], 2) for k in rows["teacher"] if k != "params"}
     return {"benchmark": "inference", "frames_per_s": rows, "student_over_teacher": ratios,
             "machine": {"cores": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
@@ -355,14 +355,14 @@ def attention_macs(method: str, net: torch.nn.Module, perturbations: int = 17 * 
         last = net.conv_maps(torch.zeros(1, 4, GRID, GRID, dtype=torch.uint8))  # type: ignore[operator]
     c, cells = last.shape[1], last.shape[-1]
     cell_map = cells * cells * GRID * GRID + SCREEN_H * SCREEN_W * 4
+    per_path = sum(2 * m.out_channels * m.in_channels * m.kernel_size[0] ** 2 for m in convs)
+    traced = c * (per_path + SCREEN_H * SCREEN_W)  # every channel's path and its screen Gaussian
     if method == "gmp":
-        per_path = sum(2 * m.out_channels * m.in_channels * m.kernel_size[0] ** 2 for m in convs)
-        return forward + c * (per_path + SCREEN_H * SCREEN_W)
+        return forward + traced
     if method == "gmp-cell":
         return forward + cell_map
     if method == "gmp-occlusion":
-        per_path = sum(2 * m.out_channels * m.in_channels * m.kernel_size[0] ** 2 for m in convs)
-        return forward + c * (per_path + SCREEN_H * SCREEN_W) + c * forward + c * 4 * GRID * GRID
+        return forward + traced + c * forward + c * 4 * GRID * GRID
     if method == "gradcam":
         return forward + linear + c * cells * cells + cell_map
     if method == "perturbation":

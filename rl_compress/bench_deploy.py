@@ -8,13 +8,13 @@ never tables of different machines.
 
 from __future__ import annotations
 
-import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 
 from rl_compress.atari.evaluate import evaluate, retention
+from rl_compress.bench import frames_per_second
 from rl_compress.core.provenance import cpu_model
 from rl_compress.models.agent import Agent
 from rl_compress.models.export import exported_bytes
@@ -42,15 +42,8 @@ def latency_ms(model: bytes, frames: np.ndarray, batch: int, repeats: int = 7, s
     """Median milliseconds per frame of ``model`` at ``batch`` on one ONNX Runtime thread."""
     sess = onnx_session(model, threads=1)
     x = np.ascontiguousarray(frames[:batch])
-    sess.run(None, {"obs": x})
-    times = []
-    for _ in range(repeats):
-        n, t0 = 0, time.perf_counter()
-        while time.perf_counter() - t0 < seconds:
-            sess.run(None, {"obs": x})
-            n += 1
-        times.append((time.perf_counter() - t0) / (n * batch) * 1e3)
-    return float(np.median(times))
+    rates = [frames_per_second(lambda a: sess.run(None, {"obs": a}), x, seconds) for _ in range(repeats)]
+    return float(np.median([1e3 / r for r in rates]))
 
 
 def _row(agent: Agent, precision: str, model: bytes, frames: np.ndarray, episodes: int,

@@ -260,6 +260,17 @@ def path_attention(
     return maps, peaks
 
 
+def _pooled_maps(net: nn.Module, obs: np.ndarray, instead: str) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor]:
+    """A GMP student's conv activations on ``obs``, its global max pool [B,C] and where each max
+    sits (flat index on the last map); an agent without the pool is told to use method ``instead``."""
+    if not isinstance(net, GMPStudent):
+        raise UserError(f"this agent has no global max pool: use {arg_name('method')} {instead}")
+    with torch.no_grad():
+        acts = conv_activations(net.conv, to_device(obs, model_device(net)))
+    val, idx = acts[-1].flatten(2).max(2)
+    return acts, val, idx
+
+
 def gmp_attention(
     net: nn.Module, obs: np.ndarray, actions: np.ndarray | None = None, k: int = 5, refine: bool = True
 ) -> Attention:
@@ -269,13 +280,8 @@ def gmp_attention(
     action. ``refine``: trace each max to the input pixel it rests on (``winner_path``);
     otherwise place it at the centre of its cell's receptive field (the cells of the last map,
     7x7 for the teacher's geometry; method gmp-cell)."""
-    if not isinstance(net, GMPStudent):
-        raise UserError(f"this agent has no global max pool: use {arg_name('method')} gradcam")
-    x = to_device(obs, model_device(net))
-    with torch.no_grad():
-        acts = conv_activations(net.conv, x)
+    acts, val, idx = _pooled_maps(net, obs, "gradcam")
     maps = acts[-1]
-    val, idx = maps.flatten(2).max(2)  # the global max pool, and where each max sits
     if isinstance(net.hidden, nn.Identity):
         with torch.no_grad():
             out = net.head(val)
@@ -303,13 +309,8 @@ def gmp_occlusion_attention(
     channel's Gaussian gets the drop of the explained action's probability (softmax of the outputs;
     a channel whose deletion does not lower it is left out). One forward pass per channel: C + 1
     passes per frame, against (84/5)^2 for perturbation saliency."""
-    if not isinstance(net, GMPStudent):
-        raise UserError(f"this agent has no global max pool: use {arg_name('method')} perturbation")
-    device = model_device(net)
-    x = to_device(obs, device)
+    acts, val, idx = _pooled_maps(net, obs, "perturbation")
     with torch.no_grad():
-        acts = conv_activations(net.conv, x)
-        val, idx = acts[-1].flatten(2).max(2)
         out = net.from_maps(acts[-1])
     act = _explained_actions(out, actions)
     b, c = val.shape
