@@ -51,11 +51,12 @@ class PQNConfig(TeacherRunConfig):
                                  "run (0 = constant)", default=0)
     rollout_steps: int = option("env steps per env between updates", default=32)
     epochs: int = option("passes over each rollout (samples of backprop per env step)", default=2)
-    minibatch_size: int = option("transitions per gradient step", default=256)
+    minibatch_size: int = option("transitions per gradient step (128: one step per 64 env steps, as CleanRL's and "
+                                 "purejaxql's PQN)", default=128)
     env_threads: int = option("emulator threads (0 = one per env); the learner waits while they step",
                               default=2)
     precision: str = option("precision of the forward passes: fp32, bf16 (autocast; weights, RAdam and the loss "
-                            "stay fp32) or auto (bf16 on devices with bfloat16 units: AMX CPUs, CUDA GPUs from "
+                            "stay fp32) or auto (bf16 on devices with bfloat16 units: CPUs with AMX or AVX-512 BF16, CUDA GPUs from "
                             "Ampere on)", choices=PRECISIONS, default="auto")
 
     OWN_RANGES: ClassVar[dict[str, list[str]]] = {
