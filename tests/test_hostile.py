@@ -31,7 +31,7 @@ from rl_compress.core.rundir import RunLock
 # random init: these runs test refusals, stops and resumes, not the teacher's channels (2,000 teacher states each)
 TINY_DISTILL = ["--student", "gmp4", "--envs", "2", "--buffer-size", "2000", "--learning-starts", "100",
                 "--eval-every", "0", "--tb-clip-steps", "0", "--init", "random", "--quiet"]
-TINY_TRAIN = ["--game", "breakout", "--arch", "gmp4", "--envs", "2", "--buffer-size", "3000", "--learning-starts",
+TINY_TRAIN = ["--algo", "dqn", "--game", "breakout", "--arch", "gmp4", "--envs", "2", "--buffer-size", "3000", "--learning-starts",
               "200", "--no-compile", "--eval-every", "0", "--quiet"]
 
 

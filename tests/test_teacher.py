@@ -19,7 +19,7 @@ from rl_compress.core.provenance import machine
 from rl_compress.models.agent import load_agent
 from rl_compress.train.teacher import TeacherConfig, epsilon_at, td_update, train_teacher
 
-FAST = ["--learning-starts", "600", "--buffer-size", "4000", "--envs", "2", "--no-compile", "--quiet",
+FAST = ["--algo", "dqn", "--learning-starts", "600", "--buffer-size", "4000", "--envs", "2", "--no-compile", "--quiet",
         "--checkpoint-every", "400", "--eval-every", "0"]
 
 

@@ -87,18 +87,29 @@ def _emit_json(obj: Any, path: str | None) -> None:
 TEACHER_CONFIGS = {"dqn": TeacherConfig, "pqn": PQNConfig}
 
 
+def _teacher_algo(args: argparse.Namespace, source_card: dict[str, Any] | None) -> str:
+    """``teacher train``'s algorithm: --algo, else the source's (the run's own on --resume, the
+    agent's with --init-from: "pqn" for a LayerNorm network, "dqn" for the others), else PQN."""
+    if args.algo is not None:
+        return args.algo
+    if source_card is None:
+        return "pqn"
+    algo = (source_card.get("training") or {}).get("algo")
+    if algo in TEACHER_CONFIGS:
+        return algo
+    return "pqn" if (source_card.get("arch") or {}).get("norm") == "layernorm" else "dqn"
+
+
 def _teacher_config_class(args: argparse.Namespace, source_card: dict[str, Any] | None) -> type:
-    """The config class of ``teacher train``: --algo, else (on --resume) the run's own algorithm, else
-    DQN; a flag that only the other algorithm has is refused with one line."""
-    algo = args.algo
-    if algo is None and args.resume and source_card is not None:
-        algo = (source_card.get("training") or {}).get("algo") or "dqn"
-    cls = TEACHER_CONFIGS[algo or "dqn"]
+    """The config class of ``teacher train`` (``_teacher_algo``); a flag that only the other
+    algorithm has is refused with one line."""
+    algo = _teacher_algo(args, source_card)
+    cls = TEACHER_CONFIGS[algo]
     own = {f.name for f in dataclasses.fields(cls)}
     for other in TEACHER_CONFIGS.values():
         for f in dataclasses.fields(other):
             if f.name not in own and getattr(args, f.name, None) is not None:
-                raise UserError(f"{arg_name(f.name)} is not an option of --algo {algo or 'dqn'}")
+                raise UserError(f"{arg_name(f.name)} is not an option of --algo {algo}")
     return cls
 
 

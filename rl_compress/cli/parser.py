@@ -82,16 +82,16 @@ def _add_teacher(sub: Any) -> None:
     tr.add_argument("--force", action="store_true", help="replace the run that --out holds (its files are deleted)")
     tr.add_argument("--tensorboard", type=Path, default=None, help="TensorBoard log directory")
     tr.add_argument("--quiet", action="store_true", help="no progress bar")
-    tr.add_argument("--arch", default=None, help="train a student spec (e.g. gmp16) from scratch with DQN instead of "
+    tr.add_argument("--arch", default=None, help="train a student spec (e.g. gmp16) from scratch instead of "
                     "the Nature-DQN teacher: the baseline that shows what distillation buys")
     tr.add_argument("--algo", choices=["dqn", "pqn"], default=None,
-                    help="dqn: Nature DQN with a replay memory (default; on --resume: the run's own); pqn: Q(lambda) "
-                    "on many envs without replay or target network (LayerNorm Nature DQN), ~an order of magnitude "
-                    "less compute per env step. PQN's own defaults: --envs 64 --lr 2.5e-4 (RAdam) --eps-decay 250000 "
-                    "--env-threads 2")
+                    help="pqn (default; on --resume the run's own, with --init-from the agent's): Q(lambda) on many "
+                    "envs without replay or target network (LayerNorm Nature DQN), ~an order of magnitude less "
+                    "compute per env step; dqn: Nature DQN with a replay memory. The defaults below are PQN's; "
+                    "DQN's own: --envs 8 --lr 1e-4 (Adam) --eps-decay 100000 --env-threads 1 --precision fp32")
     tr.add_argument("--config", type=Path, default=None, metavar="FILE.yaml", help=CONFIG_HELP)
-    add_config_flags(tr, TeacherConfig)
-    add_config_flags(tr, PQNConfig, skip=[f.name for f in dataclasses.fields(TeacherConfig)])
+    add_config_flags(tr, PQNConfig)
+    add_config_flags(tr, TeacherConfig, skip=[f.name for f in dataclasses.fields(PQNConfig)])
     tr.set_defaults(func=cmd_teacher_train)
     ti = tsub.add_parser("import", help="import a teacher: SB3 / RL Zoo DQN or QR-DQN zip, CleanRL DQN model, or hf:ORG/NAME")
     ti.add_argument("source", help="an SB3 .zip, a CleanRL .cleanrl_model, or hf:ORG/NAME[@REVISION] (Hugging Face Hub; "
