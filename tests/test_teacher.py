@@ -138,6 +138,12 @@ def test_init_from(tmp_path: Path) -> None:
     assert c.card["training"]["updates"] == 50 and c.card["training"]["init_from"] == init
     assert c.card["training"]["config"]["init_from"] == init["agent"]
     assert any(not torch.equal(va, vc) for va, vc in zip(a.net.state_dict().values(), c.net.state_dict().values()))
+    # a run started from that run's agent counts both runs before it, and keeps the chain
+    train_teacher(TeacherConfig(steps=650, learning_starts=800, init_from=str(out), **tiny), tmp_path / "ft2",
+                  show_progress=False)
+    chained = load_agent(tmp_path / "ft2").card["training"]["init_from"]
+    assert chained["env_steps"] == 1000 + 700 and chained["init_from"] == init
+    assert chained["wall_time_s"] == pytest.approx(c.card["training"]["wall_time_s"] + init["wall_time_s"])
     with pytest.raises(UserError, match="arch"):
         train_teacher(TeacherConfig(steps=800, init_from=str(src), **tiny), tmp_path / "x", show_progress=False,
                       arch={"name": "nature_dqn", "channels": [16, 32, 32], "hidden": 256})

@@ -265,10 +265,17 @@ def _check_card_numbers(card: dict[str, Any], path: Path) -> None:
 
 
 def source_ref(path: Path, card: dict[str, Any]) -> dict[str, Any]:
-    """What a run started from another agent's weights (``--init-from``) records of that agent."""
+    """What a run started from another agent's weights (``--init-from``) records of that agent: its
+    env steps and training wall time, counting those of its own source (a chain of runs, each
+    started from the last one's agent), and that source's record under ``init_from``."""
     tr = card.get("training") or {}
-    return {"agent": str(path), "weights_sha256": sha256_file(Path(path) / WEIGHTS),
-            "env_steps": int(tr.get("steps") or 0), "wall_time_s": float(tr.get("wall_time_s") or 0.0)}
+    before = tr.get("init_from") or {}
+    ref = {"agent": str(path), "weights_sha256": sha256_file(Path(path) / WEIGHTS),
+           "env_steps": int(tr.get("steps") or 0) + int(before.get("env_steps") or 0),
+           "wall_time_s": float(tr.get("wall_time_s") or 0.0) + float(before.get("wall_time_s") or 0.0)}
+    if before:
+        ref["init_from"] = before
+    return ref
 
 
 def load_agent(directory: Path, game: str | None = None) -> Agent:

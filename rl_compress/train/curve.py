@@ -27,13 +27,14 @@ def _pair(row: str) -> tuple[float, float] | None:
 
 
 def plot_curve(
-    out: Path, ylabel: str = "return (raw, training protocol)", before: tuple[Path, int] | None = None
+    out: Path, ylabel: str = "return (raw, training protocol)", before: tuple[Path, int, int] | None = None
 ) -> None:
     """Draw out/returns.csv as out/learning_curve.png (env steps vs return, raw and smoothed).
 
-    ``before`` = (source agent directory, its env steps) for a run started from another
-    agent's weights (``--init-from``): the source's returns up to those steps are drawn
-    first and this run's steps continue from there, so the curve shows the whole training.
+    ``before`` = (source agent directory, its env steps, the env steps of the runs before the
+    source's own) for a run started from another agent's weights (``--init-from``): the source's
+    returns are drawn first, where they lie in the whole training, and this run's steps continue
+    from there.
     """
     import matplotlib
 
@@ -46,7 +47,7 @@ def plot_curve(
     src = np.zeros((0, 2))
     if before is not None:
         src = _read_returns(Path(before[0]) / RETURNS)
-        src = src[src[:, 0] <= before[1]]
+        src = src[src[:, 0] <= before[1] - before[2]] + [before[2], 0.0]
         data = data + [before[1], 0.0]
     fig, ax = plt.subplots(figsize=(6, 3.5), dpi=100)
     if len(src):

@@ -229,7 +229,7 @@ class RunDir:
     returns_log: ReturnsLog
     writer: Any = None  # a TensorBoard SummaryWriter, or None
     curve_ylabel: str = "return (raw, training protocol)"
-    curve_before: tuple[Path, int] | None = None  # the source agent's curve, for --init-from runs
+    curve_before: tuple[Path, int, int] | None = None  # the source agent's curve, for --init-from runs (plot_curve)
 
     def log_episode(self, state: RunState, method: Method, ret: float, length: int) -> None:
         """One finished episode to returns.csv and TensorBoard."""

@@ -386,7 +386,8 @@ def _train_teacher(cfg: TeacherRunConfig, out: Path, resume: bool, tensorboard: 
         raise
     src = init_ref if init_ref is not None and Path(init_ref["agent"]).is_dir() else None
     run = open_run_dir(out, tensorboard, state, ckpt is not None, asdict(cfg),
-                       curve_before=(Path(src["agent"]), int(src["env_steps"])) if src else None)
+                       curve_before=(Path(src["agent"]), int(src["env_steps"]),
+                                     int((src.get("init_from") or {}).get("env_steps") or 0)) if src else None)
     if repair:
         save_agent(out, method.net, method.build_card(state, False))
     if show_progress:
