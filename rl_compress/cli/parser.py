@@ -72,6 +72,13 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _own_defaults(cls: type, other: type) -> str:
+    """``cls``'s defaults of the flags it shares with ``other`` where they differ, as flags."""
+    theirs = {f.name: f.default for f in dataclasses.fields(other)}
+    return " ".join(f"--{f.name.replace('_', '-')} {f.default}" for f in dataclasses.fields(cls)
+                    if f.name in theirs and theirs[f.name] != f.default)
+
+
 def _add_teacher(sub: Any) -> None:
     """The subparsers of ``teacher train`` and ``teacher import``."""
     teacher = sub.add_parser("teacher", help="train or import DQN teachers")
@@ -88,7 +95,7 @@ def _add_teacher(sub: Any) -> None:
                     help="pqn (default; on --resume the run's own, with --init-from the agent's): Q(lambda) on many "
                     "envs without replay or target network (LayerNorm Nature DQN), ~an order of magnitude less "
                     "compute per env step; dqn: Nature DQN with a replay memory. The defaults below are PQN's; "
-                    "DQN's own: --envs 8 --lr 1e-4 (Adam) --eps-decay 100000 --env-threads 1 --precision fp32")
+                    f"DQN's own: {_own_defaults(TeacherConfig, PQNConfig)}")
     tr.add_argument("--config", type=Path, default=None, metavar="FILE.yaml", help=CONFIG_HELP)
     add_config_flags(tr, PQNConfig)
     add_config_flags(tr, TeacherConfig, skip=[f.name for f in dataclasses.fields(PQNConfig)])

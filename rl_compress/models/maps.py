@@ -320,22 +320,23 @@ def gmp_occlusion_attention(
     py, px = winner_path(conv_layers(net), [a.cpu().numpy() for a in acts], obs, frames, channels,
                          rows[frames, channels], cols[frames, channels])
     traced = py.reshape(b, c), px.reshape(b, c)
-    p0 = torch.softmax(out, 1)[torch.arange(b, device=out.device), act]
-    drop = _deletion_drops(net, obs, act, p0, *traced, radius)
+    drop = _deletion_drops(net, obs, act, out, *traced, radius)
     smaps, peaks = path_attention(net, acts, obs, drop, rows, cols, k, traced)
     return Attention(smaps, peaks, act.cpu().numpy())
 
 
-def _deletion_drops(net: nn.Module, obs: np.ndarray, act: torch.Tensor, p0: torch.Tensor, py: np.ndarray, px: np.ndarray,
-                    radius: float) -> np.ndarray:
-    """[B,C]: how much the probability of ``act`` (``p0`` on the unchanged frames) falls when the disc of ``radius`` around each
-    channel's traced pixel (``py``, ``px``: [B,C]) is blurred away, one channel at a time."""
+def _deletion_drops(net: nn.Module, obs: np.ndarray, act: torch.Tensor, out: torch.Tensor, py: np.ndarray,
+                    px: np.ndarray, radius: float) -> np.ndarray:
+    """[B,C]: how much the probability of ``act`` (from ``out``, the outputs on the unchanged frames)
+    falls when the disc of ``radius`` around each channel's traced pixel (``py``, ``px``: [B,C]) is
+    blurred away, one channel at a time."""
     device = model_device(net)
     raw, soft = to_device(obs, device).float(), to_device(blurred(obs), device)
     yy, xx = np.mgrid[0:GRID, 0:GRID]
     rows = torch.arange(len(obs), device=device)
     drop = np.zeros(py.shape, dtype=np.float32)
     with torch.no_grad():
+        p0 = torch.softmax(out, 1)[rows, act]
         for ch in range(py.shape[1]):
             disc = (yy[None] - py[:, ch, None, None]) ** 2 + (xx[None] - px[:, ch, None, None]) ** 2 <= radius**2
             mask = to_device(disc[:, None].astype(np.float32), device)

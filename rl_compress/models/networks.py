@@ -345,6 +345,7 @@ def bf16_autocast(enabled: bool, device: torch.device | None = None) -> Any:
 
 
 PRECISIONS = ("fp32", "bf16", "auto")
+BF16_AUTO_HELP = "bf16 on devices with bfloat16 units: CPUs with AMX or AVX-512 BF16, CUDA GPUs from Ampere on"
 
 
 def check_precision(precision: str) -> None:

@@ -52,6 +52,7 @@ from rl_compress.core.rundir import load_checkpoint, note, own_run_dir, reconcil
 from rl_compress.core.signals import StopToken, stops_end_at_once
 from rl_compress.models.agent import MAX_ACTIONS, WEIGHTS, load_agent, make_card, read_card, save_agent, source_ref
 from rl_compress.models.networks import (
+    BF16_AUTO_HELP,
     PRECISIONS,
     GMPStudent,
     bf16_autocast,
@@ -108,7 +109,7 @@ class DistillConfig(RunConfig):
     tb_clip_steps: int = option("steps of the overlay clip logged to TensorBoard at each evaluation (0 = off)", default=90)
     precision: str = option("precision of the student's forward pass in updates: fp32, bf16 (autocast; weights, "
                             "Adam, the loss and the teacher's labels stay fp32; faster on CPUs with AMX) or auto "
-                            "(bf16 on devices with bfloat16 units: CPUs with AMX or AVX-512 BF16, CUDA GPUs from Ampere on)",
+                            f"({BF16_AUTO_HELP})",
                             choices=PRECISIONS, default="auto")
     recycle_every: int = option("updates between recycling the student's dead conv channels (ReDo; 0 = off; -1 = "
                                 f"auto: every {DEFAULT_RECYCLE_EVERY} updates for a gmp student, off for others)",

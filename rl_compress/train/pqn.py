@@ -32,7 +32,7 @@ from rl_compress.atari.acting import epsilon_greedy
 from rl_compress.core.config import option
 from rl_compress.core.device import model_device, to_device
 from rl_compress.core.errors import first_line
-from rl_compress.models.networks import PRECISIONS, bf16_autocast, bf16_enabled
+from rl_compress.models.networks import BF16_AUTO_HELP, PRECISIONS, bf16_autocast, bf16_enabled
 from rl_compress.train.run import RunState, rng_to_checkpoint
 from rl_compress.train.teacher_base import TeacherMethodBase, TeacherRunConfig, TeacherStart, gradient_step, taken_q
 
@@ -56,8 +56,7 @@ class PQNConfig(TeacherRunConfig):
     env_threads: int = option("emulator threads (0 = one per env); the learner waits while they step",
                               default=2)
     precision: str = option("precision of the forward passes: fp32, bf16 (autocast; weights, RAdam and the loss "
-                            "stay fp32) or auto (bf16 on devices with bfloat16 units: CPUs with AMX or AVX-512 BF16, CUDA GPUs from "
-                            "Ampere on)", choices=PRECISIONS, default="auto")
+                            f"stay fp32) or auto ({BF16_AUTO_HELP})", choices=PRECISIONS, default="auto")
 
     OWN_RANGES: ClassVar[dict[str, list[str]]] = {
         "positive": ["rollout_steps", "epochs", "minibatch_size"], "non_negative": ["lr_decay_steps"],
